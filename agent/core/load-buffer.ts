@@ -1,0 +1,76 @@
+/**
+ * Reassembles a state stream written in slices of any size, in order. The
+ * envelope header announces the total length, so the buffer is allocated
+ * once, at its final size, and bounded by the configured maximum.
+ */
+import { Fault } from './faults.ts';
+import { HEADER_BYTES, announcedLength } from './state-envelope.ts';
+
+export class LoadBuffer {
+  private readonly maxStateBytes: number;
+  /** Bytes before the header has arrived in full. */
+  private head: Buffer[] = [];
+  private whole: Buffer | undefined;
+  private receivedBytes = 0;
+
+  constructor(maxStateBytes: number) {
+    this.maxStateBytes = maxStateBytes;
+  }
+
+  get received(): number {
+    return this.receivedBytes;
+  }
+
+  get totalBytes(): number | null {
+    return this.whole?.length ?? null;
+  }
+
+  get complete(): boolean {
+    return this.whole !== undefined && this.receivedBytes === this.whole.length;
+  }
+
+  /**
+   * Appends `data` at `offset`. A slice that repeats bytes already received
+   * (a retried call) is accepted if it matches them; a gap is refused.
+   */
+  write(offset: number, data: Buffer): void {
+    if (offset < this.receivedBytes && offset + data.length <= this.receivedBytes) {
+      if (this.matchesReceived(offset, data)) return;
+      throw new Fault('STREAM_OFFSET', `slice at offset ${offset} differs from the bytes already received there`, { expected: this.receivedBytes });
+    }
+    if (offset !== this.receivedBytes) {
+      throw new Fault('STREAM_OFFSET', `slice at offset ${offset} does not continue the stream at ${this.receivedBytes}`, { expected: this.receivedBytes });
+    }
+    if (this.whole === undefined) {
+      this.head.push(data);
+      this.receivedBytes += data.length;
+      if (this.receivedBytes >= HEADER_BYTES) this.allocate();
+      return;
+    }
+    if (this.receivedBytes + data.length > this.whole.length) {
+      throw new Fault('STATE_CORRUPT', `state is overlong: ${this.receivedBytes + data.length} bytes, the header announced ${this.whole.length}`);
+    }
+    data.copy(this.whole, this.receivedBytes);
+    this.receivedBytes += data.length;
+  }
+
+  /** The bytes received so far. */
+  contents(): Buffer {
+    if (this.whole === undefined) return Buffer.concat(this.head);
+    return this.whole.subarray(0, this.receivedBytes);
+  }
+
+  private allocate(): void {
+    const head = Buffer.concat(this.head);
+    const total = announcedLength(head, this.maxStateBytes);
+    if (head.length > total) throw new Fault('STATE_CORRUPT', `state is overlong: ${head.length} bytes, the header announced ${total}`);
+    this.whole = Buffer.allocUnsafe(total);
+    head.copy(this.whole, 0);
+    this.head = [];
+  }
+
+  private matchesReceived(offset: number, data: Buffer): boolean {
+    const received = this.contents();
+    return received.subarray(offset, offset + data.length).equals(data);
+  }
+}

@@ -1,0 +1,37 @@
+import { Fault } from './faults.ts';
+
+/**
+ * Runs operations one at a time, in arrival order. A VF's calls go through
+ * one of these so that no two of them touch the device at once; calls for
+ * different VFs use different queues and run in parallel.
+ */
+export class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+  private waiting = 0;
+  private readonly maxWaiting: number;
+  private readonly label: string;
+
+  constructor(label: string, maxWaiting: number) {
+    this.label = label;
+    this.maxWaiting = maxWaiting;
+  }
+
+  /** Operations queued or running. */
+  get depth(): number {
+    return this.waiting;
+  }
+
+  run<T>(operation: () => Promise<T>): Promise<T> {
+    if (this.waiting >= this.maxWaiting) {
+      return Promise.reject(new Fault('VF_BUSY', `${this.label} already has ${this.waiting} calls queued; retry later`, { queued: this.waiting }));
+    }
+    this.waiting += 1;
+    const result = this.tail.then(operation);
+    // The next operation waits for this one whatever its outcome.
+    this.tail = result.then(
+      () => { this.waiting -= 1; },
+      () => { this.waiting -= 1; },
+    );
+    return result;
+  }
+}

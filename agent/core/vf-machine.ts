@@ -1,0 +1,293 @@
+/**
+ * One VF's VFIO v2 state machine: routes a requested state through the
+ * kernel's next-step table, carries out each arc with the VF's driver, and
+ * owns the VF's save and resume streams. Every mutating call runs through
+ * the VF's serial queue.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import type { RunLevel, VendorDriver, VfDescriptor } from '../../vendor-drivers/driver.ts';
+import { DriverError } from '../../vendor-drivers/driver.ts';
+import { Fault } from './faults.ts';
+import { LoadBuffer } from './load-buffer.ts';
+import { SerialQueue } from './serial-queue.ts';
+import { decodeEnvelope, encodeEnvelope, envelopeOverhead } from './state-envelope.ts';
+import { SAVING_STATES, routeTo, type MigrationFeatures, type VfioStateName } from './vfio-states.ts';
+
+export interface VfMachineLimits {
+  /** Largest state stream accepted by `load`. */
+  readonly maxStateBytes: number;
+  /** Calls that may wait for a VF before further ones are refused as busy. */
+  readonly maxQueuedCalls: number;
+}
+
+export interface TransitionResult {
+  readonly from: VfioStateName;
+  readonly state: VfioStateName;
+  /** States entered, in order, ending with `state`. */
+  readonly path: VfioStateName[];
+  readonly drainedCommands: number;
+  readonly elapsedMs: number;
+}
+
+export interface SaveSlice {
+  readonly data: Buffer;
+  readonly offset: number;
+  readonly remaining: number;
+  readonly totalBytes: number;
+  readonly eof: boolean;
+}
+
+export interface LoadProgress {
+  readonly state: VfioStateName;
+  readonly received: number;
+  readonly totalBytes: number | null;
+  readonly complete: boolean;
+}
+
+export interface PendingReport {
+  readonly state: VfioStateName;
+  readonly streamOpen: boolean;
+  readonly pendingBytes: number;
+  readonly stopCopyBytes: number;
+}
+
+/** The driver run level each VFIO state needs. */
+function runLevelOf(state: VfioStateName): RunLevel {
+  switch (state) {
+    case 'RUNNING':
+    case 'PRE_COPY':
+      return 'running';
+    case 'RUNNING_P2P':
+    case 'PRE_COPY_P2P':
+      return 'p2p-quiesced';
+    default:
+      return 'stopped';
+  }
+}
+
+const STOPPED_STATES: ReadonlySet<VfioStateName> = new Set(['STOP', 'STOP_COPY', 'RESUMING']);
+
+export class VfMachine {
+  readonly vf: VfDescriptor;
+  readonly driver: VendorDriver;
+  readonly features: MigrationFeatures;
+  private currentState: VfioStateName = 'RUNNING';
+  private saveStream: { bytes: Buffer; cursor: number } | undefined;
+  private loadBuffer: LoadBuffer | undefined;
+  private readonly queue: SerialQueue;
+  private readonly limits: VfMachineLimits;
+  private readonly log: Logger;
+
+  constructor(vf: VfDescriptor, driver: VendorDriver, limits: VfMachineLimits, log: Logger) {
+    this.vf = vf;
+    this.driver = driver;
+    this.features = { p2p: driver.capabilities.p2p, preCopy: false };
+    this.limits = limits;
+    this.log = log;
+    this.queue = new SerialQueue(`VF ${vf.id}`, limits.maxQueuedCalls);
+  }
+
+  /** Reads need no queue: a state is one field, read atomically. */
+  get state(): VfioStateName {
+    return this.currentState;
+  }
+
+  setState(target: VfioStateName, timeoutMs: number, log: Logger = this.log): Promise<TransitionResult> {
+    return this.queue.run(() => this.transition(target, timeoutMs, log));
+  }
+
+  /** → STOP (through RUNNING_P2P where supported); a no-op on a VF that is already stopped. */
+  quiesce(timeoutMs: number, log: Logger = this.log): Promise<TransitionResult> {
+    return this.queue.run(async () => {
+      if (STOPPED_STATES.has(this.currentState)) return this.unchanged();
+      return this.transition('STOP', timeoutMs, log);
+    });
+  }
+
+  /** → RUNNING; leaving RESUMING commits the loaded state first. A no-op on a running VF. */
+  resume(timeoutMs: number, log: Logger = this.log): Promise<TransitionResult> {
+    return this.queue.run(() => this.transition('RUNNING', timeoutMs, log));
+  }
+
+  save(maxBytes: number, offset: number | undefined, timeoutMs: number, log: Logger = this.log): Promise<SaveSlice> {
+    return this.queue.run(async () => {
+      if (this.currentState === 'STOP') await this.transition('STOP_COPY', timeoutMs, log);
+      const stream = this.saveStream;
+      if (this.currentState !== 'STOP_COPY' || stream === undefined) {
+        throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: quiesce it (STOP) before saving`, { state: this.currentState });
+      }
+      const start = offset ?? stream.cursor;
+      if (start > stream.bytes.length) {
+        throw new Fault('STREAM_OFFSET', `offset ${start} is past the end of the ${stream.bytes.length}-byte save stream`, { expected: stream.cursor, totalBytes: stream.bytes.length });
+      }
+      const end = Math.min(stream.bytes.length, start + maxBytes);
+      stream.cursor = end;
+      return {
+        data: stream.bytes.subarray(start, end),
+        offset: start,
+        remaining: stream.bytes.length - end,
+        totalBytes: stream.bytes.length,
+        eof: end === stream.bytes.length,
+      };
+    });
+  }
+
+  load(offset: number, data: Buffer, timeoutMs: number, log: Logger = this.log): Promise<LoadProgress> {
+    return this.queue.run(async () => {
+      if (this.currentState === 'STOP') await this.transition('RESUMING', timeoutMs, log);
+      const buffer = this.loadBuffer;
+      if (this.currentState !== 'RESUMING' || buffer === undefined) {
+        throw new Fault('ILLEGAL_TRANSITION', `VF ${this.vf.id} is ${this.currentState}: a state can only be loaded into a stopped VF (STOP or RESUMING)`, { state: this.currentState });
+      }
+      try {
+        buffer.write(offset, data);
+      } catch (error) {
+        if (error instanceof Fault && error.fault === 'STATE_CORRUPT') this.abandonResume(log, error);
+        throw error;
+      }
+      return { state: this.currentState, received: buffer.received, totalBytes: buffer.totalBytes, complete: buffer.complete };
+    });
+  }
+
+  pending(): PendingReport {
+    const stream = this.saveStream;
+    if (stream !== undefined) {
+      return { state: this.currentState, streamOpen: true, pendingBytes: stream.bytes.length - stream.cursor, stopCopyBytes: stream.bytes.length };
+    }
+    const [format] = this.driver.stateFormats;
+    const description = this.driver.describe(this.vf.id);
+    const overhead = format === undefined ? 0 : envelopeOverhead(description.identity, format);
+    return { state: this.currentState, streamOpen: false, pendingBytes: 0, stopCopyBytes: this.driver.estimateStateBytes(this.vf.id) + overhead };
+  }
+
+  /** Function-level reset: the only way out of ERROR; drops any stream. */
+  reset(log: Logger = this.log): Promise<TransitionResult> {
+    return this.queue.run(async () => {
+      const from = this.currentState;
+      const started = performance.now();
+      this.saveStream = undefined;
+      this.loadBuffer = undefined;
+      try {
+        await this.driver.reset(this.vf.id);
+      } catch (error) {
+        this.currentState = 'ERROR';
+        throw this.asFault(error, 'reset');
+      }
+      this.currentState = 'RUNNING';
+      log.info({ phase: 'reset', from }, 'VF reset');
+      return { from, state: 'RUNNING', path: ['RUNNING'], drainedCommands: 0, elapsedMs: performance.now() - started };
+    });
+  }
+
+  private unchanged(): TransitionResult {
+    return { from: this.currentState, state: this.currentState, path: [], drainedCommands: 0, elapsedMs: 0 };
+  }
+
+  private async transition(target: VfioStateName, timeoutMs: number, log: Logger): Promise<TransitionResult> {
+    const from = this.currentState;
+    const path = routeTo(from, target, this.features);
+    if (path === undefined) {
+      throw new Fault('ILLEGAL_TRANSITION', describeRefusal(from, target, this.features), { state: from, target });
+    }
+    const started = performance.now();
+    const deadline = started + timeoutMs;
+    const entered: VfioStateName[] = [];
+    let drainedCommands = 0;
+    for (const next of path) {
+      try {
+        drainedCommands += await this.arc(this.currentState, next, deadline, log);
+      } catch (error) {
+        const fault = this.asFault(error, `${this.currentState}→${next}`);
+        fault.details.state = this.currentState;
+        fault.details.path = entered;
+        log.warn({ phase: 'transition', from, target, at: this.currentState, next, fault: fault.fault, err: fault.message }, 'transition failed');
+        throw fault;
+      }
+      this.currentState = next;
+      entered.push(next);
+    }
+    const elapsedMs = performance.now() - started;
+    if (path.length > 0) log.info({ phase: 'transition', from, state: target, path: entered, drainedCommands, elapsedMs }, 'state changed');
+    return { from, state: this.currentState, path: entered, drainedCommands, elapsedMs };
+  }
+
+  /** Carries out one direct arc; returns commands drained. */
+  private async arc(cur: VfioStateName, next: VfioStateName, deadline: number, log: Logger): Promise<number> {
+    let drained = 0;
+    if (cur === 'RESUMING' && next === 'STOP') await this.commitResume(log);
+    if (SAVING_STATES.has(cur) && !SAVING_STATES.has(next)) this.saveStream = undefined;
+    const level = runLevelOf(next);
+    if (runLevelOf(cur) !== level) {
+      drained = (await this.driver.setRunLevel(this.vf.id, level, { deadline })).drainedCommands;
+    }
+    if (cur === 'STOP' && next === 'STOP_COPY') {
+      const image = await this.driver.captureState(this.vf.id);
+      this.saveStream = { bytes: encodeEnvelope(image), cursor: 0 };
+      log.info({ phase: 'save', totalBytes: this.saveStream.bytes.length, format: image.format.name }, 'save stream opened');
+    }
+    if (cur === 'STOP' && next === 'RESUMING') this.loadBuffer = new LoadBuffer(this.limits.maxStateBytes);
+    return drained;
+  }
+
+  /**
+   * RESUMING → STOP: validate the whole stream, then hand it to the driver,
+   * which validates the payload before applying anything. On refusal the
+   * resume session ends and the VF stays stopped exactly as it was.
+   */
+  private async commitResume(log: Logger): Promise<void> {
+    const buffer = this.loadBuffer;
+    this.loadBuffer = undefined;
+    try {
+      if (buffer === undefined || buffer.received === 0) throw new Fault('STATE_CORRUPT', 'no state was loaded');
+      const image = decodeEnvelope(buffer.contents(), this.limits.maxStateBytes);
+      const accepted = this.driver.stateFormats.some((f) => f.name === image.format.name && f.version === image.format.version);
+      if (!accepted) {
+        const known = this.driver.stateFormats.map((f) => `${f.name} v${f.version}`).join(', ');
+        throw new Fault('STATE_INCOMPATIBLE', `state format ${image.format.name} v${image.format.version} is not one VF ${this.vf.id} loads (${known})`);
+      }
+      this.driver.checkCompatible(this.vf.id, image.format, image.identity);
+      await this.driver.restoreState(this.vf.id, image);
+      log.info({ phase: 'load', totalBytes: buffer.received, format: image.format.name }, 'state applied');
+    } catch (error) {
+      this.currentState = 'STOP';
+      const fault = this.asFault(error, 'RESUMING→STOP');
+      log.warn({ phase: 'load', fault: fault.fault, err: fault.message }, 'state refused; VF left as it was');
+      throw fault;
+    }
+  }
+
+  private abandonResume(log: Logger, fault: Fault): void {
+    this.loadBuffer = undefined;
+    this.currentState = 'STOP';
+    log.warn({ phase: 'load', fault: fault.fault, err: fault.message }, 'state refused; VF left as it was');
+  }
+
+  /** Maps what a driver threw onto a domain fault; an unexplained failure leaves the VF in ERROR. */
+  private asFault(error: unknown, during: string): Fault {
+    if (error instanceof Fault) return error;
+    if (error instanceof DriverError) {
+      switch (error.kind) {
+        case 'quiesce-timeout': return new Fault('QUIESCE_TIMEOUT', error.message, {}, { cause: error });
+        case 'corrupt-state': return new Fault('STATE_CORRUPT', error.message, {}, { cause: error });
+        case 'incompatible-state': return new Fault('STATE_INCOMPATIBLE', error.message, {}, { cause: error });
+        case 'invalid-access': return new Fault('DEVICE_ACCESS', error.message, {}, { cause: error });
+        case 'driver-failure': break;
+      }
+    }
+    // The device may be anywhere now: ERROR says so, and only a reset leaves it.
+    this.currentState = 'ERROR';
+    this.saveStream = undefined;
+    this.loadBuffer = undefined;
+    const message = error instanceof Error ? error.message : String(error);
+    return new Fault('DRIVER_FAILURE', `driver ${this.driver.name} failed during ${during}: ${message}`, {}, { cause: error });
+  }
+}
+
+function describeRefusal(from: VfioStateName, target: VfioStateName, features: MigrationFeatures): string {
+  if (from === 'ERROR') return 'the VF is in ERROR; only vf.reset leaves it';
+  if (target === 'ERROR') return 'ERROR cannot be requested';
+  if ((target === 'RUNNING_P2P' || target === 'PRE_COPY_P2P') && !features.p2p) return `${target} needs P2P support, which this VF lacks`;
+  if ((target === 'PRE_COPY' || target === 'PRE_COPY_P2P') && !features.preCopy) return `${target} needs pre-copy support, which this VF lacks`;
+  return `${from} → ${target} is a blocked transition`;
+}

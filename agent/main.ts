@@ -1,0 +1,81 @@
+/**
+ * `vfmigd`: the command line. Reads flags and the config file, starts the
+ * agent, and stops it cleanly on SIGTERM or SIGINT.
+ */
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { API_VERSION, packageVersion, startAgent } from './agent.ts';
+import { ConfigError, loadConfigFile, resolveConfig } from './config.ts';
+import { SchemaRegistry } from './rpc/schema-registry.ts';
+
+const USAGE = `Usage: vfmigd [--config FILE] [--listen ADDR]... [--log-level LEVEL]
+
+Serves JSON-RPC 2.0 for live migration of the VFs its drivers manage.
+With no config, runs the software NVMe driver (nvme-emu) with 4 VFs.
+
+  --config FILE      JSON config (schema: schemas/config.json)
+  --listen ADDR      tcp://HOST:PORT or unix:PATH; repeatable; replaces the config's listeners
+                     (default tcp://127.0.0.1:7700)
+  --log-level LEVEL  fatal|error|warn|info|debug|trace|silent (else VFMIGD_LOG_LEVEL, else the config)
+  --help, --version
+`;
+
+async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string' },
+        listen: { type: 'string', multiple: true },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean' },
+        version: { type: 'boolean' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (error) {
+    process.stderr.write(`vfmigd: ${error instanceof Error ? error.message : String(error)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (args.version) {
+    process.stdout.write(`vfmigd ${packageVersion()} (API ${API_VERSION})\n`);
+    return 0;
+  }
+  const schemas = new SchemaRegistry();
+  let config;
+  try {
+    const file = args.config === undefined ? {} : loadConfigFile(args.config, schemas);
+    config = resolveConfig(file, { listen: args.listen, logLevel: args['log-level'] ?? process.env.VFMIGD_LOG_LEVEL });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`vfmigd: invalid config: ${error.message}\n`);
+    return 2;
+  }
+  const log = pino({ name: 'vfmigd', level: config.logLevel });
+  let agent;
+  try {
+    agent = await startAgent(config, log, schemas);
+  } catch (error) {
+    log.fatal({ err: error }, 'start-up failed');
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (signal: NodeJS.Signals): void => {
+      log.info({ signal }, 'stopping');
+      resolve();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  await agent.close();
+  log.info('stopped');
+  return 0;
+}
+
+process.exitCode = await main(process.argv.slice(2));

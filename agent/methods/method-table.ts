@@ -1,0 +1,29 @@
+import type { RequestContext } from '../rpc/context.ts';
+import type { MethodTypes } from '../../schemas/types.ts';
+
+export type MethodName = keyof MethodTypes;
+
+/** A handler per method, typed from the method's schemas. */
+export type MethodHandlers = {
+  readonly [M in MethodName]: (params: MethodTypes[M]['params'], ctx: RequestContext) => Promise<MethodTypes[M]['result']>;
+};
+
+/** Thrown by a handler for params the schema cannot express a rule for (e.g. base64 that does not decode). */
+export class InvalidParamsError extends Error {
+  readonly path: string;
+  constructor(path: string, message: string) {
+    super(`params${path} ${message}`);
+    this.name = 'InvalidParamsError';
+    this.path = path;
+  }
+}
+
+/** Strict base64 (RFC 4648, padded): Node's decoder skips bad characters, so check by length. */
+export function decodeBase64(text: string, path: string): Buffer {
+  const bytes = Buffer.from(text, 'base64');
+  const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
+  if (text.length % 4 !== 0 || bytes.length !== (text.length / 4) * 3 - padding) {
+    throw new InvalidParamsError(path, 'is not valid padded base64');
+  }
+  return bytes;
+}

@@ -1,0 +1,78 @@
+/** vf.*: the VFIO v2 migration surface of each VF. */
+import type { MigrationCore } from '../core/migration-core.ts';
+import type { TransitionResult, VfMachine } from '../core/vf-machine.ts';
+import { vfioStateValue } from '../core/vfio-states.ts';
+import type { Transition, VfSummary } from '../../schemas/types.ts';
+import { decodeBase64, type MethodHandlers } from './method-table.ts';
+
+const DEFAULT_TIMEOUT_MS = 5000;
+const DEFAULT_SLICE_BYTES = 1024 * 1024;
+
+type VfHandlers = Pick<MethodHandlers,
+  'vf.list' | 'vf.get' | 'vf.getState' | 'vf.setState' | 'vf.quiesce' | 'vf.resume' | 'vf.save' | 'vf.load' | 'vf.pending' | 'vf.reset'>;
+
+export function vfHandlers(core: MigrationCore): VfHandlers {
+  return {
+    'vf.list': async ({ driver }) => ({
+      vfs: core.list().filter((m) => driver === undefined || m.driver.name === driver).map(summary),
+    }),
+    'vf.get': async ({ vf }) => {
+      const machine = core.lookup(vf);
+      const description = machine.driver.describe(machine.vf.id);
+      return {
+        ...summary(machine),
+        capabilities: { ...machine.driver.capabilities },
+        queues: { ...description.queues },
+        namespaces: description.namespaces.map((ns) => ({ ...ns })),
+        stateFormats: machine.driver.stateFormats.map((f) => ({ ...f })),
+        identity: { ...description.identity },
+      };
+    },
+    'vf.getState': async ({ vf }) => {
+      const machine = core.lookup(vf);
+      return { vf: machine.vf.id, state: machine.state, value: vfioStateValue(machine.state) };
+    },
+    'vf.setState': async ({ vf, state, timeoutMs }, ctx) => {
+      const machine = core.lookup(vf);
+      return transition(machine, await machine.setState(state, timeoutMs ?? DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id })));
+    },
+    'vf.quiesce': async ({ vf, timeoutMs }, ctx) => {
+      const machine = core.lookup(vf);
+      return transition(machine, await machine.quiesce(timeoutMs ?? DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id })));
+    },
+    'vf.resume': async ({ vf, timeoutMs }, ctx) => {
+      const machine = core.lookup(vf);
+      return transition(machine, await machine.resume(timeoutMs ?? DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id })));
+    },
+    'vf.reset': async ({ vf }, ctx) => {
+      const machine = core.lookup(vf);
+      return transition(machine, await machine.reset(ctx.log.child({ vf: machine.vf.id })));
+    },
+    'vf.save': async ({ vf, maxBytes, offset }, ctx) => {
+      const machine = core.lookup(vf);
+      const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id }));
+      return {
+        data: slice.data.toString('base64'),
+        offset: slice.offset,
+        length: slice.data.length,
+        remaining: slice.remaining,
+        totalBytes: slice.totalBytes,
+        eof: slice.eof,
+      };
+    },
+    'vf.load': async ({ vf, offset, data }, ctx) => {
+      const machine = core.lookup(vf);
+      const bytes = decodeBase64(data, '/data');
+      return machine.load(offset, bytes, DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id }));
+    },
+    'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
+  };
+}
+
+function summary(machine: VfMachine): VfSummary {
+  return { id: machine.vf.id, bdf: machine.vf.bdf, driver: machine.driver.name, kind: machine.vf.kind, state: machine.state };
+}
+
+function transition(machine: VfMachine, result: TransitionResult): Transition {
+  return { vf: machine.vf.id, ...result, value: vfioStateValue(result.state) };
+}

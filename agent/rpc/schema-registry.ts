@@ -1,0 +1,129 @@
+/**
+ * Loads every JSON Schema under schemas/ into one ajv instance and compiles
+ * each method's params and result validators once, at start-up. Validation
+ * is strict: no type coercion, no defaults filled in, no unknown fields
+ * removed (the schemas reject them with `additionalProperties: false`).
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+
+/** schemas/ at the package root, from agent/rpc in the source tree or dist/agent/rpc. */
+export const SCHEMAS_DIR = findSchemasDir(dirname(fileURLToPath(import.meta.url)));
+
+export const SCHEMA_BASE = 'https://vfmigd.dev/schemas/';
+
+/** A JSON Schema document as stored in schemas/. */
+export type SchemaDocument = { [key: string]: unknown };
+
+export interface MethodSchema {
+  readonly name: string;
+  readonly summary: string;
+  readonly description: string;
+  /** Catalogue names of the domain errors this method can raise. */
+  readonly errors: readonly string[];
+  readonly params: SchemaDocument;
+  readonly result: SchemaDocument;
+  readonly validateParams: ValidateFunction;
+  readonly validateResult: ValidateFunction;
+}
+
+/** One failing path of a validation, as callers see it in `error.data.errors`. */
+export interface SchemaViolation {
+  readonly path: string;
+  readonly message: string;
+}
+
+export class SchemaRegistry {
+  readonly ajv: Ajv2020;
+  readonly methods: ReadonlyMap<string, MethodSchema>;
+  readonly common: SchemaDocument;
+  private readonly configValidator: ValidateFunction;
+
+  constructor(schemasDir: string = SCHEMAS_DIR) {
+    this.ajv = new Ajv2020({ strict: true, allowUnionTypes: true, discriminator: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false });
+    // Annotations of our own, carried for docs and OpenRPC.
+    this.ajv.addVocabulary(['x-errors', 'x-summary']);
+    this.common = readJson(join(schemasDir, 'common.json'));
+    this.ajv.addSchema(this.common);
+    for (const file of jsonFiles(join(schemasDir, 'drivers'))) this.ajv.addSchema(readJson(file));
+    const methods = new Map<string, MethodSchema>();
+    for (const file of jsonFiles(join(schemasDir, 'methods'))) {
+      const doc = readJson(file);
+      this.ajv.addSchema(doc);
+      const method = this.compileMethod(doc, file);
+      methods.set(method.name, method);
+    }
+    this.methods = methods;
+    const config = readJson(join(schemasDir, 'config.json'));
+    this.ajv.addSchema(config);
+    this.configValidator = this.ajv.getSchema(String(config.$id)) ?? fail(`config.json did not compile`);
+  }
+
+  method(name: string): MethodSchema | undefined {
+    return this.methods.get(name);
+  }
+
+  /** Violations of the config schema, empty when `value` is a valid config. */
+  checkConfig(value: unknown): SchemaViolation[] {
+    return this.configValidator(value) ? [] : violations(this.configValidator.errors);
+  }
+
+  private compileMethod(doc: SchemaDocument, file: string): MethodSchema {
+    const id = String(doc.$id);
+    const defs = doc.$defs as { params?: SchemaDocument; result?: SchemaDocument } | undefined;
+    if (typeof doc.title !== 'string' || defs?.params === undefined || defs.result === undefined) {
+      throw new Error(`${file}: a method schema needs a title (the method name) and $defs.params and $defs.result`);
+    }
+    const compile = (part: string): ValidateFunction =>
+      this.ajv.getSchema(`${id}#/$defs/${part}`) ?? fail(`${file}: $defs/${part} did not compile`);
+    return {
+      name: doc.title,
+      summary: typeof doc['x-summary'] === 'string' ? doc['x-summary'] : doc.title,
+      description: typeof doc.description === 'string' ? doc.description : '',
+      errors: Array.isArray(doc['x-errors']) ? doc['x-errors'].map(String) : [],
+      params: defs.params,
+      result: defs.result,
+      validateParams: compile('params'),
+      validateResult: compile('result'),
+    };
+  }
+}
+
+/** ajv's errors as `{path, message}`, e.g. `{path: "/maxBytes", message: "must be <= 4194304"}`. */
+export function violations(errors: ErrorObject[] | null | undefined): SchemaViolation[] {
+  return (errors ?? []).map((e) => {
+    if (e.keyword === 'additionalProperties') {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      return { path: `${e.instancePath}/${extra}`, message: 'is not a known field' };
+    }
+    return { path: e.instancePath === '' ? '/' : e.instancePath, message: e.message ?? e.keyword };
+  });
+}
+
+function readJson(file: string): SchemaDocument {
+  return JSON.parse(readFileSync(file, 'utf8')) as SchemaDocument;
+}
+
+function jsonFiles(dir: string): string[] {
+  return readdirSync(dir).filter((n) => n.endsWith('.json')).sort().map((n) => join(dir, n));
+}
+
+function findSchemasDir(from: string): string {
+  // agent/rpc → ../../schemas; dist/agent/rpc → ../../../schemas
+  for (const up of ['../..', '../../..']) {
+    const candidate = join(from, up, 'schemas');
+    try {
+      readdirSync(join(candidate, 'methods'));
+      return candidate;
+    } catch {
+      // not here; try one level higher
+    }
+  }
+  throw new Error(`schemas/ not found above ${from}`);
+}
+
+function fail(message: string): never {
+  throw new Error(message);
+}

@@ -1,0 +1,60 @@
+/**
+ * One client connection: bytes in through the line framer, each message to
+ * the dispatch session (several may be in flight at once), each response
+ * out as one line. When the socket's write buffer is full, reading stops
+ * until it drains, so a client that does not read its responses cannot make
+ * the agent buffer without bound.
+ */
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { LineFramer, MessageTooLargeError } from './line-framer.ts';
+
+/** The dispatch layer, as the transport sees it. */
+export interface MessageSession {
+  handle(message: string): Promise<string | undefined>;
+}
+
+/** Error responses the transport sends on its own, written by the RPC layer. */
+export interface TransportRefusals {
+  messageTooLarge(limit: number): string;
+  tooManyConnections(limit: number): string;
+}
+
+export function serveConnection(socket: Socket, session: MessageSession, maxMessageBytes: number, refusals: TransportRefusals, log: Logger): void {
+  const framer = new LineFramer(maxMessageBytes);
+  let blockedWrites = 0;
+
+  const send = (text: string): void => {
+    if (socket.destroyed || !socket.writable) return;
+    if (!socket.write(`${text}\n`)) {
+      blockedWrites += 1;
+      if (blockedWrites === 1) socket.pause();
+    }
+  };
+  socket.on('drain', () => {
+    if (blockedWrites > 0) {
+      blockedWrites = 0;
+      socket.resume();
+    }
+  });
+
+  socket.on('data', (chunk: Buffer) => {
+    let messages: string[];
+    try {
+      messages = framer.push(chunk);
+    } catch (error) {
+      if (!(error instanceof MessageTooLargeError)) throw error;
+      log.warn({ limit: error.limit }, 'message too large; closing connection');
+      socket.end(`${refusals.messageTooLarge(error.limit)}\n`);
+      socket.pause();
+      return;
+    }
+    for (const message of messages) {
+      session.handle(message).then(
+        (response) => { if (response !== undefined) send(response); },
+        (error: unknown) => { log.error({ err: error }, 'dispatch failed'); },
+      );
+    }
+  });
+  socket.on('error', (error) => log.debug({ err: error }, 'connection error'));
+}

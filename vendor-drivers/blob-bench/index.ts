@@ -1,0 +1,117 @@
+/**
+ * blob-bench: a driver for benchmarks. Its VFs do no I/O; each holds a
+ * device state of a configured size whose bytes change every time the VF
+ * runs, so that moving a large state (an mlx5-sized device) through
+ * vf.save/vf.load can be measured and checked byte for byte. It follows the
+ * driver contract like any other: captures only when stopped, validates a
+ * whole image before applying it, refuses another VF's identity.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { BlobBenchOptions } from '../../schemas/types.ts';
+import {
+  DriverError, type DeviceIdentity, type DeviceStateImage, type HealthCheck, type HostPort, type RunLevel,
+  type RunLevelChange, type StateFormat, type VendorDriver, type VfDescription, type VfDescriptor,
+} from '../driver.ts';
+
+const FORMAT: StateFormat = { name: 'blob-bench', version: 1 };
+const MODEL = 'vfmigd/blob-bench';
+/** Header: generation (u64 LE) and SHA-256 of the body; the body follows. */
+const HEADER_BYTES = 8 + 32;
+
+interface BlobVf {
+  readonly descriptor: VfDescriptor;
+  level: RunLevel;
+  generation: bigint;
+  state: Buffer;
+}
+
+export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
+  const stateBytes = Math.max(options.stateBytes ?? 1024 * 1024, HEADER_BYTES + 1);
+  const vfs = new Map<string, BlobVf>();
+  for (let i = 0; i < (options.vfCount ?? 1); i += 1) {
+    const devfn = i;
+    const bdf = `0000:${(0x5e + (devfn >> 8)).toString(16).padStart(2, '0')}:${((devfn >> 3) & 0x1f).toString(16).padStart(2, '0')}.${devfn & 7}`;
+    vfs.set(`blob${i}`, { descriptor: { id: `blob${i}`, bdf, kind: 'blob' }, level: 'running', generation: 0n, state: Buffer.alloc(0) });
+  }
+  const vfOf = (id: string): BlobVf => vfs.get(id) ?? fail(`no VF ${id}`);
+  const identityOf = (vf: BlobVf): DeviceIdentity => ({ model: MODEL, vf: vf.descriptor.id, stateBytes });
+
+  return {
+    name: 'blob-bench',
+    capabilities: { p2p: options.p2p ?? false, preCopy: false, dirtyTracking: false },
+    stateFormats: [FORMAT],
+    async start(_log: Logger): Promise<void> {
+      for (const vf of vfs.values()) vf.state = buildState(stateBytes, vf.generation);
+    },
+    async stop(): Promise<void> {
+      for (const vf of vfs.values()) vf.state = Buffer.alloc(0);
+    },
+    listVfs: () => [...vfs.values()].map((v) => v.descriptor),
+    describe(id: string): VfDescription {
+      const vf = vfOf(id);
+      return { ...vf.descriptor, identity: identityOf(vf), queues: { max: 0, active: 0 }, namespaces: [] };
+    },
+    async setRunLevel(id: string, level: RunLevel): Promise<RunLevelChange> {
+      const vf = vfOf(id);
+      // Running changes the device: the next capture must differ.
+      if (level === 'running' && vf.level !== 'running') {
+        vf.generation += 1n;
+        vf.state = buildState(stateBytes, vf.generation);
+      }
+      vf.level = level;
+      return { drainedCommands: 0 };
+    },
+    async captureState(id: string): Promise<DeviceStateImage> {
+      const vf = vfOf(id);
+      if (vf.level !== 'stopped') fail(`VF ${id} is ${vf.level}; capture needs it stopped`);
+      return { format: FORMAT, identity: identityOf(vf), payload: vf.state };
+    },
+    checkCompatible(id: string, _format: StateFormat, identity: DeviceIdentity): void {
+      const mine = identityOf(vfOf(id));
+      for (const key of ['model', 'stateBytes'] as const) {
+        if (identity[key] !== mine[key]) {
+          throw new DriverError('incompatible-state', `${key} is ${JSON.stringify(identity[key])} in the state, ${JSON.stringify(mine[key])} here`);
+        }
+      }
+    },
+    async restoreState(id: string, image: DeviceStateImage): Promise<void> {
+      const vf = vfOf(id);
+      const payload = Buffer.from(image.payload.buffer, image.payload.byteOffset, image.payload.byteLength);
+      if (payload.length !== stateBytes) throw new DriverError('corrupt-state', `state is ${payload.length} bytes, expected ${stateBytes}`);
+      const digest = createHash('sha256').update(payload.subarray(HEADER_BYTES)).digest();
+      if (!digest.equals(payload.subarray(8, HEADER_BYTES))) throw new DriverError('corrupt-state', 'state body does not match its digest');
+      vf.generation = payload.readBigUInt64LE(0);
+      vf.state = Buffer.from(payload);
+    },
+    estimateStateBytes: () => stateBytes,
+    async reset(id: string): Promise<void> {
+      const vf = vfOf(id);
+      vf.generation = 0n;
+      vf.state = buildState(stateBytes, 0n);
+      vf.level = 'running';
+    },
+    async health(): Promise<readonly HealthCheck[]> {
+      return [{ name: 'blob-bench', ok: true, detail: `${vfs.size} VFs with ${stateBytes}-byte states` }];
+    },
+    hostPort: (): HostPort | undefined => undefined,
+  };
+}
+
+/** A state whose body is pseudo-random per generation, with its digest in the header. */
+function buildState(size: number, generation: bigint): Buffer {
+  const state = Buffer.allocUnsafe(size);
+  state.writeBigUInt64LE(generation, 0);
+  let x = Number(generation & 0xffffffffn) ^ 0x9e3779b9;
+  for (let off = HEADER_BYTES; off + 4 <= size; off += 4) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    state.writeInt32LE(x | 0, off);
+  }
+  for (let off = size - ((size - HEADER_BYTES) % 4); off < size; off += 1) state[off] = 0;
+  createHash('sha256').update(state.subarray(HEADER_BYTES)).digest().copy(state, 8);
+  return state;
+}
+
+function fail(message: string): never {
+  throw new DriverError('driver-failure', message);
+}

@@ -1,0 +1,179 @@
+/**
+ * The contract between the migration core and a vendor driver.
+ *
+ * The core owns the VFIO v2 state machine, the save/load streams and the
+ * state envelope; a driver owns one kind of device and knows how to stop it,
+ * read its state out and put a state back. Nothing in here is NVMe-specific,
+ * and nothing in here imports from `agent/`: drivers sit below the core.
+ */
+import type { Logger } from 'pino';
+
+/** A JSON value, as it travels in identities and descriptions. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/** Optional VFIO migration features (VFIO_MIGRATION_* flags); STOP_COPY is always present. */
+export interface DriverCapabilities {
+  /** VFIO_MIGRATION_P2P: the VF has a RUNNING_P2P state between RUNNING and STOP. */
+  readonly p2p: boolean;
+  /** VFIO_MIGRATION_PRE_COPY: state can be read while the VF runs. */
+  readonly preCopy: boolean;
+  /** Device DMA dirty-page tracking of guest memory. */
+  readonly dirtyTracking: boolean;
+}
+
+/** A device-state format a driver can produce or accept. */
+export interface StateFormat {
+  readonly name: string;
+  readonly version: number;
+}
+
+/**
+ * What a destination VF must match for a state to be loadable: everything a
+ * guest can observe and would break on if it changed under it.
+ * `model` names the device model; the other keys are driver-defined.
+ */
+export interface DeviceIdentity {
+  readonly model: string;
+  readonly [key: string]: JsonValue;
+}
+
+/** A namespace (or other block store) that a storage VF exposes. */
+export interface NamespaceInfo {
+  readonly nsid: number;
+  readonly sizeBytes: number;
+  readonly blockSize: number;
+  readonly nguid?: string;
+  readonly eui64?: string;
+  readonly uuid?: string;
+}
+
+export interface VfDescriptor {
+  /** Stable id, unique within this agent (e.g. `nvme0`). */
+  readonly id: string;
+  /** Host-visible PCI address, `DDDD:BB:DD.F`, lower-case hex. */
+  readonly bdf: string;
+  /** Device class, e.g. `nvme`. */
+  readonly kind: string;
+}
+
+export interface VfDescription extends VfDescriptor {
+  readonly identity: DeviceIdentity;
+  /** I/O queue pairs: the most the VF offers and how many the guest created. */
+  readonly queues: { readonly max: number; readonly active: number };
+  readonly namespaces: readonly NamespaceInfo[];
+}
+
+/**
+ * How far a VF is from running, as the VFIO states need it:
+ * - `running`: RUNNING (and PRE_COPY): fetches and executes commands, DMA, interrupts.
+ * - `p2p-quiesced`: RUNNING_P2P: fetches no new commands; commands already
+ *   fetched complete (completions and interrupts are still posted).
+ * - `stopped`: STOP, STOP_COPY, RESUMING: no command execution, no DMA, no
+ *   interrupts, no change to device state. Register reads still answer;
+ *   register writes (doorbells) are latched and acted on after a return to running.
+ */
+export type RunLevel = 'running' | 'p2p-quiesced' | 'stopped';
+
+export interface RunLevelOptions {
+  /** `performance.now()` time by which draining must be done. */
+  readonly deadline: number;
+}
+
+export interface RunLevelChange {
+  /** Commands that were fetched and had to be completed before this call returned. */
+  readonly drainedCommands: number;
+}
+
+/** A device's state as read out in STOP_COPY, before the core wraps it in its envelope. */
+export interface DeviceStateImage {
+  readonly format: StateFormat;
+  readonly identity: DeviceIdentity;
+  readonly payload: Uint8Array;
+}
+
+/** A named check reported by `agent.health`. */
+export interface HealthCheck {
+  readonly name: string;
+  readonly ok: boolean;
+  readonly detail: string;
+}
+
+/**
+ * The host side of the PCIe link of a software VF: what a guest driver in
+ * the VM would see. Only software drivers have one, and only when configured.
+ */
+export interface HostPort {
+  /** 32-bit read of BAR0 at `offset` (4-byte aligned). */
+  mmioRead32(offset: number): number;
+  /** 32-bit write of BAR0 at `offset` (4-byte aligned). */
+  mmioWrite32(offset: number, value: number): void;
+  /** Guest RAM that the VF DMAs into; unwritten bytes read as zero. */
+  memRead(address: number, length: number): Uint8Array;
+  memWrite(address: number, data: Uint8Array): void;
+  /** Interrupts raised so far, indexed by MSI-X vector. */
+  interruptCounts(): readonly number[];
+}
+
+/**
+ * Errors a driver throws for the core to map onto the error catalogue.
+ * Any other exception is reported as a driver failure.
+ */
+export type DriverErrorKind =
+  | 'quiesce-timeout'
+  | 'corrupt-state'
+  | 'incompatible-state'
+  | 'invalid-access'
+  | 'driver-failure';
+
+export class DriverError extends Error {
+  readonly kind: DriverErrorKind;
+  constructor(kind: DriverErrorKind, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'DriverError';
+    this.kind = kind;
+  }
+}
+
+export interface VendorDriver {
+  /** Registry name, e.g. `nvme-emu`. */
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
+  /** Formats this driver can load; the first is the one it saves. */
+  readonly stateFormats: readonly StateFormat[];
+
+  /** Open backing resources; called once before the agent serves requests. */
+  start(log: Logger): Promise<void>;
+  /** Stop every VF's activity and release resources. */
+  stop(): Promise<void>;
+
+  listVfs(): readonly VfDescriptor[];
+  describe(vfId: string): VfDescription;
+
+  /**
+   * Move the VF between run levels. Going down (towards `stopped`) stops
+   * fetching and waits until every fetched command has completed. If that
+   * does not happen by the deadline, the driver returns the VF to the run
+   * level it had and throws a `quiesce-timeout` DriverError: a failed call
+   * changes nothing. Going up resumes work, including doorbells latched
+   * while stopped.
+   */
+  setRunLevel(vfId: string, level: RunLevel, options: RunLevelOptions): Promise<RunLevelChange>;
+
+  /** Read the whole device state; the VF is `stopped`. */
+  captureState(vfId: string): Promise<DeviceStateImage>;
+  /** Throws `incompatible-state` if a state of this format and identity cannot be loaded into the VF. */
+  checkCompatible(vfId: string, format: StateFormat, identity: DeviceIdentity): void;
+  /**
+   * Validate the whole image, then apply it; the VF is `stopped` and stays so.
+   * Throws `corrupt-state` or `incompatible-state` without touching the VF.
+   */
+  restoreState(vfId: string, image: DeviceStateImage): Promise<void>;
+  /** Bytes `captureState` would return now (payload only). */
+  estimateStateBytes(vfId: string): number;
+  /** Function-level reset: a clean, disabled controller, running. Used to leave ERROR. */
+  reset(vfId: string): Promise<void>;
+
+  health(): Promise<readonly HealthCheck[]>;
+  /** The host port of the VF, or undefined when the driver has none or it is off. */
+  hostPort(vfId: string): HostPort | undefined;
+}
