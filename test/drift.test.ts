@@ -1,0 +1,45 @@
+/**
+ * The error catalogue, the schemas and the README must say the same thing:
+ * a new error or method that is not documented fails here.
+ */
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { ERROR_CATALOGUE, ERROR_NAMES } from '../agent/rpc/error-catalogue.ts';
+import { schemas } from './support/rpc-client.ts';
+import { errorTable, methodTable, readSection } from './support/readme-tables.ts';
+
+const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+
+test('README error table matches the catalogue (npm run docs rewrites it)', (t) => {
+  t.is(readSection(readme, 'errors'), errorTable());
+});
+
+test('README method table matches schemas/methods (npm run docs rewrites it)', (t) => {
+  t.is(readSection(readme, 'methods'), methodTable(schemas()));
+});
+
+test('errorData.code in schemas/common.json lists exactly the catalogue', (t) => {
+  const errorData = (schemas().common.$defs as Record<string, { properties: { code: { enum: string[] } } }>).errorData;
+  t.deepEqual(errorData?.properties.code.enum, ERROR_NAMES);
+});
+
+test('every error a method schema declares is in the catalogue, in the application band', (t) => {
+  for (const method of schemas().methods.values()) {
+    for (const name of method.errors) {
+      const entry = (ERROR_CATALOGUE as Record<string, { code: number }>)[name];
+      t.truthy(entry, `${method.name} declares unknown error ${name}`);
+      t.true(entry !== undefined && entry.code <= -33000 && entry.code > -33100, `${name} of ${method.name} is not an application error`);
+    }
+  }
+});
+
+test('codes are unique and in their documented bands', (t) => {
+  const codes = ERROR_NAMES.map((n) => ERROR_CATALOGUE[n].code);
+  t.is(new Set(codes).size, codes.length);
+  for (const code of codes) {
+    const standard = [-32700, -32600, -32601, -32602, -32603].includes(code);
+    const server = code <= -32000 && code >= -32099;
+    const application = code <= -33000 && code >= -33099;
+    t.true(standard || server || application, `code ${code} is outside every band`);
+  }
+});

@@ -1,0 +1,96 @@
+/**
+ * Starts a real agent process (dist/agent/main.js) with a config written to
+ * a temp dir, waits for its "listening" log line, and stops it. Tests talk
+ * to it over real sockets.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config } from '../../schemas/types.ts';
+
+/** dist/test/support → dist/agent/main.js */
+export const AGENT_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'agent', 'main.js');
+
+export interface AgentProcess {
+  readonly process: ChildProcess;
+  readonly tcp: { host: string; port: number };
+  /** Every address the agent reported, e.g. `unix:/tmp/x.sock`. */
+  readonly listening: readonly string[];
+  readonly dir: string;
+  /** Log lines (pino JSON) so far. */
+  readonly logs: string[];
+  stop(): Promise<number | null>;
+  kill(): void;
+}
+
+export interface AgentOptions {
+  /** Config file contents; `listen` defaults to an ephemeral loopback TCP port. */
+  readonly config?: Config;
+  readonly args?: readonly string[];
+  readonly env?: NodeJS.ProcessEnv;
+  readonly startTimeoutMs?: number;
+}
+
+/** A temp dir for one test's files (namespace files, configs, sockets). */
+export function tempDir(prefix = 'vfmigd-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export async function startAgentProcess(options: AgentOptions = {}): Promise<AgentProcess> {
+  const dir = tempDir();
+  const config: Config = { listen: ['tcp://127.0.0.1:0'], logLevel: 'info', ...options.config };
+  const configPath = join(dir, 'config.json');
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
+  const child = spawn(process.execPath, [AGENT_MAIN, '--config', configPath, ...(options.args ?? [])], {
+    env: { ...process.env, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: string[] = [];
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const listening = await new Promise<string[]>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`agent did not start within ${options.startTimeoutMs ?? 20000} ms: ${stderr}`)), options.startTimeoutMs ?? 20000);
+    let partial = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      partial += d.toString();
+      const lines = partial.split('\n');
+      partial = lines.pop() ?? '';
+      for (const line of lines) {
+        logs.push(line);
+        try {
+          const entry = JSON.parse(line) as { msg?: string; listen?: string[] };
+          if (entry.msg === 'listening' && entry.listen) {
+            clearTimeout(timer);
+            resolve(entry.listen);
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`agent exited with ${code} before listening: ${stderr}${logs.join('\n')}`));
+    });
+  });
+  const tcpAddress = listening.find((a) => a.startsWith('tcp://'));
+  const match = tcpAddress === undefined ? null : /^tcp:\/\/(.+):(\d+)$/.exec(tcpAddress);
+  const exited = new Promise<number | null>((resolve) => {
+    if (child.exitCode !== null) resolve(child.exitCode);
+    else child.once('exit', (code) => resolve(code));
+  });
+  return {
+    process: child,
+    tcp: { host: match?.[1] ?? '127.0.0.1', port: Number(match?.[2] ?? 0) },
+    listening,
+    dir,
+    logs,
+    stop: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    kill: () => { child.kill('SIGKILL'); },
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * The README's method and error tables, as the schemas and the error
+ * catalogue say they must read. `npm run docs` writes them into the README;
+ * test/drift.test.ts fails when the README says something else.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { ERROR_CATALOGUE, ERROR_NAMES } from '../../agent/rpc/error-catalogue.ts';
+import type { SchemaRegistry } from '../../agent/rpc/schema-registry.ts';
+
+export function methodTable(schemas: SchemaRegistry): string {
+  const rows = [...schemas.methods.values()].map((m) => {
+    const params = Object.keys((m.params.properties ?? {}) as object);
+    const required = new Set((m.params.required ?? []) as string[]);
+    const paramList = params.map((p) => (required.has(p) ? `\`${p}\`` : `\`${p}?\``)).join(', ');
+    const errors = m.errors.map((e) => `\`${e}\``).join(' ');
+    return `| \`${m.name}\` | ${paramList || '–'} | ${m.summary} | ${errors || '–'} |`;
+  });
+  return ['| method | params (`?` optional) | what it does | domain errors |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+export function errorTable(): string {
+  const rows = ERROR_NAMES.map((name) => {
+    const e = ERROR_CATALOGUE[name];
+    return `| ${e.code} | \`${name}\` | ${e.message} | ${e.meaning} |`;
+  });
+  return ['| code | `error.data.code` | message | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+/** The text between `<!-- NAME:begin -->` and `<!-- NAME:end -->`. */
+export function readSection(readme: string, name: string): string | undefined {
+  const match = new RegExp(`<!-- ${name}:begin -->\\n([\\s\\S]*?)\\n<!-- ${name}:end -->`).exec(readme);
+  return match?.[1];
+}
+
+export function writeSections(path: string, sections: Record<string, string>): void {
+  let readme = readFileSync(path, 'utf8');
+  for (const [name, body] of Object.entries(sections)) {
+    const pattern = new RegExp(`(<!-- ${name}:begin -->\\n)[\\s\\S]*?(<!-- ${name}:end -->)`);
+    if (!pattern.test(readme)) throw new Error(`README has no ${name} section markers`);
+    readme = readme.replace(pattern, (_m, begin: string, end: string) => `${begin}${body}\n${end}`);
+  }
+  writeFileSync(path, readme);
+}

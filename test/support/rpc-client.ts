@@ -1,0 +1,190 @@
+/**
+ * A JSON-RPC 2.0 client for the tests, over TCP or a Unix socket, one JSON
+ * text per line, with several requests in flight. Every response it sees is
+ * checked against the method's result schema (or, for an error, against the
+ * error-data schema and the catalogue), so any test that talks to the agent
+ * also checks the contract.
+ */
+import { connect, type Socket } from 'node:net';
+import { ERROR_CATALOGUE, type ErrorName } from '../../agent/rpc/error-catalogue.ts';
+import { SchemaRegistry, violations } from '../../agent/rpc/schema-registry.ts';
+import type { MethodTypes } from '../../schemas/types.ts';
+
+let registry: SchemaRegistry | undefined;
+/** One registry for the whole test process: compiling the schemas takes a while. */
+export function schemas(): SchemaRegistry {
+  registry ??= new SchemaRegistry();
+  return registry;
+}
+
+export interface WireErrorShape {
+  code: number;
+  message: string;
+  data?: { code: string; detail: string; [key: string]: unknown };
+}
+
+export class RpcError extends Error {
+  readonly code: number;
+  readonly data: WireErrorShape['data'];
+  constructor(error: WireErrorShape) {
+    super(`${error.code} ${error.message}: ${error.data?.detail ?? ''}`);
+    this.code = error.code;
+    this.data = error.data;
+    this.name = error.data?.code ?? 'RpcError';
+  }
+}
+
+export type RpcAddress = { host: string; port: number } | { path: string };
+
+type Pending = { method: string | undefined; resolve: (r: Record<string, unknown>) => void };
+
+export class RpcClient {
+  private readonly socket: Socket;
+  private buffer = '';
+  private nextId = 1;
+  private readonly pending = new Map<string, Pending>();
+  /** Responses nobody waits for by id (batches, id:null). */
+  private readonly unmatched: unknown[] = [];
+  private readonly waiters: ((r: unknown) => void)[] = [];
+  private closedWith: Error | undefined;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => this.onData(chunk));
+    socket.on('error', (error) => { this.closedWith = error; });
+    socket.on('close', () => {
+      this.closedWith ??= new Error('connection closed');
+      for (const p of this.pending.values()) p.resolve({ closed: true });
+      this.pending.clear();
+      for (const w of this.waiters.splice(0)) w(undefined);
+    });
+  }
+
+  static connect(address: RpcAddress): Promise<RpcClient> {
+    return new Promise((resolve, reject) => {
+      const socket = 'path' in address ? connect(address.path) : connect(address.port, address.host);
+      socket.once('connect', () => { socket.off('error', reject); resolve(new RpcClient(socket)); });
+      socket.once('error', reject);
+    });
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** Calls a method with named params; resolves to its schema-checked result, rejects with RpcError. */
+  async call<M extends keyof MethodTypes>(method: M, params: MethodTypes[M]['params']): Promise<MethodTypes[M]['result']> {
+    const response = await this.request({ jsonrpc: '2.0', method, params, id: this.nextId++ });
+    if ('error' in response) throw new RpcError(response.error as WireErrorShape);
+    return response.result as MethodTypes[M]['result'];
+  }
+
+  /** Like `call` but resolves to the RpcError, for tests of refusals; fails if the call succeeds. */
+  async callError(method: string, params: unknown): Promise<RpcError> {
+    const response = await this.request({ jsonrpc: '2.0', method, params, id: this.nextId++ });
+    if (!('error' in response)) throw new Error(`${method} succeeded but an error was expected: ${JSON.stringify(response.result).slice(0, 200)}`);
+    return new RpcError(response.error as WireErrorShape);
+  }
+
+  /** Sends one request object (its id must be a string or number) and resolves to the checked response. */
+  request(message: { id: string | number; method?: unknown; [key: string]: unknown }): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      if (this.closedWith) {
+        reject(this.closedWith);
+        return;
+      }
+      this.pending.set(JSON.stringify(message.id), {
+        method: typeof message.method === 'string' ? message.method : undefined,
+        resolve: (r) => ('closed' in r ? reject(this.closedWith ?? new Error('connection closed')) : resolve(r)),
+      });
+      this.socket.write(`${JSON.stringify(message)}\n`);
+    });
+  }
+
+  /** Writes raw text (a newline is not added). */
+  sendRaw(text: string | Buffer): void {
+    this.socket.write(text);
+  }
+
+  /** The next response not matched to a pending request (or undefined when the connection closes). */
+  nextUnmatched(timeoutMs = 5000): Promise<unknown> {
+    const ready = this.unmatched.shift();
+    if (ready !== undefined) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
+      this.waiters.push((r) => { clearTimeout(timer); resolve(r); });
+    });
+  }
+
+  close(): void {
+    this.socket.end();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onData(chunk: string): void {
+    this.buffer += chunk;
+    let newline = this.buffer.indexOf('\n');
+    while (newline !== -1) {
+      const line = this.buffer.slice(0, newline);
+      this.buffer = this.buffer.slice(newline + 1);
+      this.onMessage(JSON.parse(line) as unknown);
+      newline = this.buffer.indexOf('\n');
+    }
+  }
+
+  private onMessage(message: unknown): void {
+    const responses = Array.isArray(message) ? message : [message];
+    for (const r of responses) checkResponseShape(r, undefined);
+    if (!Array.isArray(message) && isRecord(message) && message.id !== null && message.id !== undefined) {
+      const key = JSON.stringify(message.id);
+      const pending = this.pending.get(key);
+      if (pending) {
+        this.pending.delete(key);
+        checkResponseShape(message, pending.method);
+        pending.resolve(message);
+        return;
+      }
+    }
+    const waiter = this.waiters.shift();
+    if (waiter) waiter(message);
+    else this.unmatched.push(message);
+  }
+}
+
+/**
+ * Throws unless `response` is a well-formed JSON-RPC 2.0 response whose
+ * result matches `method`'s result schema, or whose error is in the
+ * catalogue with schema-valid data.
+ */
+export function checkResponseShape(response: unknown, method: string | undefined): void {
+  if (!isRecord(response) || response.jsonrpc !== '2.0' || !('id' in response)) {
+    throw new Error(`not a JSON-RPC 2.0 response: ${JSON.stringify(response).slice(0, 300)}`);
+  }
+  if ('error' in response === 'result' in response) throw new Error(`a response has exactly one of result and error: ${JSON.stringify(response).slice(0, 300)}`);
+  const registry = schemas();
+  if ('error' in response) {
+    const error = response.error as WireErrorShape;
+    const name = error.data?.code as ErrorName | undefined;
+    const entry = name === undefined ? undefined : ERROR_CATALOGUE[name];
+    if (entry === undefined || entry.code !== error.code || entry.message !== error.message) {
+      throw new Error(`error not in the catalogue: ${JSON.stringify(error).slice(0, 300)}`);
+    }
+    const validate = registry.ajv.getSchema('https://vfmigd.dev/schemas/common.json#/$defs/errorData');
+    if (validate === undefined || !validate(error.data)) throw new Error(`error.data does not match its schema: ${JSON.stringify(violations(validate?.errors))}`);
+    return;
+  }
+  if (method === undefined) return;
+  const schema = registry.method(method);
+  if (schema === undefined) throw new Error(`a result came back for unknown method ${method}`);
+  if (!schema.validateResult(response.result)) {
+    throw new Error(`${method} result does not match its schema: ${JSON.stringify(violations(schema.validateResult.errors))}`);
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
