@@ -8,7 +8,7 @@ import type { HostPort } from '../../vendor-drivers/driver.ts';
 import { DriverError } from '../../vendor-drivers/driver.ts';
 import { Fault } from '../core/faults.ts';
 import type { MigrationCore } from '../core/migration-core.ts';
-import { decodeBase64, type MethodHandlers } from './method-table.ts';
+import { decodeBase64, markBase64, type MethodHandlers } from './method-table.ts';
 
 type HostPortHandlers = Pick<MethodHandlers, 'emu.mmioRead' | 'emu.mmioWrite' | 'emu.memRead' | 'emu.memWrite' | 'emu.interrupts'>;
 
@@ -27,9 +27,10 @@ export function hostPortHandlers(core: MigrationCore): HostPortHandlers {
       access(() => portOf(vf).mmioWrite32(offset, value));
       return {};
     },
-    'emu.memRead': async ({ vf, address, length }) => ({
-      data: Buffer.from(access(() => portOf(vf).memRead(address, length))).toString('base64'),
-    }),
+    'emu.memRead': async ({ vf, address, length }) => {
+      const bytes = access(() => portOf(vf).memRead(address, length));
+      return markBase64({ data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64') }, 'data');
+    },
     'emu.memWrite': async ({ vf, address, data }) => {
       const bytes = decodeBase64(data, '/data');
       access(() => portOf(vf).memWrite(address, bytes));

@@ -3,7 +3,7 @@ import type { MigrationCore } from '../core/migration-core.ts';
 import type { TransitionResult, VfMachine } from '../core/vf-machine.ts';
 import { vfioStateValue } from '../core/vfio-states.ts';
 import type { Transition, VfSummary } from '../../schemas/types.ts';
-import { decodeBase64, type MethodHandlers } from './method-table.ts';
+import { decodeBase64, markBase64, type MethodHandlers } from './method-table.ts';
 
 const DEFAULT_TIMEOUT_MS = 5000;
 const DEFAULT_SLICE_BYTES = 1024 * 1024;
@@ -51,14 +51,14 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
     'vf.save': async ({ vf, maxBytes, offset }, ctx) => {
       const machine = core.lookup(vf);
       const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id }));
-      return {
+      return markBase64({
         data: slice.data.toString('base64'),
         offset: slice.offset,
         length: slice.data.length,
         remaining: slice.remaining,
         totalBytes: slice.totalBytes,
         eof: slice.eof,
-      };
+      }, 'data');
     },
     'vf.load': async ({ vf, offset, data }, ctx) => {
       const machine = core.lookup(vf);

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import jayson from 'jayson';
 import type { Logger } from 'pino';
 import { Fault } from '../core/faults.ts';
-import { InvalidParamsError } from '../methods/method-table.ts';
+import { BASE64_FIELDS, InvalidParamsError } from '../methods/method-table.ts';
 import type { PeerInfo, RequestContext } from './context.ts';
 import { ERROR_CATALOGUE, errorResponse, wireError, type ErrorName, type WireError } from './error-catalogue.ts';
 import { violations, type SchemaRegistry } from './schema-registry.ts';
@@ -63,8 +63,11 @@ export class Dispatcher {
     return new DispatchSession(this, peer, this.log.child({ conn: peer.connectionId }));
   }
 
-  /** Handles one message; resolves to the response text, or undefined when nothing is owed. */
-  async handle(text: string, session: DispatchSession): Promise<string | undefined> {
+  /**
+   * Handles one message; resolves to the response, as text or as pieces of
+   * text to be written in order, or to undefined when nothing is owed.
+   */
+  async handle(text: string, session: DispatchSession): Promise<string | string[] | undefined> {
     let message: unknown;
     try {
       message = JSON.parse(text);
@@ -86,7 +89,7 @@ export class Dispatcher {
     session.inFlight += entries.length;
     try {
       const response = await this.call(prepared, { peer: session.peer, log: session.log, ids });
-      return response === undefined ? undefined : JSON.stringify(finishResponse(response, ids));
+      return response === undefined ? undefined : serialize(finishResponse(response, ids));
     } finally {
       session.inFlight -= entries.length;
     }
@@ -163,7 +166,7 @@ export class DispatchSession {
     this.log = log;
   }
 
-  handle(text: string): Promise<string | undefined> {
+  handle(text: string): Promise<string | string[] | undefined> {
     return this.dispatcher.handle(text, this);
   }
 }
@@ -196,6 +199,39 @@ function finishResponse(response: unknown, ids: Map<string, JsonRpcId>): unknown
 }
 
 const NAME_BY_CODE = new Map(Object.entries(ERROR_CATALOGUE).map(([name, entry]) => [entry.code, name as ErrorName]));
+
+/**
+ * JSON text of a response. A result's base64 fields (see BASE64_FIELDS) are
+ * left out of JSON.stringify, which would scan every character of them for
+ * escapes, and written between the pieces as they are.
+ */
+/** Unguessable, so that no string a client sends (an id) can collide with it. */
+const PLACEHOLDER_PREFIX = `\u0000${randomUUID()}:`;
+
+function serialize(response: unknown): string | string[] {
+  const result = isRecord(response) ? response.result : undefined;
+  const fields = isRecord(result) ? (result as { [BASE64_FIELDS]?: readonly string[] })[BASE64_FIELDS] : undefined;
+  if (fields === undefined || fields.length === 0 || !isRecord(result)) return JSON.stringify(response);
+  const placeholders = new Map<string, string>();
+  const copy: Record<string, unknown> = { ...result };
+  for (const field of fields) {
+    const value = result[field];
+    if (typeof value !== 'string') continue;
+    const placeholder = `${PLACEHOLDER_PREFIX}${field}`;
+    placeholders.set(JSON.stringify(placeholder), value);
+    copy[field] = placeholder;
+  }
+  const text = JSON.stringify({ ...(response as Record<string, unknown>), result: copy });
+  const pieces: string[] = [];
+  let rest = text;
+  for (const [quoted, value] of placeholders) {
+    const at = rest.indexOf(quoted);
+    pieces.push(rest.slice(0, at), '"', value, '"');
+    rest = rest.slice(at + quoted.length);
+  }
+  pieces.push(rest);
+  return pieces;
+}
 
 function validId(id: unknown): JsonRpcId {
   return typeof id === 'string' || typeof id === 'number' ? id : null;

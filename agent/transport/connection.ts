@@ -11,7 +11,8 @@ import { LineFramer, MessageTooLargeError } from './line-framer.ts';
 
 /** The dispatch layer, as the transport sees it. */
 export interface MessageSession {
-  handle(message: string): Promise<string | undefined>;
+  /** A response as text, or as pieces written in order; undefined when none is owed. */
+  handle(message: string): Promise<string | string[] | undefined>;
 }
 
 /** Error responses the transport sends on its own, written by the RPC layer. */
@@ -24,9 +25,19 @@ export function serveConnection(socket: Socket, session: MessageSession, maxMess
   const framer = new LineFramer(maxMessageBytes);
   let blockedWrites = 0;
 
-  const send = (text: string): void => {
+  const send = (response: string | string[]): void => {
     if (socket.destroyed || !socket.writable) return;
-    if (!socket.write(`${text}\n`)) {
+    let flushed: boolean;
+    if (typeof response === 'string') {
+      flushed = socket.write(`${response}\n`);
+    } else {
+      // One write per piece, sent together.
+      socket.cork();
+      for (const piece of response) socket.write(piece);
+      flushed = socket.write('\n');
+      process.nextTick(() => socket.uncork());
+    }
+    if (!flushed) {
       blockedWrites += 1;
       if (blockedWrites === 1) socket.pause();
     }

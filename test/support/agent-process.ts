@@ -27,6 +27,7 @@ export interface AgentProcess {
 
 export interface AgentOptions {
   /** Config file contents; `listen` defaults to an ephemeral loopback TCP port. */
+  /** Config file contents; `listen` defaults to an ephemeral loopback TCP port. The log level must leave info on: start-up is detected by the "listening" event. */
   readonly config?: Config;
   readonly args?: readonly string[];
   readonly env?: NodeJS.ProcessEnv;

@@ -1,0 +1,3 @@
+export async function downtime(_options: { runs: number; vfCount: number }): Promise<never[]> {
+  throw new Error('downtime bench not written yet');
+}

@@ -1,0 +1,72 @@
+/**
+ * Baseline servers for the benchmarks, each run as its own process (as the
+ * agent is), printing `listening PORT` when ready:
+ *   raw-source BYTES  streams BYTES to each client, then closes
+ *   raw-sink BYTES    reads BYTES from each client, then answers "ok\n"
+ *   jayson            a bare jayson TCP server with vf.getState and vf.load
+ *                     doing the same work as the agent's (no schemas, no
+ *                     state machine)
+ */
+import { createServer } from 'node:net';
+import jayson from 'jayson';
+
+const [mode, arg] = process.argv.slice(2);
+const CHUNK = Buffer.alloc(1024 * 1024, 0x5a);
+
+function announce(server: { address(): unknown }): void {
+  const address = server.address() as { port: number };
+  process.stdout.write(`listening ${address.port}\n`);
+}
+
+if (mode === 'raw-source') {
+  const total = Number(arg);
+  const server = createServer((socket) => {
+    let sent = 0;
+    const pump = (): void => {
+      while (sent < total) {
+        const n = Math.min(CHUNK.length, total - sent);
+        sent += n;
+        if (!socket.write(n === CHUNK.length ? CHUNK : CHUNK.subarray(0, n))) {
+          socket.once('drain', pump);
+          return;
+        }
+      }
+      socket.end();
+    };
+    pump();
+  });
+  server.listen(0, '127.0.0.1', () => announce(server));
+} else if (mode === 'raw-sink') {
+  const total = Number(arg);
+  const server = createServer((socket) => {
+    let received = 0;
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received >= total) socket.end('ok\n');
+    });
+  });
+  server.listen(0, '127.0.0.1', () => announce(server));
+} else if (mode === 'jayson') {
+  let loaded = Buffer.alloc(0);
+  const server = new jayson.Server({
+    'vf.getState': (params: { vf: string }, callback: (e: null, r: unknown) => void) => {
+      callback(null, { vf: params.vf, state: 'RUNNING', value: 2 });
+    },
+    'vf.load': (params: { vf: string; offset: number; data: string }, callback: (e: null, r: unknown) => void) => {
+      const bytes = Buffer.from(params.data, 'base64');
+      const end = params.offset + bytes.length;
+      if (loaded.length < end) {
+        const grown = Buffer.allocUnsafe(Math.max(end, loaded.length * 2));
+        loaded.copy(grown);
+        loaded = grown;
+      }
+      bytes.copy(loaded, params.offset);
+      callback(null, { state: 'RESUMING', received: end, totalBytes: null, complete: false });
+    },
+  });
+  const tcp = server.tcp();
+  tcp.listen(0, '127.0.0.1', () => announce(tcp));
+} else {
+  process.stderr.write(`usage: peers.js raw-source BYTES | raw-sink BYTES | jayson\n`);
+  process.exit(2);
+}

@@ -1,0 +1,164 @@
+/**
+ * State transfer: a large device state (blob-bench, standing in for an
+ * mlx5-sized device) moved with vf.save on a source agent → vf.load on a
+ * destination agent in 1 MiB slices over loopback TCP, by a client in the
+ * middle as a VMM would be. Baselines, measured in the same run:
+ *  - raw TCP relaying the same number of bytes source → client → sink;
+ *  - the load half alone against a bare jayson TCP server receiving the
+ *    same vf.load messages (a smaller state: jayson is slow at this size).
+ */
+import { connect } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { startAgentProcess, type AgentProcess } from '../test/support/agent-process.ts';
+import { LeanClient } from './lean-client.ts';
+import { startPeer } from './processes.ts';
+import { fmt, type BenchRow } from './stats.ts';
+
+const MiB = 1024 * 1024;
+
+export interface TransferOptions {
+  readonly stateMiB: number;
+  readonly jaysonMiB: number;
+  readonly sliceBytes: number;
+  /** Calls in flight on each connection. */
+  readonly depth: number;
+}
+
+interface SaveResult { data: string; offset: number; length: number; eof: boolean; totalBytes: number }
+
+function blobAgent(stateBytes: number): Promise<AgentProcess> {
+  return startAgentProcess({
+    config: {
+      limits: { maxStateBytes: stateBytes + 64 * MiB },
+      drivers: [{ driver: 'blob-bench', options: { vfCount: 1, stateBytes } }],
+    },
+    startTimeoutMs: 120000,
+  });
+}
+
+/** Saves the whole stream with `depth` calls in flight; hands each slice to `onSlice` in order. */
+async function pipelinedSave(client: LeanClient, sliceBytes: number, depth: number, onSlice: (s: SaveResult) => Promise<unknown>): Promise<number> {
+  const first = await client.call<SaveResult>('vf.save', { vf: 'blob0', maxBytes: sliceBytes, offset: 0 });
+  const total = first.totalBytes;
+  const sinks: Promise<unknown>[] = [onSlice(first)];
+  let next = first.length;
+  const inFlight: Promise<SaveResult>[] = [];
+  const issue = (): void => {
+    if (next >= total) return;
+    inFlight.push(client.call<SaveResult>('vf.save', { vf: 'blob0', maxBytes: sliceBytes, offset: next }));
+    next += sliceBytes;
+  };
+  for (let i = 0; i < depth; i += 1) issue();
+  while (inFlight.length > 0) {
+    const slice = await (inFlight.shift() as Promise<SaveResult>);
+    issue();
+    sinks.push(onSlice(slice));
+    // Keep the load side at most `depth` ahead as well.
+    if (sinks.length > depth) await sinks[sinks.length - depth - 1];
+  }
+  await Promise.all(sinks);
+  return total;
+}
+
+async function rawRelay(bytes: number): Promise<number> {
+  const source = await startPeer('raw-source', String(bytes));
+  const sink = await startPeer('raw-sink', String(bytes));
+  try {
+    const started = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const out = connect(sink.port, '127.0.0.1');
+      const src = connect(source.port, '127.0.0.1');
+      src.pipe(out, { end: false });
+      out.on('data', (d: Buffer) => { if (d.toString().includes('ok')) { out.destroy(); src.destroy(); resolve(); } });
+      out.on('error', reject);
+      src.on('error', reject);
+    });
+    return performance.now() - started;
+  } finally {
+    source.stop();
+    sink.stop();
+  }
+}
+
+/** Sends `slices` as vf.load calls with `depth` in flight; returns elapsed ms. */
+async function loadAll(port: number, slices: readonly SaveResult[], depth: number): Promise<number> {
+  const client = await LeanClient.connect(port);
+  try {
+    const started = performance.now();
+    const inFlight: Promise<unknown>[] = [];
+    for (const s of slices) {
+      inFlight.push(client.callWithBase64('vf.load', { vf: 'blob0', offset: s.offset }, 'data', s.data));
+      if (inFlight.length >= depth) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+    return performance.now() - started;
+  } finally {
+    client.close();
+  }
+}
+
+export async function stateTransfer(options: TransferOptions): Promise<BenchRow[]> {
+  const stateBytes = options.stateMiB * MiB;
+  const source = await blobAgent(stateBytes);
+  const destination = await blobAgent(stateBytes);
+  const rows: BenchRow[] = [];
+  try {
+    const src = await LeanClient.connect(source.tcp.port);
+    const dst = await LeanClient.connect(destination.tcp.port);
+    await src.call('vf.setState', { vf: 'blob0', state: 'STOP_COPY', timeoutMs: 60000 });
+    await dst.call('vf.setState', { vf: 'blob0', state: 'STOP' });
+    const started = performance.now();
+    const total = await pipelinedSave(src, options.sliceBytes, options.depth, (s) => dst.callWithBase64('vf.load', { vf: 'blob0', offset: s.offset }, 'data', s.data));
+    const transferMs = performance.now() - started;
+    const commitStarted = performance.now();
+    await dst.call('vf.setState', { vf: 'blob0', state: 'STOP', timeoutMs: 60000 });
+    const commitMs = performance.now() - commitStarted;
+    src.close();
+    dst.close();
+
+    const rawMs = await rawRelay(total);
+    const ours = total / MiB / (transferMs / 1000);
+    const raw = total / MiB / (rawMs / 1000);
+    rows.push({
+      bench: `state transfer, ${options.stateMiB} MiB, save→load in ${options.sliceBytes / MiB} MiB slices (${options.depth} in flight)`,
+      measured: `${fmt(ours, 0)} MiB/s (commit: ${fmt(commitMs, 0)} ms)`,
+      baseline: `raw TCP relay ${fmt(raw, 0)} MiB/s`,
+      ratio: `${fmt(ours / raw)}×`,
+      target: '≥ 0.5×',
+    });
+  } finally {
+    await source.stop();
+    await destination.stop();
+  }
+
+  // The load path alone, against a bare jayson TCP server, on the same messages.
+  const smallBytes = options.jaysonMiB * MiB;
+  const small = await blobAgent(smallBytes);
+  const target = await blobAgent(smallBytes);
+  const jayson = await startPeer('jayson');
+  try {
+    const client = await LeanClient.connect(small.tcp.port);
+    await client.call('vf.setState', { vf: 'blob0', state: 'STOP_COPY' });
+    const slices: SaveResult[] = [];
+    await pipelinedSave(client, options.sliceBytes, options.depth, async (s) => { slices.push(s); });
+    client.close();
+    const prep = await LeanClient.connect(target.tcp.port);
+    await prep.call('vf.setState', { vf: 'blob0', state: 'STOP' });
+    prep.close();
+    const oursMs = await loadAll(target.tcp.port, slices, options.depth);
+    const jaysonMs = await loadAll(jayson.port, slices, options.depth);
+    const bytes = slices.reduce((n, s) => n + s.length, 0) / MiB;
+    rows.push({
+      bench: `vf.load only, ${options.jaysonMiB} MiB in ${options.sliceBytes / MiB} MiB messages`,
+      measured: `${fmt(bytes / (oursMs / 1000), 0)} MiB/s`,
+      baseline: `bare jayson TCP server ${fmt(bytes / (jaysonMs / 1000), 1)} MiB/s`,
+      ratio: `${fmt(jaysonMs / oursMs, 1)}×`,
+      target: '–',
+    });
+  } finally {
+    jayson.stop();
+    await small.stop();
+    await target.stop();
+  }
+  return rows;
+}

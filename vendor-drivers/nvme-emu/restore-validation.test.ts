@@ -1,0 +1,112 @@
+import test, { type ExecutionContext } from 'ava';
+import { join } from 'node:path';
+import type { DeviceStateImage } from '../driver.ts';
+import { DriverError } from '../driver.ts';
+import { farDeadline, type Fixture, reseal, startDriver, startWithIoQueue, tempDir, TEST_NAMESPACE_BYTES } from './test-fixtures.ts';
+import { sqe } from './test-guest.ts';
+
+const SQ_ENTRY = 56;
+
+/** A stopped source image with one I/O pair and an outstanding AER, and a stopped destination with state of its own. */
+async function setup(t: { teardown(fn: () => Promise<void>): void }): Promise<{ image: DeviceStateImage; destination: Fixture }> {
+  const dataDir = await tempDir(t);
+  const source = await startWithIoQueue({ serviceTimeUs: 0 }, dataDir);
+  t.teardown(source.close);
+  source.guest.submit(0, sqe({ opcode: 0x0c, cid: 0x99 }));
+  await source.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+  const image = await source.driver.captureState('nvme0');
+  const destination = await startDriver({ serviceTimeUs: 0 }, dataDir);
+  t.teardown(destination.close);
+  await destination.guest.enable();
+  await destination.guest.createIoPair(3);
+  await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+  return { image, destination };
+}
+
+function edited(payload: Uint8Array, edit: (dv: DataView) => void): Uint8Array {
+  const copy = payload.slice();
+  edit(new DataView(copy.buffer));
+  return reseal(copy);
+}
+
+async function refused(
+  t: ExecutionContext,
+  destination: Fixture,
+  image: DeviceStateImage,
+  kind: DriverError['kind'],
+  message: RegExp,
+): Promise<void> {
+  const before = (await destination.driver.captureState('nvme0')).payload;
+  const error = await t.throwsAsync(destination.driver.restoreState('nvme0', image), { instanceOf: DriverError });
+  t.is(error?.kind, kind);
+  t.regex(error?.message ?? '', message);
+  t.deepEqual((await destination.driver.captureState('nvme0')).payload, before, 'the VF is unchanged');
+}
+
+test('a valid image loads, and the same image is refused after being damaged', async (t) => {
+  const { image, destination } = await setup(t);
+  const length = image.payload.length;
+  await refused(t, destination, { ...image, payload: image.payload.subarray(0, length - 8) }, 'corrupt-state', /bytes, header sizes/);
+  await refused(t, destination, { ...image, payload: image.payload.subarray(0, 20) }, 'corrupt-state', /shorter than the 48-byte header/);
+  const flipped = image.payload.slice();
+  flipped[SQ_ENTRY + 2] = (flipped[SQ_ENTRY + 2] ?? 0) ^ 0x40;
+  await refused(t, destination, { ...image, payload: flipped }, 'corrupt-state', /checksum mismatch/);
+  await destination.driver.restoreState('nvme0', image);
+  t.is(destination.driver.describe('nvme0').queues.active, 1);
+});
+
+test('sealed but inconsistent payloads are refused with the offending field', async (t) => {
+  const { image, destination } = await setup(t);
+  const cases: [string, (dv: DataView) => void, DriverError['kind'], RegExp][] = [
+    ['SQ on a missing CQ', (dv) => dv.setUint16(SQ_ENTRY + 12, 9, true), 'corrupt-state', /CQID 9/],
+    ['SQ head beyond the queue', (dv) => dv.setUint16(SQ_ENTRY + 16, 64, true), 'corrupt-state', /head 64/],
+    ['queue larger than MQES', (dv) => dv.setUint16(SQ_ENTRY + 8, 4000, true), 'corrupt-state', /4001 entries/],
+    ['queue id changed without its latch record', (dv) => dv.setUint16(SQ_ENTRY + 10, 40, true), 'corrupt-state', /latch for QID 1 does not match I\/O SQ 40/],
+    ['unaligned queue base', (dv) => dv.setUint32(SQ_ENTRY, 0x123, true), 'corrupt-state', /not a page-aligned/],
+    ['CQ vector beyond the VF', (dv) => dv.setUint16(SQ_ENTRY + 24 + 18, 99, true), 'corrupt-state', /vector 99/],
+    ['header version', (dv) => dv.setUint16(0, 7, true), 'incompatible-state', /version 7/],
+    ['NVMe controller state version', (dv) => dv.setUint16(48, 1, true), 'incompatible-state', /controller state version 1/],
+    ['reserved header byte', (dv) => dv.setUint8(5, 1), 'corrupt-state', /reserved/],
+    ['NIOSQ disagrees with NVMECSS', (dv) => dv.setUint16(50, 2, true), 'corrupt-state', /NIOSQ 2/],
+  ];
+  for (const [name, edit, kind, message] of cases) {
+    t.log(name);
+    await refused(t, destination, { ...image, payload: edited(image.payload, edit) }, kind, message);
+  }
+});
+
+test('a foreign identity is incompatible: in the image, or only inside the payload', async (t) => {
+  const dataDir = await tempDir(t);
+  const foreign = await startDriver({
+    serviceTimeUs: 0,
+    vfs: [{ id: 'nvme0', bdf: '0000:3b:00.2', serial: 'SOMEONE-ELSE', namespaces: [{ path: join(dataDir, 'other.img'), sizeBytes: TEST_NAMESPACE_BYTES }] }],
+  });
+  t.teardown(foreign.close);
+  await foreign.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+  const foreignImage = await foreign.driver.captureState('nvme0');
+  const { image, destination } = await setup(t);
+
+  const error = t.throws(() => destination.driver.checkCompatible('nvme0', foreignImage.format, foreignImage.identity), { instanceOf: DriverError });
+  t.is(error?.kind, 'incompatible-state');
+  t.regex(error?.message ?? '', /serialNumber differs: source "SOMEONE-ELSE", destination "VFM00003B002"/);
+  await refused(t, destination, foreignImage, 'incompatible-state', /serialNumber differs/);
+  // A matching image identity does not vouch for the payload's own.
+  await refused(t, destination, { ...foreignImage, identity: image.identity }, 'incompatible-state', /payload identity.serialNumber/);
+  await refused(t, destination, { ...image, format: { name: image.format.name, version: 2 } }, 'incompatible-state', /v2 is not loadable/);
+});
+
+test('a namespace of another size is incompatible', async (t) => {
+  const dataDir = await tempDir(t);
+  const bigger = await startDriver({ serviceTimeUs: 0, namespaceBytes: 2 * TEST_NAMESPACE_BYTES }, dataDir);
+  t.teardown(bigger.close);
+  await bigger.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+  const image = await bigger.driver.captureState('nvme0');
+  const { destination } = await setup(t);
+  await refused(t, destination, image, 'incompatible-state', /namespaces\[0\]\.sizeBytes differs: source 33554432, destination 16777216/);
+});
+
+test('restoreState refuses a VF that is not stopped', async (t) => {
+  const { image, destination } = await setup(t);
+  await destination.driver.setRunLevel('nvme0', 'running', farDeadline());
+  await t.throwsAsync(destination.driver.restoreState('nvme0', image), { instanceOf: DriverError, message: /stopped/ });
+});

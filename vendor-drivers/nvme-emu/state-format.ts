@@ -1,0 +1,61 @@
+/**
+ * Constants of the saved-state payload. The layout is documented in
+ * STATE-FORMAT.md next to this file; state-encode.ts and state-decode.ts
+ * are its only writer and reader.
+ */
+import type { StateFormat } from '../driver.ts';
+
+/** An NVMe 2.1 Controller State data structure whose vendor-specific section is nvme-emu layout 1. */
+export const STATE_FORMAT: StateFormat = Object.freeze({ name: 'nvme-controller-state+vfmigd-nvme-emu', version: 1 });
+
+export const HEADER_BYTES = 48;
+/** Header VER: the data structure version this controller writes and reads. */
+export const HEADER_VERSION = 0;
+/** Header CSATTR bit 0: the controller was suspended when the state was taken. */
+export const CSATTR_SUSPENDED = 0x01;
+/** NVMe Controller State version 0: 8-byte header, then 24-byte I/O SQ and I/O CQ entries. */
+export const NVME_CS_VERSION = 0;
+export const NVME_CS_HEADER_BYTES = 8;
+export const QUEUE_ENTRY_BYTES = 24;
+/** IOSQA / IOCQA bit 0: physically contiguous. */
+export const QUEUE_ATTR_PC = 0x1;
+export const IOCQA_IEN = 0x2;
+export const IOCQA_S0PT = 0x4;
+
+/** Vendor-specific section: "VFMG", layout version, record count, then records. */
+export const VENDOR_MAGIC = 0x474d4656; // "VFMG" read as a little-endian u32
+export const VENDOR_LAYOUT_VERSION = 1;
+export const RECORD_HEADER_BYTES = 8;
+export const RECORD_VERSION = 1;
+
+export const RecordTag = {
+  REGISTERS: 0x0001,
+  ADMIN_QUEUES: 0x0002,
+  IO_QUEUE_LATCHES: 0x0003,
+  FEATURES: 0x0004,
+  INTERRUPTS: 0x0005,
+  ASYNC_EVENTS: 0x0006,
+  SMART: 0x0007,
+  ERROR_LOG: 0x0008,
+  IDENTITY: 0x0009,
+  /** Last record: CRC-32C of every payload byte before its value. */
+  SEAL: 0xffff,
+} as const;
+
+export const RECORD_NAMES: Readonly<Record<number, string>> = {
+  [RecordTag.REGISTERS]: 'registers',
+  [RecordTag.ADMIN_QUEUES]: 'admin queues',
+  [RecordTag.IO_QUEUE_LATCHES]: 'I/O queue latches',
+  [RecordTag.FEATURES]: 'features',
+  [RecordTag.INTERRUPTS]: 'interrupts',
+  [RecordTag.ASYNC_EVENTS]: 'async events',
+  [RecordTag.SMART]: 'SMART counters',
+  [RecordTag.ERROR_LOG]: 'error log',
+  [RecordTag.IDENTITY]: 'identity',
+  [RecordTag.SEAL]: 'seal',
+};
+
+export const SERIAL_BYTES = 20;
+export const MODEL_BYTES = 40;
+export const FIRMWARE_BYTES = 8;
+export const SUBNQN_BYTES = 256;

@@ -1,0 +1,66 @@
+/** Test support only: drivers on temporary namespace files, and helpers around them. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32c } from '@node-rs/crc32';
+import { pino } from 'pino';
+import type { NvmeEmuOptions } from '../../schemas/types.ts';
+import type { HostPort, VendorDriver } from '../driver.ts';
+import { createNvmeEmuDriver } from './index.ts';
+import { TestGuest } from './test-guest.ts';
+
+export const TEST_NAMESPACE_BYTES = 16 * 1024 * 1024;
+
+export interface Fixture {
+  readonly driver: VendorDriver;
+  readonly port: HostPort;
+  readonly guest: TestGuest;
+  readonly dataDir: string;
+  close(): Promise<void>;
+}
+
+/** A temporary directory, removed when the test ends. */
+export async function tempDir(t: { teardown(fn: () => Promise<void>): void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'nvme-emu-test-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** One started driver with one VF (`nvme0`) and its host port; `dataDir` may be shared with a second driver. */
+export async function startDriver(options: NvmeEmuOptions = {}, dataDir?: string): Promise<Fixture> {
+  const dir = dataDir ?? (await mkdtemp(join(tmpdir(), 'nvme-emu-test-')));
+  const driver = createNvmeEmuDriver({ dataDir: dir, vfCount: 1, namespaceBytes: TEST_NAMESPACE_BYTES, hostPort: true, ...options });
+  await driver.start(pino({ enabled: false }));
+  const port = driver.hostPort('nvme0');
+  if (!port) throw new Error('host port is off');
+  return {
+    driver,
+    port,
+    guest: new TestGuest(port),
+    dataDir: dir,
+    close: async () => {
+      await driver.stop();
+      if (!dataDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A fixture whose guest has enabled the controller and created I/O queue pair 1. */
+export async function startWithIoQueue(options: NvmeEmuOptions = {}, dataDir?: string): Promise<Fixture> {
+  const fixture = await startDriver(options, dataDir);
+  await fixture.guest.enable();
+  await fixture.guest.createIoPair(1);
+  return fixture;
+}
+
+export function farDeadline(ms = 2000): { deadline: number } {
+  return { deadline: performance.now() + ms };
+}
+
+/** Recomputes the payload's seal, so a test can alter a field and reach the checks behind the checksum. */
+export function reseal(payload: Uint8Array): Uint8Array {
+  const copy = payload.slice();
+  const crc = crc32c(Buffer.from(copy.buffer, 0, copy.length - 4)) >>> 0;
+  new DataView(copy.buffer).setUint32(copy.length - 4, crc, true);
+  return copy;
+}
