@@ -31,7 +31,7 @@ const DEFAULT_LIMITS: ResolvedLimits = {
   maxMessageBytes: 8 * MiB,
   maxConnections: 64,
   maxBatchLength: 256,
-  maxInFlightPerConnection: 256,
+  maxInFlightPerConnection: 32,
   maxQueuedCallsPerVf: 64,
   maxStateBytes: 1024 * MiB,
 };

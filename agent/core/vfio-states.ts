@@ -94,6 +94,8 @@ export function nextStep(cur: VfioStateName, target: VfioStateName, features: Mi
  * `target`; empty when already there; undefined when refused.
  */
 export function routeTo(cur: VfioStateName, target: VfioStateName, features: MigrationFeatures): VfioStateName[] | undefined {
+  // Even "already there" is refused for states that cannot be requested (ERROR → ERROR).
+  if (!isSupported(cur, features) || !isSupported(target, features)) return undefined;
   const path: VfioStateName[] = [];
   let at = cur;
   while (at !== target) {

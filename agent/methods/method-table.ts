@@ -18,11 +18,16 @@ export class InvalidParamsError extends Error {
   }
 }
 
-/** Strict base64 (RFC 4648, padded): Node's decoder skips bad characters, so check by length. */
+/**
+ * Strict base64 (RFC 4648 section 4, padded). Node's decoder skips bad
+ * characters and also takes the URL alphabet, so check the length it
+ * decoded and look for '-' and '_' (two memchr-speed scans, where a regex
+ * would cost milliseconds per megabyte).
+ */
 export function decodeBase64(text: string, path: string): Buffer {
   const bytes = Buffer.from(text, 'base64');
   const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
-  if (text.length % 4 !== 0 || bytes.length !== (text.length / 4) * 3 - padding) {
+  if (text.length % 4 !== 0 || bytes.length !== (text.length / 4) * 3 - padding || text.includes('-') || text.includes('_')) {
     throw new InvalidParamsError(path, 'is not valid padded base64');
   }
   return bytes;

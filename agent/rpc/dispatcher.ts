@@ -74,6 +74,10 @@ export class Dispatcher {
     } catch (error) {
       return errorResponse(null, 'PARSE_ERROR', error instanceof Error ? error.message : 'invalid JSON');
     }
+    if (!Array.isArray(message) && !isRecord(message)) {
+      // jayson would parse a JSON string a second time and run what is inside.
+      return errorResponse(null, 'INVALID_REQUEST', 'a request is a JSON object, and a batch an array of them');
+    }
     const entries = Array.isArray(message) ? message : [message];
     if (Array.isArray(message) && message.length > this.limits.maxBatchLength) {
       return errorResponse(null, 'BATCH_TOO_LARGE', `a batch may hold at most ${this.limits.maxBatchLength} requests; this one has ${message.length}`, { limit: this.limits.maxBatchLength });
@@ -189,7 +193,7 @@ function finishResponse(response: unknown, ids: Map<string, JsonRpcId>): unknown
     if (!isRecord(r)) return r;
     let out = r;
     if (typeof r.id === 'string' && ids.has(r.id)) out = { ...out, id: ids.get(r.id) ?? null };
-    if (isRecord(r.error) && r.error.data === undefined) {
+    if (isRecord(r.error) && !(isRecord(r.error.data) && typeof r.error.data.code === 'string')) {
       const name = NAME_BY_CODE.get(Number(r.error.code));
       if (name !== undefined) out = { ...out, error: wireError(name, ERROR_CATALOGUE[name].meaning) };
     }

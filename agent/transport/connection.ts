@@ -3,7 +3,7 @@
  * the dispatch session (several may be in flight at once), each response
  * out as one line. When the socket's write buffer is full, reading stops
  * until it drains, so a client that does not read its responses cannot make
- * the agent buffer without bound.
+ * the agent buffer more than its in-flight limit's worth of responses.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -23,7 +23,14 @@ export interface TransportRefusals {
 
 export function serveConnection(socket: Socket, session: MessageSession, maxMessageBytes: number, refusals: TransportRefusals, log: Logger): void {
   const framer = new LineFramer(maxMessageBytes);
-  let blockedWrites = 0;
+  let waitingForDrain = false;
+  let unanswered = 0;
+  /** Set once a message was too large: the last words before closing. */
+  let farewell: string | undefined;
+
+  const closeIfDone = (): void => {
+    if (farewell !== undefined && unanswered === 0 && !socket.destroyed) socket.end(`${farewell}\n`);
+  };
 
   const send = (response: string | string[]): void => {
     if (socket.destroyed || !socket.writable) return;
@@ -37,35 +44,45 @@ export function serveConnection(socket: Socket, session: MessageSession, maxMess
       flushed = socket.write('\n');
       process.nextTick(() => socket.uncork());
     }
-    if (!flushed) {
-      blockedWrites += 1;
-      if (blockedWrites === 1) socket.pause();
+    if (!flushed && !waitingForDrain) {
+      waitingForDrain = true;
+      socket.pause();
     }
   };
   socket.on('drain', () => {
-    if (blockedWrites > 0) {
-      blockedWrites = 0;
-      socket.resume();
-    }
+    if (!waitingForDrain) return;
+    waitingForDrain = false;
+    if (farewell === undefined) socket.resume();
   });
 
+  const dispatch = (message: string): void => {
+    unanswered += 1;
+    session.handle(message).then(
+      (response) => { if (response !== undefined) send(response); },
+      (error: unknown) => { log.error({ err: error }, 'dispatch failed'); },
+    ).finally(() => {
+      unanswered -= 1;
+      closeIfDone();
+    });
+  };
+
   socket.on('data', (chunk: Buffer) => {
-    let messages: string[];
+    if (farewell !== undefined) return;
+    let messages: readonly string[];
     try {
       messages = framer.push(chunk);
     } catch (error) {
       if (!(error instanceof MessageTooLargeError)) throw error;
+      // Requests that came before the oversized message are served; then
+      // the error, and the connection closes.
       log.warn({ limit: error.limit }, 'message too large; closing connection');
-      socket.end(`${refusals.messageTooLarge(error.limit)}\n`);
+      farewell = refusals.messageTooLarge(error.limit);
       socket.pause();
+      for (const message of error.before) dispatch(message);
+      closeIfDone();
       return;
     }
-    for (const message of messages) {
-      session.handle(message).then(
-        (response) => { if (response !== undefined) send(response); },
-        (error: unknown) => { log.error({ err: error }, 'dispatch failed'); },
-      );
-    }
+    for (const message of messages) dispatch(message);
   });
   socket.on('error', (error) => log.debug({ err: error }, 'connection error'));
 }

@@ -8,10 +8,13 @@
 
 export class MessageTooLargeError extends Error {
   readonly limit: number;
-  constructor(limit: number) {
+  /** Complete messages that came before the oversized one in the same chunk. */
+  readonly before: readonly string[];
+  constructor(limit: number, before: readonly string[]) {
     super(`message exceeds ${limit} bytes`);
     this.name = 'MessageTooLargeError';
     this.limit = limit;
+    this.before = before;
   }
 }
 
@@ -34,7 +37,7 @@ export class LineFramer {
     let start = 0;
     for (let newline = chunk.indexOf(NEWLINE); newline !== -1; newline = chunk.indexOf(NEWLINE, start)) {
       const piece = chunk.subarray(start, newline);
-      this.ensureFits(piece.length);
+      this.ensureFits(piece.length, messages);
       const line = this.pendingBytes === 0 ? piece : Buffer.concat([...this.pending, piece], this.pendingBytes + piece.length);
       this.pending = [];
       this.pendingBytes = 0;
@@ -44,7 +47,7 @@ export class LineFramer {
     }
     if (start < chunk.length) {
       const rest = chunk.subarray(start);
-      this.ensureFits(rest.length);
+      this.ensureFits(rest.length, messages);
       this.pending.push(rest);
       this.pendingBytes += rest.length;
     }
@@ -56,11 +59,11 @@ export class LineFramer {
     return this.pendingBytes;
   }
 
-  private ensureFits(more: number): void {
+  private ensureFits(more: number, framedSoFar: readonly string[]): void {
     if (this.pendingBytes + more > this.maxMessageBytes) {
       this.pending = [];
       this.pendingBytes = 0;
-      throw new MessageTooLargeError(this.maxMessageBytes);
+      throw new MessageTooLargeError(this.maxMessageBytes, framedSoFar);
     }
   }
 }

@@ -40,7 +40,8 @@ type Pending = { method: string | undefined; resolve: (r: Record<string, unknown
 
 export class RpcClient {
   private readonly socket: Socket;
-  private buffer = '';
+  /** Bytes of a response still waiting for its newline. */
+  private partial: Buffer[] = [];
   private nextId = 1;
   private readonly pending = new Map<string, Pending>();
   /** Responses nobody waits for by id (batches, id:null). */
@@ -50,8 +51,7 @@ export class RpcClient {
 
   private constructor(socket: Socket) {
     this.socket = socket;
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => this.onData(chunk));
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (error) => { this.closedWith = error; });
     socket.on('close', () => {
       this.closedWith ??= new Error('connection closed');
@@ -112,8 +112,14 @@ export class RpcClient {
     const ready = this.unmatched.shift();
     if (ready !== undefined) return Promise.resolve(ready);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no response within ${timeoutMs} ms`)), timeoutMs);
-      this.waiters.push((r) => { clearTimeout(timer); resolve(r); });
+      const waiter = (r: unknown): void => { clearTimeout(timer); resolve(r); };
+      const timer = setTimeout(() => {
+        // Leave no stale waiter behind to swallow a later message.
+        const index = this.waiters.indexOf(waiter);
+        if (index !== -1) this.waiters.splice(index, 1);
+        reject(new Error(`no response within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiters.push(waiter);
     });
   }
 
@@ -125,15 +131,16 @@ export class RpcClient {
     this.socket.destroy();
   }
 
-  private onData(chunk: string): void {
-    this.buffer += chunk;
-    let newline = this.buffer.indexOf('\n');
-    while (newline !== -1) {
-      const line = this.buffer.slice(0, newline);
-      this.buffer = this.buffer.slice(newline + 1);
-      this.onMessage(JSON.parse(line) as unknown);
-      newline = this.buffer.indexOf('\n');
+  /** Scans each byte once: responses can be megabytes long. */
+  private onData(chunk: Buffer): void {
+    let start = 0;
+    for (let newline = chunk.indexOf(10); newline !== -1; newline = chunk.indexOf(10, start)) {
+      const line = Buffer.concat([...this.partial, chunk.subarray(start, newline)]);
+      this.partial = [];
+      start = newline + 1;
+      this.onMessage(JSON.parse(line.toString('utf8')) as unknown);
     }
+    if (start < chunk.length) this.partial.push(chunk.subarray(start));
   }
 
   private onMessage(message: unknown): void {
