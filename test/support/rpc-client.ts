@@ -80,6 +80,13 @@ export class RpcClient {
     return response.result as MethodTypes[M]['result'];
   }
 
+  /** `call` for a method named at run time (e.g. by the guest's host port); still schema-checked. */
+  async callAny(method: string, params: object): Promise<unknown> {
+    const response = await this.request({ jsonrpc: '2.0', method, params, id: this.nextId++ });
+    if ('error' in response) throw new RpcError(response.error as WireErrorShape);
+    return response.result;
+  }
+
   /** Like `call` but resolves to the RpcError, for tests of refusals; fails if the call succeeds. */
   async callError(method: string, params: unknown): Promise<RpcError> {
     const response = await this.request({ jsonrpc: '2.0', method, params, id: this.nextId++ });
