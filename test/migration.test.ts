@@ -34,10 +34,10 @@ function vfConfig(dir: string, overrides: Partial<NvmeEmuVf> = {}): NvmeEmuVf {
   };
 }
 
-async function startSide(t: ExecutionContext, vf: NvmeEmuVf, p2p = true): Promise<Side> {
+/** A 2 ms service time keeps the device busy with many commands at once. */
+async function startSide(t: ExecutionContext, vf: NvmeEmuVf, serviceTimeUs = 2000): Promise<Side> {
   const config: Config = {
-    // A 2 ms service time keeps commands inside the device when the quiesce comes.
-    drivers: [{ driver: 'nvme-emu', options: { hostPort: true, serviceTimeUs: 2000, p2p, vfs: [vf] } }],
+    drivers: [{ driver: 'nvme-emu', options: { hostPort: true, serviceTimeUs, vfs: [vf] } }],
   };
   const agent = await startAgentProcess({ config });
   t.teardown(async () => { await agent.stop(); });
@@ -110,9 +110,12 @@ for (const sliceBytes of [MiB, 4093, 509]) {
     await pauseWithCommandsInFlight(t, workload);
 
     // Source: stop (draining what the device fetched), then read the state out.
+    // Some of the commands in flight were fetched by the device (drained now), the
+    // rest are still in the submission queues and travel as queue pointers: how
+    // many of each depends on timing, and both must come through.
     const quiesce = await source.rpc.call('vf.quiesce', { vf: BDF, timeoutMs: 5000 });
     t.deepEqual(quiesce.path, ['RUNNING_P2P', 'STOP']);
-    t.true(quiesce.drainedCommands > 0, 'commands were in flight inside the device and completed before STOP');
+    t.log(`${quiesce.drainedCommands} commands drained by the quiesce`);
     const before = await source.rpc.call('vf.pending', { vf: BDF });
     t.false(before.streamOpen);
     const { slices, total } = await saveAll(source.rpc, sliceBytes);
@@ -149,11 +152,14 @@ for (const sliceBytes of [MiB, 4093, 509]) {
 
 test('a cancelled migration (quiesce, partial save, back to RUNNING) loses nothing: the source carries on', async (t) => {
   const dir = tempDir();
-  const source = await startSide(t, vfConfig(dir));
+  // Commands take 300 ms in this device, so the quiesce certainly finds fetched ones to drain.
+  const source = await startSide(t, vfConfig(dir), 300_000);
   const { nvme, workload } = await busyGuest(source, 0xca11);
   await pauseWithCommandsInFlight(t, workload);
 
-  await source.rpc.call('vf.quiesce', { vf: BDF });
+  const quiesce = await source.rpc.call('vf.quiesce', { vf: BDF });
+  t.true(quiesce.drainedCommands > 0, 'fetched commands completed before STOP');
+  t.true(quiesce.elapsedMs < 5000);
   const first = await source.rpc.call('vf.save', { vf: BDF, maxBytes: 509 });
   t.false(first.eof);
   const cancelled = await source.rpc.call('vf.resume', { vf: BDF });
