@@ -5,7 +5,7 @@
  */
 import { connect, type Socket } from 'node:net';
 
-type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void };
+type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void; base64Field?: string };
 
 export class LeanClient {
   private readonly socket: Socket;
@@ -60,6 +60,19 @@ export class LeanClient {
     });
   }
 
+  /**
+   * Like `call`, for a result with a large base64 field (vf.save): the
+   * field is cut out of the response text instead of being parsed, as a C
+   * client would read it straight into its buffer.
+   */
+  callForBase64<T = Record<string, unknown>>(method: string, params: object, field: string): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject, base64Field: field });
+      this.socket.write(`${JSON.stringify({ jsonrpc: '2.0', method, params, id })}\n`);
+    });
+  }
+
   close(): void {
     this.socket.destroy();
   }
@@ -71,7 +84,7 @@ export class LeanClient {
       const line = this.pending.length === 0 ? piece : Buffer.concat([...this.pending, piece]);
       this.pending = [];
       start = nl + 1;
-      const response = JSON.parse(line.toString('utf8')) as { id: number; result?: unknown; error?: { message: string; data?: { detail?: string } } };
+      const response = parseResponse(line.toString('latin1'), (id) => this.waiters.get(id)?.base64Field);
       const waiter = this.waiters.get(response.id);
       if (waiter === undefined) continue;
       this.waiters.delete(response.id);
@@ -80,4 +93,19 @@ export class LeanClient {
     }
     if (start < chunk.length) this.pending.push(chunk.subarray(start));
   }
+}
+
+interface Response { id: number; result?: unknown; error?: { message: string; data?: { detail?: string } } }
+
+/** JSON.parse, except that a base64 result field the caller asked for is sliced out of the text unparsed. */
+function parseResponse(text: string, fieldOf: (id: number) => string | undefined): Response {
+  const idMatch = /"id":(\d+)/.exec(text.length > 4096 ? text.slice(0, 256) + text.slice(-256) : text);
+  const field = idMatch === null ? undefined : fieldOf(Number(idMatch[1]));
+  const key = field === undefined ? -1 : text.indexOf(`"${field}":"`);
+  if (field === undefined || key === -1) return JSON.parse(text) as Response;
+  const start = key + field.length + 4;
+  const end = text.indexOf('"', start);
+  const response = JSON.parse(text.slice(0, start) + text.slice(end)) as Response & { result: Record<string, unknown> };
+  response.result[field] = text.slice(start, end);
+  return response;
 }

@@ -25,8 +25,8 @@ const quick = values.quick === true;
 const selected = (name: string): boolean => values.only === undefined || values.only.includes(name);
 
 const benches: [string, () => Promise<BenchRow[]>][] = [
-  ['transfer', () => stateTransfer({ stateMiB: quick ? 32 : 256, jaysonMiB: quick ? 8 : 32, sliceBytes: 1024 * 1024, depth: 4 })],
-  ['small', () => smallCalls(quick ? 1000 : 3000)],
+  ['transfer', () => stateTransfer({ stateMiB: quick ? 32 : 256, jaysonMiB: quick ? 8 : 32, sliceBytes: 1024 * 1024, depth: 4, rounds: quick ? 1 : 3 })],
+  ['small', () => smallCalls(quick ? 500 : 1000, quick ? 3 : 5)],
   ['downtime', () => downtime({ runs: quick ? 30 : 200, vfCount: quick ? 8 : 64 })],
   ['scale', () => scale(1024)],
 ];

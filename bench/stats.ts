@@ -23,3 +23,8 @@ export interface BenchRow {
   readonly ratio: string;
   readonly target: string;
 }
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { Fault } from '../core/faults.ts';
 import { BASE64_FIELDS, InvalidParamsError } from '../methods/method-table.ts';
 import type { PeerInfo, RequestContext } from './context.ts';
+import { parseMessage } from './parse-message.ts';
 import { ERROR_CATALOGUE, errorResponse, wireError, type ErrorName, type WireError } from './error-catalogue.ts';
 import { violations, type SchemaRegistry } from './schema-registry.ts';
 
@@ -70,7 +71,7 @@ export class Dispatcher {
   async handle(text: string, session: DispatchSession): Promise<string | string[] | undefined> {
     let message: unknown;
     try {
-      message = JSON.parse(text);
+      message = parseMessage(text);
     } catch (error) {
       return errorResponse(null, 'PARSE_ERROR', error instanceof Error ? error.message : 'invalid JSON');
     }

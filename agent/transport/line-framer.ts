@@ -5,6 +5,7 @@
  * however it is split into packets, and no more than `maxMessageBytes` of
  * an unfinished message is ever held.
  */
+import { isAscii } from 'node:buffer';
 
 export class MessageTooLargeError extends Error {
   readonly limit: number;
@@ -72,6 +73,8 @@ export class LineFramer {
 function decodeLine(line: Buffer): string | undefined {
   let end = line.length;
   if (end > 0 && line[end - 1] === CARRIAGE_RETURN) end -= 1;
-  const text = line.toString('utf8', 0, end);
+  const body = line.subarray(0, end);
+  // Pure ASCII (every base64 payload) decodes faster as latin1, to the same string.
+  const text = isAscii(body) ? body.toString('latin1') : body.toString('utf8');
   return text.trim() === '' ? undefined : text;
 }

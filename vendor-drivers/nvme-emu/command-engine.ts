@@ -81,12 +81,15 @@ export class CommandEngine implements AdminHost {
   /** Resolves true once nothing is in flight, false if `deadline` (performance.now() time) passes first. */
   waitForDrain(deadline: number): Promise<boolean> {
     if (this.#inFlight.size === 0) return Promise.resolve(true);
+    const relax = this.#options.clock.hurry();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
+        relax();
         this.#drainWaiters.delete(onDrained);
         resolve(this.#inFlight.size === 0);
       }, Math.max(0, deadline - performance.now()));
       const onDrained = (): void => {
+        relax();
         clearTimeout(timer);
         resolve(true);
       };
