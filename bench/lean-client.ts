@@ -10,7 +10,9 @@ type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void; base6
 export class LeanClient {
   private readonly socket: Socket;
   private readonly waiters = new Map<number, Waiter>();
-  private pending: Buffer[] = [];
+  /** The response being received, in a buffer reused across responses (as a C client would). */
+  private spill = Buffer.alloc(0);
+  private spilled = 0;
   private nextId = 1;
 
   private constructor(socket: Socket) {
@@ -77,12 +79,26 @@ export class LeanClient {
     this.socket.destroy();
   }
 
+  private keep(bytes: Buffer): void {
+    if (this.spilled + bytes.length > this.spill.length) {
+      const grown = Buffer.allocUnsafe(Math.max(this.spilled + bytes.length, this.spill.length * 2));
+      this.spill.copy(grown, 0, 0, this.spilled);
+      this.spill = grown;
+    }
+    bytes.copy(this.spill, this.spilled);
+    this.spilled += bytes.length;
+  }
+
   private onData(chunk: Buffer): void {
     let start = 0;
     for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
       const piece = chunk.subarray(start, nl);
-      const line = this.pending.length === 0 ? piece : Buffer.concat([...this.pending, piece]);
-      this.pending = [];
+      let line = piece;
+      if (this.spilled > 0) {
+        this.keep(piece);
+        line = this.spill.subarray(0, this.spilled);
+        this.spilled = 0;
+      }
       start = nl + 1;
       const response = parseResponse(line.toString('latin1'), (id) => this.waiters.get(id)?.base64Field);
       const waiter = this.waiters.get(response.id);
@@ -91,7 +107,7 @@ export class LeanClient {
       if (response.error) waiter.reject(new Error(`${response.error.message}: ${response.error.data?.detail ?? ''}`));
       else waiter.resolve(response.result);
     }
-    if (start < chunk.length) this.pending.push(chunk.subarray(start));
+    if (start < chunk.length) this.keep(chunk.subarray(start));
   }
 }
 

@@ -67,7 +67,9 @@ export interface VfDescription extends VfDescriptor {
  * How far a VF is from running, as the VFIO states need it:
  * - `running`: RUNNING (and PRE_COPY): fetches and executes commands, DMA, interrupts.
  * - `p2p-quiesced`: RUNNING_P2P: fetches no new commands; commands already
- *   fetched complete (completions and interrupts are still posted).
+ *   fetched complete (completions and interrupts are still posted, and
+ *   completion-queue head doorbells still act, or a drain into a full
+ *   completion queue could never finish). Submission doorbells are latched.
  * - `stopped`: STOP, STOP_COPY, RESUMING: no command execution, no DMA, no
  *   interrupts, no change to device state. Register reads still answer;
  *   register writes (doorbells) are latched and acted on after a return to running.
