@@ -6,6 +6,24 @@
 import { Fault } from './faults.ts';
 import { HEADER_BYTES, announcedLength } from './state-envelope.ts';
 
+/**
+ * The bytes of one slice, in whatever form they arrived: written straight
+ * into the stream buffer, so a megabyte slice is not first decoded into a
+ * buffer of its own and then copied.
+ */
+export interface SliceSource {
+  readonly length: number;
+  /** The bytes as a buffer of their own. */
+  toBuffer(): Buffer;
+  /** Writes the bytes at `target[offset]`; throws, having written nothing that counts, if they turn out invalid. */
+  writeTo(target: Buffer, offset: number): void;
+}
+
+/** A slice that is already a buffer. */
+export function bufferSlice(bytes: Buffer): SliceSource {
+  return { length: bytes.length, toBuffer: () => bytes, writeTo: (target, offset) => { bytes.copy(target, offset); } };
+}
+
 export class LoadBuffer {
   private readonly maxStateBytes: number;
   /** Bytes before the header has arrived in full. */
@@ -33,16 +51,17 @@ export class LoadBuffer {
    * Appends `data` at `offset`. A slice that repeats bytes already received
    * (a retried call) is accepted if it matches them; a gap is refused.
    */
-  write(offset: number, data: Buffer): void {
+  write(offset: number, slice: SliceSource | Buffer): void {
+    const data = Buffer.isBuffer(slice) ? bufferSlice(slice) : slice;
     if (offset < this.receivedBytes && offset + data.length <= this.receivedBytes) {
-      if (this.matchesReceived(offset, data)) return;
+      if (this.matchesReceived(offset, data.toBuffer())) return;
       throw new Fault('STREAM_OFFSET', `slice at offset ${offset} differs from the bytes already received there`, { expected: this.receivedBytes });
     }
     if (offset !== this.receivedBytes) {
       throw new Fault('STREAM_OFFSET', `slice at offset ${offset} does not continue the stream at ${this.receivedBytes}`, { expected: this.receivedBytes });
     }
     if (this.whole === undefined) {
-      this.head.push(data);
+      this.head.push(data.toBuffer());
       this.receivedBytes += data.length;
       if (this.receivedBytes >= HEADER_BYTES) this.allocate();
       return;
@@ -50,7 +69,7 @@ export class LoadBuffer {
     if (this.receivedBytes + data.length > this.whole.length) {
       throw new Fault('STATE_CORRUPT', `state is overlong: ${this.receivedBytes + data.length} bytes, the header announced ${this.whole.length}`);
     }
-    data.copy(this.whole, this.receivedBytes);
+    data.writeTo(this.whole, this.receivedBytes);
     this.receivedBytes += data.length;
   }
 

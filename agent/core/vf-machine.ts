@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { RunLevel, VendorDriver, VfDescriptor } from '../../vendor-drivers/driver.ts';
 import { DriverError } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
-import { LoadBuffer } from './load-buffer.ts';
+import { LoadBuffer, type SliceSource } from './load-buffer.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { decodeEnvelope, encodeEnvelope, envelopeOverhead } from './state-envelope.ts';
 import { SAVING_STATES, routeTo, type MigrationFeatures, type VfioStateName } from './vfio-states.ts';
@@ -133,9 +133,10 @@ export class VfMachine {
     });
   }
 
-  load(offset: number, data: Buffer, timeoutMs: number, log: Logger = this.log): Promise<LoadProgress> {
+  load(offset: number, data: SliceSource, timeoutMs: number, log: Logger = this.log): Promise<LoadProgress> {
     return this.queue.run(async () => {
-      if (this.currentState === 'STOP') await this.transition('RESUMING', timeoutMs, log);
+      const entered = this.currentState === 'STOP';
+      if (entered) await this.transition('RESUMING', timeoutMs, log);
       const buffer = this.loadBuffer;
       if (this.currentState !== 'RESUMING' || buffer === undefined) {
         throw new Fault('ILLEGAL_TRANSITION', `VF ${this.vf.id} is ${this.currentState}: a state can only be loaded into a stopped VF (STOP or RESUMING)`, { state: this.currentState });
@@ -143,7 +144,13 @@ export class VfMachine {
       try {
         buffer.write(offset, data);
       } catch (error) {
-        if (error instanceof Fault && error.fault === 'STATE_CORRUPT') this.abandonResume(log, error);
+        if (error instanceof Fault && error.fault === 'STATE_CORRUPT') {
+          this.abandonResume(log, error);
+        } else if (entered && !(error instanceof Fault)) {
+          // A slice refused for its form (bad base64) changes nothing, not even the state.
+          this.loadBuffer = undefined;
+          this.currentState = 'STOP';
+        }
         throw error;
       }
       return { state: this.currentState, received: buffer.received, totalBytes: buffer.totalBytes, complete: buffer.complete };

@@ -3,7 +3,7 @@ import type { MigrationCore } from '../core/migration-core.ts';
 import type { TransitionResult, VfMachine } from '../core/vf-machine.ts';
 import { vfioStateValue } from '../core/vfio-states.ts';
 import type { Transition, VfSummary } from '../../schemas/types.ts';
-import { decodeBase64, markBase64, type MethodHandlers } from './method-table.ts';
+import { base64Slice, markBase64, type MethodHandlers } from './method-table.ts';
 
 const DEFAULT_TIMEOUT_MS = 5000;
 const DEFAULT_SLICE_BYTES = 1024 * 1024;
@@ -62,8 +62,7 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
     },
     'vf.load': async ({ vf, offset, data }, ctx) => {
       const machine = core.lookup(vf);
-      const bytes = decodeBase64(data, '/data');
-      return machine.load(offset, bytes, DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id }));
+      return machine.load(offset, base64Slice(data, '/data'), DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id }));
     },
     'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
   };
