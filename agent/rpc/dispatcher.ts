@@ -131,7 +131,7 @@ export class Dispatcher {
         callback(wireError('INVALID_PARAMS', first ? `params${first.path === '/' ? '' : first.path} ${first.message}` : 'params are invalid', { errors }));
         return;
       }
-      const ctx: RequestContext = { peer: context.peer, identity: null, method: name, log: context.log.child({ method: name }) };
+      const ctx = new CallRequestContext(context.peer, name, context.log);
       handler(given as never, ctx).then(
         (result) => {
           if (!schema.validateResult(result)) {
@@ -156,6 +156,26 @@ export class Dispatcher {
     }
     ctx.log.error({ err: error }, 'handler failed');
     return wireError('INTERNAL_ERROR', error instanceof Error ? error.message : String(error));
+  }
+}
+
+/** A RequestContext whose child logger is made on first use: most calls never log. */
+class CallRequestContext implements RequestContext {
+  readonly peer: PeerInfo;
+  readonly identity = null;
+  readonly method: string;
+  readonly #parentLog: Logger;
+  #log: Logger | undefined;
+
+  constructor(peer: PeerInfo, method: string, parentLog: Logger) {
+    this.peer = peer;
+    this.method = method;
+    this.#parentLog = parentLog;
+  }
+
+  get log(): Logger {
+    this.#log ??= this.#parentLog.child({ method: this.method });
+    return this.#log;
   }
 }
 
