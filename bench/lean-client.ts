@@ -7,6 +7,9 @@ import { connect, type Socket } from 'node:net';
 
 type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void; base64Field?: string };
 
+/** A result whose base64 field was kept as bytes (in a pooled buffer: call `release` when done with them). */
+export type WithBase64Bytes<T> = T & { readonly bytes: Buffer; release(): void };
+
 export class LeanClient {
   private readonly socket: Socket;
   private readonly waiters = new Map<number, Waiter>();
@@ -14,6 +17,8 @@ export class LeanClient {
   private spill = Buffer.alloc(0);
   private spilled = 0;
   private nextId = 1;
+  /** Buffers for base64 payloads, reused once a request that carried one has been written. */
+  private readonly pool: Buffer[] = [];
 
   private constructor(socket: Socket) {
     this.socket = socket;
@@ -47,7 +52,7 @@ export class LeanClient {
    * a C client builds its request around the payload: JSON.stringify would
    * spend milliseconds scanning a megabyte of base64 for escapes.
    */
-  callWithBase64<T = Record<string, unknown>>(method: string, params: object, field: string, base64: string): Promise<T> {
+  callWithBase64<T = Record<string, unknown>>(method: string, params: object, field: string, base64: string | Buffer, onWritten?: () => void): Promise<T> {
     const id = this.nextId++;
     const head = JSON.stringify({ jsonrpc: '2.0', method, id, params: { ...params, [field]: '' } });
     // Just after the opening quote of the empty placeholder string.
@@ -57,19 +62,19 @@ export class LeanClient {
       this.socket.cork();
       this.socket.write(head.slice(0, cut));
       this.socket.write(base64);
-      this.socket.write(`${head.slice(cut)}\n`);
+      this.socket.write(`${head.slice(cut)}\n`, onWritten);
       this.socket.uncork();
     });
   }
 
   /**
    * Like `call`, for a result with a large base64 field (vf.save): the
-   * field is cut out of the response text instead of being parsed, as a C
-   * client would read it straight into its buffer.
+   * field is not parsed but kept as the bytes that came in, in a pooled
+   * buffer, ready to be forwarded (as a C client would).
    */
-  callForBase64<T = Record<string, unknown>>(method: string, params: object, field: string): Promise<T> {
+  callForBase64<T = Record<string, unknown>>(method: string, params: object, field: string): Promise<WithBase64Bytes<T>> {
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
+    return new Promise<WithBase64Bytes<T>>((resolve, reject) => {
       this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject, base64Field: field });
       this.socket.write(`${JSON.stringify({ jsonrpc: '2.0', method, params, id })}\n`);
     });
@@ -77,6 +82,29 @@ export class LeanClient {
 
   close(): void {
     this.socket.destroy();
+  }
+
+  /** JSON.parse, except that a base64 result field a caller asked for is copied out as bytes, unparsed. */
+  private parseResponse(line: Buffer): Response {
+    const head = line.subarray(0, Math.min(line.length, 256)).toString('latin1');
+    const id = /"id":(\d+)/.exec(head)?.[1] ?? /"id":(\d+)/.exec(line.subarray(-256).toString('latin1'))?.[1];
+    const field = id === undefined ? undefined : this.waiters.get(Number(id))?.base64Field;
+    const key = field === undefined ? -1 : line.indexOf(`"${field}":"`);
+    if (field === undefined || key === -1) return JSON.parse(line.toString('utf8')) as Response;
+    const start = key + field.length + 4;
+    const end = line.indexOf(0x22, start);
+    const rest = Buffer.concat([line.subarray(0, start), line.subarray(end)]).toString('utf8');
+    const response = JSON.parse(rest) as Response & { result: Record<string, unknown> };
+    const buffer = this.acquire(end - start);
+    line.copy(buffer, 0, start, end);
+    Object.assign(response.result, { bytes: buffer.subarray(0, end - start), release: () => this.pool.push(buffer) });
+    delete response.result[field];
+    return response;
+  }
+
+  private acquire(size: number): Buffer {
+    const index = this.pool.findIndex((b) => b.length >= size);
+    return index === -1 ? Buffer.allocUnsafeSlow(Math.max(size, 2 * 1024 * 1024)) : (this.pool.splice(index, 1)[0] as Buffer);
   }
 
   private keep(bytes: Buffer): void {
@@ -100,7 +128,7 @@ export class LeanClient {
         this.spilled = 0;
       }
       start = nl + 1;
-      const response = parseResponse(line.toString('latin1'), (id) => this.waiters.get(id)?.base64Field);
+      const response = this.parseResponse(line);
       const waiter = this.waiters.get(response.id);
       if (waiter === undefined) continue;
       this.waiters.delete(response.id);
@@ -112,16 +140,3 @@ export class LeanClient {
 }
 
 interface Response { id: number; result?: unknown; error?: { message: string; data?: { detail?: string } } }
-
-/** JSON.parse, except that a base64 result field the caller asked for is sliced out of the text unparsed. */
-function parseResponse(text: string, fieldOf: (id: number) => string | undefined): Response {
-  const idMatch = /"id":(\d+)/.exec(text.length > 4096 ? text.slice(0, 256) + text.slice(-256) : text);
-  const field = idMatch === null ? undefined : fieldOf(Number(idMatch[1]));
-  const key = field === undefined ? -1 : text.indexOf(`"${field}":"`);
-  if (field === undefined || key === -1) return JSON.parse(text) as Response;
-  const start = key + field.length + 4;
-  const end = text.indexOf('"', start);
-  const response = JSON.parse(text.slice(0, start) + text.slice(end)) as Response & { result: Record<string, unknown> };
-  response.result[field] = text.slice(start, end);
-  return response;
-}

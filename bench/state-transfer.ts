@@ -10,7 +10,7 @@
 import { connect } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { startAgentProcess, type AgentProcess } from '../test/support/agent-process.ts';
-import { LeanClient } from './lean-client.ts';
+import { LeanClient, type WithBase64Bytes } from './lean-client.ts';
 import { startPeer } from './processes.ts';
 import { fmt, median, type BenchRow } from './stats.ts';
 
@@ -26,7 +26,8 @@ export interface TransferOptions {
 }
 
 
-interface SaveResult { data: string; offset: number; length: number; eof: boolean; totalBytes: number }
+interface SaveMeta { offset: number; length: number; eof: boolean; totalBytes: number }
+type SaveResult = WithBase64Bytes<SaveMeta>;
 
 function blobAgent(stateBytes: number): Promise<AgentProcess> {
   return startAgentProcess({
@@ -40,14 +41,14 @@ function blobAgent(stateBytes: number): Promise<AgentProcess> {
 
 /** Saves the whole stream with `depth` calls in flight; hands each slice to `onSlice` in order. */
 async function pipelinedSave(client: LeanClient, sliceBytes: number, depth: number, onSlice: (s: SaveResult) => Promise<unknown>): Promise<number> {
-  const first = await client.callForBase64<SaveResult>('vf.save', { vf: 'blob0', maxBytes: sliceBytes, offset: 0 }, 'data');
+  const first = await client.callForBase64<SaveMeta>('vf.save', { vf: 'blob0', maxBytes: sliceBytes, offset: 0 }, 'data');
   const total = first.totalBytes;
   const sinks: Promise<unknown>[] = [onSlice(first)];
   let next = first.length;
   const inFlight: Promise<SaveResult>[] = [];
   const issue = (): void => {
     if (next >= total) return;
-    inFlight.push(client.callForBase64<SaveResult>('vf.save', { vf: 'blob0', maxBytes: sliceBytes, offset: next }, 'data'));
+    inFlight.push(client.callForBase64<SaveMeta>('vf.save', { vf: 'blob0', maxBytes: sliceBytes, offset: next }, 'data'));
     next += sliceBytes;
   };
   for (let i = 0; i < depth; i += 1) issue();
@@ -89,7 +90,7 @@ async function loadAll(port: number, slices: readonly SaveResult[], depth: numbe
     const started = performance.now();
     const inFlight: Promise<unknown>[] = [];
     for (const s of slices) {
-      inFlight.push(client.callWithBase64('vf.load', { vf: 'blob0', offset: s.offset }, 'data', s.data));
+      inFlight.push(client.callWithBase64('vf.load', { vf: 'blob0', offset: s.offset }, 'data', s.bytes));
       if (inFlight.length >= depth) await inFlight.shift();
     }
     await Promise.all(inFlight);
@@ -116,7 +117,7 @@ export async function stateTransfer(options: TransferOptions): Promise<BenchRow[
     for (let round = 0; round < options.rounds; round += 1) {
       await dst.call('vf.setState', { vf: 'blob0', state: 'STOP' });
       const started = performance.now();
-      total = await pipelinedSave(src, options.sliceBytes, options.depth, (s) => dst.callWithBase64('vf.load', { vf: 'blob0', offset: s.offset }, 'data', s.data));
+      total = await pipelinedSave(src, options.sliceBytes, options.depth, (s) => dst.callWithBase64('vf.load', { vf: 'blob0', offset: s.offset }, 'data', s.bytes, s.release));
       ours.push(total / MiB / ((performance.now() - started) / 1000));
       const commitStarted = performance.now();
       await dst.call('vf.setState', { vf: 'blob0', state: 'STOP', timeoutMs: 60000 });
