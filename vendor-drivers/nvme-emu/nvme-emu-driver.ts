@@ -65,7 +65,7 @@ export class NvmeEmuDriver implements VendorDriver {
   }
 
   async start(log: Logger): Promise<void> {
-    this.#log = log.child({ driver: this.name });
+    this.#log = log;
     this.#vfLogs.clear();
     this.#log.info({ vfs: this.#vfs.size }, 'nvme-emu ready');
   }
