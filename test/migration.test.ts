@@ -7,64 +7,14 @@
  * resumes, and the same guest carries on there. Also the paths where a
  * migration does not happen: cancelled, refused by the destination.
  */
-import test, { type ExecutionContext } from 'ava';
-import { join } from 'node:path';
-import type { Config, NvmeEmuVf } from '../schemas/types.ts';
-import { startAgentProcess, tempDir, type AgentProcess } from './support/agent-process.ts';
-import { GuestNvme } from './support/guest-nvme.ts';
-import { copyGuestMemory, rpcHostPort, type GuestHostPort } from './support/host-port.ts';
-import { RpcClient } from './support/rpc-client.ts';
-import { VerifyingWorkload, type WorkloadReport } from './support/verifying-workload.ts';
+import test from 'ava';
+import { tempDir } from './support/agent-process.ts';
+import { copyGuestMemory } from './support/host-port.ts';
+import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig } from './support/migration-rig.ts';
+import type { RpcClient } from './support/rpc-client.ts';
 
 const BDF = '0000:3b:00.2';
 const MiB = 1024 * 1024;
-
-interface Side {
-  readonly agent: AgentProcess;
-  readonly rpc: RpcClient;
-  readonly port: GuestHostPort;
-}
-
-/** The VF both agents offer: same guest-visible identity, same namespace file (shared storage). */
-function vfConfig(dir: string, overrides: Partial<NvmeEmuVf> = {}): NvmeEmuVf {
-  return {
-    id: 'nvme0', bdf: BDF, cntlid: 3, serial: 'VFMIG-E2E-0001', model: 'vfmigd e2e', subnqn: 'nqn.2026-11.dev.vfmigd:e2e',
-    namespaces: [{ nsid: 1, path: join(dir, 'ns1.img'), sizeBytes: 64 * MiB, blockSize: 512 }],
-    ...overrides,
-  };
-}
-
-/** A 2 ms service time keeps the device busy with many commands at once. */
-async function startSide(t: ExecutionContext, vf: NvmeEmuVf, serviceTimeUs = 2000): Promise<Side> {
-  const config: Config = {
-    drivers: [{ driver: 'nvme-emu', options: { hostPort: true, serviceTimeUs, vfs: [vf] } }],
-  };
-  const agent = await startAgentProcess({ config });
-  t.teardown(async () => { await agent.stop(); });
-  const rpc = await RpcClient.connect(agent.tcp);
-  t.teardown(() => rpc.destroy());
-  return { agent, rpc, port: rpcHostPort((method, params) => rpc.callAny(method, params), BDF) };
-}
-
-/** A guest with four I/O queue pairs and a verifying workload that has run for a while. */
-async function busyGuest(source: Side, seed: number): Promise<{ nvme: GuestNvme; workload: VerifyingWorkload }> {
-  const nvme = new GuestNvme(source.port);
-  await nvme.enable();
-  await nvme.setNumberOfQueues(4);
-  for (let qid = 1; qid <= 4; qid += 1) await nvme.createIoQueuePair(qid, 256, qid);
-  const workload = await VerifyingWorkload.create(nvme, { nsid: 1, queueIds: [1, 2, 3, 4], seed, queueDepth: 96, initialContent: 'zeroes', lbaCount: 8192 });
-  await workload.runUntil(300);
-  return { nvme, workload };
-}
-
-/** Puts at least 64 commands in flight and stops the guest's vCPUs (no submitting, no polling). */
-async function pauseWithCommandsInFlight(t: ExecutionContext, workload: VerifyingWorkload): Promise<number> {
-  await workload.submitBurst(160);
-  const inFlight = workload.inFlight;
-  t.true(inFlight >= 64, `${inFlight} commands in flight when the VM stops`);
-  workload.quiesceGuestSide();
-  return inFlight;
-}
 
 /** Reads the whole save stream in slices of `sliceBytes`, from `offset` 0. */
 async function saveAll(rpc: RpcClient, sliceBytes: number): Promise<{ slices: Buffer[]; total: number }> {
@@ -92,21 +42,14 @@ async function loadAll(rpc: RpcClient, slices: readonly Buffer[]): Promise<void>
   }
 }
 
-function assertClean(t: ExecutionContext, report: WorkloadReport, nvme: GuestNvme): void {
-  t.deepEqual(report.failures.map((f) => f.message), [], `seed ${report.seed}: ${report.failureCount} failures`);
-  t.true(report.ok);
-  t.is(report.stats.completed, report.stats.submitted, 'every submitted command completed exactly once');
-  t.deepEqual(nvme.violations(), [], 'no duplicate or stray completion, no queue pointer going backwards');
-}
-
 // QEMU asks for exact byte counts: 1 MiB, and odd sizes (an nvme-emu state with
 // four queue pairs is ~2.5 KiB, so 509 bytes cuts it into several slices).
 for (const sliceBytes of [MiB, 4093, 509]) {
   test(`migration between two agents with 64+ commands in flight over 4 queues, state moved in ${sliceBytes}-byte slices`, async (t) => {
     const dir = tempDir();
-    const source = await startSide(t, vfConfig(dir));
-    const destination = await startSide(t, vfConfig(dir));
-    const { nvme, workload } = await busyGuest(source, 0x5eed + sliceBytes);
+    const source = await startSide(t, [vfConfig(dir)]);
+    const destination = await startSide(t, [vfConfig(dir)]);
+    const { nvme, workload } = await busyGuest(source.portOf(BDF), 0x5eed + sliceBytes);
     await pauseWithCommandsInFlight(t, workload);
 
     // Source: stop (draining what the device fetched), then read the state out.
@@ -127,7 +70,7 @@ for (const sliceBytes of [MiB, 4093, 509]) {
     t.true(Buffer.concat(again.slices).equals(Buffer.concat(slices)), 'the save stream is stable and re-readable');
 
     // The VMM moves guest RAM while the VF is stopped.
-    await copyGuestMemory(source.port, destination.port, nvme.memoryRegions());
+    await copyGuestMemory(source.portOf(BDF), destination.portOf(BDF), nvme.memoryRegions());
 
     // Destination: stop, load slice by slice, resume.
     t.deepEqual((await destination.rpc.call('vf.setState', { vf: BDF, state: 'STOP' })).path, ['RUNNING_P2P', 'STOP']);
@@ -136,11 +79,8 @@ for (const sliceBytes of [MiB, 4093, 509]) {
     t.deepEqual(resumed.path, ['STOP', 'RUNNING_P2P', 'RUNNING']);
 
     // The guest carries on against the destination, from where the source stopped.
-    await nvme.attach(destination.port);
-    workload.resumeGuestSide();
-    await workload.runUntil(workload.stats().completed + 1500);
-    const report = await workload.finish();
-    assertClean(t, report, nvme);
+    await nvme.attach(destination.portOf(BDF));
+    await finishClean(t, { nvme, workload }, 1500);
     const interrupts = await nvme.interruptCounts();
     t.true([1, 2, 3, 4].some((v) => (interrupts[v] ?? 0) > 0), 'the destination VF raises interrupts');
 
@@ -153,8 +93,8 @@ for (const sliceBytes of [MiB, 4093, 509]) {
 test('a cancelled migration (quiesce, partial save, back to RUNNING) loses nothing: the source carries on', async (t) => {
   const dir = tempDir();
   // Commands take 300 ms in this device, so the quiesce certainly finds fetched ones to drain.
-  const source = await startSide(t, vfConfig(dir), 300_000);
-  const { nvme, workload } = await busyGuest(source, 0xca11);
+  const source = await startSide(t, [vfConfig(dir)], 300_000);
+  const { nvme, workload } = await busyGuest(source.portOf(BDF), 0xca11);
   await pauseWithCommandsInFlight(t, workload);
 
   const quiesce = await source.rpc.call('vf.quiesce', { vf: BDF });
@@ -167,17 +107,15 @@ test('a cancelled migration (quiesce, partial save, back to RUNNING) loses nothi
   t.deepEqual(cancelled.path, ['STOP', 'RUNNING_P2P', 'RUNNING']);
   t.false((await source.rpc.call('vf.pending', { vf: BDF })).streamOpen, 'cancelling drops the save stream');
 
-  workload.resumeGuestSide();
-  await workload.runUntil(workload.stats().completed + 1000);
-  assertClean(t, await workload.finish(), nvme);
+  await finishClean(t, { nvme, workload }, 1000);
 });
 
 test('a destination that refuses the state leaves itself untouched, and the source resumes with nothing lost', async (t) => {
   const dir = tempDir();
-  const source = await startSide(t, vfConfig(dir));
+  const source = await startSide(t, [vfConfig(dir)]);
   // Same namespace file, but another serial number: the guest would see a different controller.
-  const destination = await startSide(t, vfConfig(dir, { serial: 'VFMIG-E2E-OTHER' }));
-  const { nvme, workload } = await busyGuest(source, 0xbad5);
+  const destination = await startSide(t, [vfConfig(dir, 0, { serial: 'VFMIG-E2E-OTHER' })]);
+  const { nvme, workload } = await busyGuest(source.portOf(BDF), 0xbad5);
   await pauseWithCommandsInFlight(t, workload);
 
   await source.rpc.call('vf.quiesce', { vf: BDF });
@@ -191,7 +129,7 @@ test('a destination that refuses the state leaves itself untouched, and the sour
   t.is((await destination.rpc.call('vf.getState', { vf: BDF })).state, 'STOP');
   // The destination is as it was: a disabled controller, which runs again.
   t.is((await destination.rpc.call('vf.resume', { vf: BDF })).state, 'RUNNING');
-  t.is(await destination.port.mmioRead32(0x14), 0, 'CC of the destination is still the reset value');
+  t.is(await destination.portOf(BDF).mmioRead32(0x14), 0, 'CC of the destination is still the reset value');
 
   // A corrupted stream is refused the same way, before it reaches the driver.
   await destination.rpc.call('vf.setState', { vf: BDF, state: 'STOP' });
@@ -202,7 +140,5 @@ test('a destination that refuses the state leaves itself untouched, and the sour
 
   // The migration failed: the source goes back to RUNNING and its guest finishes cleanly.
   await source.rpc.call('vf.resume', { vf: BDF });
-  workload.resumeGuestSide();
-  await workload.runUntil(workload.stats().completed + 500);
-  assertClean(t, await workload.finish(), nvme);
+  await finishClean(t, { nvme, workload }, 500);
 });

@@ -1,0 +1,81 @@
+/**
+ * The pieces every end-to-end migration test needs: two agent processes
+ * offering the same nvme-emu VFs (same guest-visible identity, same
+ * namespace files, as with shared storage), and a busy guest on a VF with
+ * commands in flight whose every command and byte is checked at the end.
+ */
+import type { ExecutionContext } from 'ava';
+import { join } from 'node:path';
+import type { NvmeEmuVf } from '../../schemas/types.ts';
+import { startAgentProcess, type AgentProcess } from './agent-process.ts';
+import { GuestNvme } from './guest-nvme.ts';
+import { rpcHostPort, type GuestHostPort } from './host-port.ts';
+import { RpcClient } from './rpc-client.ts';
+import { VerifyingWorkload, type WorkloadReport } from './verifying-workload.ts';
+
+const MiB = 1024 * 1024;
+
+export interface Side {
+  readonly agent: AgentProcess;
+  readonly rpc: RpcClient;
+  /** The host port of a VF of this agent, for the guest. */
+  portOf(bdf: string): GuestHostPort;
+}
+
+export interface BusyGuest {
+  readonly nvme: GuestNvme;
+  readonly workload: VerifyingWorkload;
+}
+
+/** VF `index` as both agents offer it. */
+export function vfConfig(dir: string, index = 0, overrides: Partial<NvmeEmuVf> = {}): NvmeEmuVf {
+  return {
+    id: `nvme${index}`, bdf: `0000:3b:00.${2 + index}`, cntlid: 3 + index, serial: `VFMIG-E2E-000${index}`,
+    model: 'vfmigd e2e', subnqn: `nqn.2026-11.dev.vfmigd:e2e-${index}`,
+    namespaces: [{ nsid: 1, path: join(dir, `ns${index}.img`), sizeBytes: 64 * MiB, blockSize: 512 }],
+    ...overrides,
+  };
+}
+
+/** An agent with these VFs and the host port on; a 2 ms service time keeps many commands inside the device at once. */
+export async function startSide(t: ExecutionContext, vfs: NvmeEmuVf[], serviceTimeUs = 2000): Promise<Side> {
+  const agent = await startAgentProcess({ config: { drivers: [{ driver: 'nvme-emu', options: { hostPort: true, serviceTimeUs, vfs } }] } });
+  t.teardown(async () => { await agent.stop(); });
+  const rpc = await RpcClient.connect(agent.tcp);
+  t.teardown(() => rpc.destroy());
+  return { agent, rpc, portOf: (bdf) => rpcHostPort((method, params) => rpc.callAny(method, params), bdf) };
+}
+
+/** A guest with four I/O queue pairs and a verifying workload that has run for a while. */
+export async function busyGuest(port: GuestHostPort, seed: number): Promise<BusyGuest> {
+  const nvme = new GuestNvme(port);
+  await nvme.enable();
+  await nvme.setNumberOfQueues(4);
+  for (let qid = 1; qid <= 4; qid += 1) await nvme.createIoQueuePair(qid, 256, qid);
+  const workload = await VerifyingWorkload.create(nvme, { nsid: 1, queueIds: [1, 2, 3, 4], seed, queueDepth: 96, initialContent: 'zeroes', lbaCount: 8192 });
+  await workload.runUntil(300);
+  return { nvme, workload };
+}
+
+/** Puts at least 64 commands in flight and stops the guest's vCPUs (no submitting, no polling). */
+export async function pauseWithCommandsInFlight(t: ExecutionContext, workload: VerifyingWorkload): Promise<number> {
+  await workload.submitBurst(160);
+  const inFlight = workload.inFlight;
+  t.true(inFlight >= 64, `${inFlight} commands in flight when the VM stops`);
+  workload.quiesceGuestSide();
+  return inFlight;
+}
+
+/** The guest runs on (wherever it is attached now) and then every command and byte is checked. */
+export async function finishClean(t: ExecutionContext, guest: BusyGuest, moreCommands: number): Promise<void> {
+  guest.workload.resumeGuestSide();
+  await guest.workload.runUntil(guest.workload.stats().completed + moreCommands);
+  assertClean(t, await guest.workload.finish(), guest.nvme);
+}
+
+export function assertClean(t: ExecutionContext, report: WorkloadReport, nvme: GuestNvme): void {
+  t.deepEqual(report.failures.map((f) => f.message), [], `seed ${report.seed}: ${report.failureCount} failures`);
+  t.true(report.ok);
+  t.is(report.stats.completed, report.stats.submitted, 'every submitted command completed exactly once');
+  t.deepEqual(nvme.violations(), [], 'no duplicate or stray completion, no queue pointer going backwards');
+}
