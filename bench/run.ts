@@ -3,12 +3,13 @@
  * machine, Node version and date), and with --write-readme puts it into
  * the README between the bench markers. Figures, not pass/fail.
  *
- *   node dist/bench/run.js [--only transfer|small|downtime|scale] [--quick] [--write-readme]
+ *   node dist/bench/run.js [--only transfer|small|downtime|scale|plugin] [--quick] [--write-readme]
  */
 import os from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { downtime } from './downtime.ts';
+import { pluginPath } from './plugin.ts';
 import { scale } from './scale.ts';
 import { smallCalls } from './small-calls.ts';
 import { stateTransfer } from './state-transfer.ts';
@@ -29,6 +30,7 @@ const benches: [string, () => Promise<BenchRow[]>][] = [
   ['small', () => smallCalls(quick ? 500 : 1000, quick ? 3 : 5)],
   ['downtime', () => downtime({ runs: quick ? 30 : 200, vfCount: quick ? 8 : 64 })],
   ['scale', () => scale(1024)],
+  ['plugin', () => pluginPath(quick ? 20 : 100)],
 ];
 
 const rows: BenchRow[] = [];

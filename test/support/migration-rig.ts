@@ -43,7 +43,23 @@ export async function startSide(t: ExecutionContext, vfs: NvmeEmuVf[], serviceTi
   t.teardown(async () => { await agent.stop(); });
   const rpc = await RpcClient.connect(agent.tcp);
   t.teardown(() => rpc.destroy());
-  return { agent, rpc, portOf: (bdf) => rpcHostPort((method, params) => rpc.callAny(method, params), bdf) };
+  // Each VF's host port gets a connection of its own, as each VM's would:
+  // several busy guests on one connection would exceed its in-flight limit.
+  const connections = new Map<string, Promise<RpcClient>>();
+  const connectionFor = (bdf: string): Promise<RpcClient> => {
+    let connection = connections.get(bdf);
+    if (connection === undefined) {
+      connection = RpcClient.connect(agent.tcp);
+      connections.set(bdf, connection);
+      t.teardown(async () => { (await connection)?.destroy(); });
+    }
+    return connection;
+  };
+  return {
+    agent,
+    rpc,
+    portOf: (bdf) => rpcHostPort(async (method, params) => (await connectionFor(bdf)).callAny(method, params), bdf),
+  };
 }
 
 /** A guest with four I/O queue pairs and a verifying workload that has run for a while. */

@@ -1,0 +1,85 @@
+/**
+ * Runs the QEMU-playing harness (vmm-plugin/test/harness.c) that loads the
+ * plugin .so exactly as QEMU does and replays QEMU's call sequence.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** vmm-plugin/build at the repository root (from dist/test/support). */
+const BUILD = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'vmm-plugin', 'build');
+
+export interface HarnessBuild {
+  readonly harness: string;
+  readonly plugin: string;
+}
+
+export const PLUGIN_BUILD: HarnessBuild = { harness: join(BUILD, 'vfmigd-harness'), plugin: join(BUILD, 'libvfmigd-plugin.so') };
+/** The AddressSanitizer + LeakSanitizer build: a leak or memory error makes the harness fail. */
+export const ASAN_BUILD: HarnessBuild = { harness: join(BUILD, 'asan', 'vfmigd-harness'), plugin: join(BUILD, 'asan', 'libvfmigd-plugin.so') };
+
+export function assertBuilt(build: HarnessBuild): void {
+  for (const file of [build.harness, build.plugin]) {
+    if (!existsSync(file)) throw new Error(`${file} is missing: run make -C vmm-plugin all asan (npm test does)`);
+  }
+}
+
+/** One line of the harness's report, per device. */
+export interface DeviceReport {
+  readonly device: string;
+  readonly ok: boolean;
+  readonly bytes?: number;
+  readonly stopCopyUs?: number;
+  readonly resumeUs?: number;
+  readonly op?: string;
+  readonly rc?: number;
+  readonly error?: string;
+}
+
+export interface HarnessRun {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly reports: DeviceReport[];
+  readonly stderr: string;
+  readonly elapsedMs: number;
+}
+
+export type HarnessMode = 'source' | 'destination' | 'cancel';
+
+export interface HarnessOptions {
+  readonly build?: HarnessBuild;
+  readonly mode: HarnessMode;
+  /** The plugin's `arg`, e.g. `tcp:127.0.0.1:7700,timeout_ms=2000`. */
+  readonly arg: string;
+  /** BDF → stream file (the cancel mode takes no file). */
+  readonly devices: readonly { bdf: string; stream?: string }[];
+  readonly extraArgs?: readonly string[];
+  readonly timeoutMs?: number;
+}
+
+export function runHarness(options: HarnessOptions): Promise<HarnessRun> {
+  const build = options.build ?? PLUGIN_BUILD;
+  assertBuilt(build);
+  const args = [options.mode, '--plugin', build.plugin, '--arg', options.arg];
+  for (const d of options.devices) args.push('--device', d.stream === undefined ? d.bdf : `${d.bdf}=${d.stream}`);
+  args.push(...(options.extraArgs ?? []));
+  const started = performance.now();
+  return new Promise((resolve) => {
+    // LeakSanitizer must run at exit; a leak report fails the run (exit code 23).
+    const child = spawn(build.harness, args, {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:exitcode=23:abort_on_error=0', UBSAN_OPTIONS: 'halt_on_error=1:exitcode=24' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30000);
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      const reports = stdout.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as DeviceReport);
+      resolve({ code, signal, reports, stderr, elapsedMs: performance.now() - started });
+    });
+  });
+}

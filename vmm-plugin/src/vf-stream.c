@@ -1,0 +1,167 @@
+/*
+ * A VF's state stream: how much is left to save (update_pending), reading it
+ * out in exact amounts (save) and writing it in (load). Payloads travel as
+ * base64 in JSON; the decoded bytes go straight into QEMU's buffer.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base64.h"
+#include "json-fields.h"
+#include "vf-device.h"
+
+int vfm_device_pending(struct vfm_device *device, uint64_t *bytes, struct vfm_failure *failure)
+{
+    json_object *params = vfm_json_vf_params(device->vf);
+    json_object *result = NULL;
+    struct vfm_refusal refusal;
+    bool stream_open;
+    int64_t pending;
+    int rc;
+
+    if (params == NULL)
+        return vfm_fail(failure, -ENOMEM, "update_pending: out of memory");
+    rc = vfm_rpc_call(&device->rpc, "vf.pending", params, NULL, NULL, 0, &result, &refusal, failure);
+    if (rc == VFM_RPC_REFUSED)
+        return vfm_device_refused(device, "update_pending: vf.pending", &refusal, failure);
+    if (rc != 0) {
+        vfm_fail_prefix(failure, "update_pending");
+        return rc;
+    }
+    if (vfm_json_bool(result, "streamOpen", &stream_open) != 0 || vfm_json_int64(result, "pendingBytes", &pending) != 0 ||
+        pending < 0) {
+        rc = vfm_fail(failure, -EPROTO, "update_pending: vf.pending result lacks streamOpen or pendingBytes");
+    } else {
+        /*
+         * Only an open save stream has bytes save() can return; a VF running
+         * without pre-copy has none yet, whatever its state would weigh.
+         */
+        *bytes = stream_open ? (uint64_t)pending : 0;
+    }
+    json_object_put(result);
+    return rc;
+}
+
+/* One vf.save call for at most `want` bytes, decoded to buffer; *got and *eof say what came back. */
+static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want, uint64_t *got, bool *eof,
+                      struct vfm_failure *failure)
+{
+    json_object *params = vfm_json_vf_params(device->vf);
+    json_object *result = NULL;
+    struct vfm_refusal refusal;
+    const char *data;
+    size_t data_len;
+    int64_t length;
+    int rc;
+
+    if (params == NULL || vfm_json_add(params, "maxBytes", json_object_new_int64((int64_t)want)) != 0) {
+        json_object_put(params);
+        return vfm_fail(failure, -ENOMEM, "save: out of memory");
+    }
+    rc = vfm_rpc_call(&device->rpc, "vf.save", params, NULL, NULL, 0, &result, &refusal, failure);
+    if (rc == VFM_RPC_REFUSED)
+        return vfm_device_refused(device, "save: vf.save", &refusal, failure);
+    if (rc != 0) {
+        vfm_fail_prefix(failure, "save");
+        return rc;
+    }
+    if (vfm_json_string(result, "data", &data, &data_len) != 0 || vfm_json_int64(result, "length", &length) != 0 ||
+        vfm_json_bool(result, "eof", eof) != 0) {
+        rc = vfm_fail(failure, -EPROTO, "save: vf.save result lacks data, length or eof");
+    } else if (length < 0 || (uint64_t)length > want) {
+        rc = vfm_fail(failure, -EPROTO, "save: vf.save returned %" PRId64 " bytes, more than the %" PRIu64 " asked for",
+                      length, want);
+    } else if (vfm_base64_decode_exact(data, data_len, buffer, (size_t)length) != 0) {
+        rc = vfm_fail(failure, -EPROTO, "save: vf.save data is not the base64 of %" PRId64 " bytes", length);
+    } else {
+        *got = (uint64_t)length;
+    }
+    json_object_put(result);
+    return rc;
+}
+
+int vfm_device_save(struct vfm_device *device, uint8_t *buffer, uint64_t length, struct vfm_failure *failure)
+{
+    uint64_t done = 0;
+
+    /* QEMU wants exactly `length` bytes; the agent may hand out less per call, so ask until it is all here. */
+    while (done < length) {
+        uint64_t want = length - done < VFM_MAX_SLICE_BYTES ? length - done : VFM_MAX_SLICE_BYTES;
+        uint64_t got = 0;
+        bool eof = false;
+        int rc = save_slice(device, buffer + done, want, &got, &eof, failure);
+
+        if (rc != 0)
+            return rc;
+        done += got;
+        if (done < length && (eof || got == 0))
+            return vfm_fail(failure, -EIO, "save: the state stream ended after %" PRIu64 " of the %" PRIu64
+                            " bytes asked for", done, length);
+    }
+    return 0;
+}
+
+/* Makes the scratch buffer hold at least `size` bytes. */
+static int reserve_scratch(struct vfm_device *device, size_t size)
+{
+    char *bigger;
+
+    if (device->scratch_capacity >= size)
+        return 0;
+    bigger = realloc(device->scratch, size);
+    if (bigger == NULL)
+        return -ENOMEM;
+    device->scratch = bigger;
+    device->scratch_capacity = size;
+    return 0;
+}
+
+/* One vf.load call with buffer[0..length) at the running offset. */
+static int load_slice(struct vfm_device *device, const uint8_t *buffer, size_t length, struct vfm_failure *failure)
+{
+    json_object *params;
+    json_object *result = NULL;
+    struct vfm_refusal refusal;
+    size_t text_len;
+    char what[80];
+    int rc;
+
+    if (reserve_scratch(device, vfm_base64_encoded_length(length) + 1) != 0)
+        return vfm_fail(failure, -ENOMEM, "load: out of memory for a %zu-byte slice", length);
+    text_len = vfm_base64_encode(buffer, length, device->scratch);
+    params = vfm_json_vf_params(device->vf);
+    if (params == NULL || vfm_json_add(params, "offset", json_object_new_int64((int64_t)device->load_offset)) != 0) {
+        json_object_put(params);
+        return vfm_fail(failure, -ENOMEM, "load: out of memory");
+    }
+    rc = vfm_rpc_call(&device->rpc, "vf.load", params, "data", device->scratch, text_len, &result, &refusal, failure);
+    if (rc == VFM_RPC_REFUSED) {
+        snprintf(what, sizeof(what), "load: vf.load at offset %" PRIu64, device->load_offset);
+        return vfm_device_refused(device, what, &refusal, failure);
+    }
+    if (rc != 0) {
+        vfm_fail_prefix(failure, "load");
+        return rc;
+    }
+    json_object_put(result);
+    device->load_offset += length;
+    return 0;
+}
+
+int vfm_device_load(struct vfm_device *device, const uint8_t *buffer, uint64_t length, struct vfm_failure *failure)
+{
+    uint64_t done = 0;
+
+    /* QEMU sends at most 1 MiB at a time, but nothing in the ABI says so: split anything larger. */
+    while (done < length) {
+        uint64_t slice = length - done < VFM_MAX_SLICE_BYTES ? length - done : VFM_MAX_SLICE_BYTES;
+        int rc = load_slice(device, buffer + done, (size_t)slice, failure);
+
+        if (rc != 0)
+            return rc;
+        done += slice;
+    }
+    return 0;
+}

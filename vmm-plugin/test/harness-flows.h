@@ -1,0 +1,43 @@
+/* QEMU's per-device call sequences (source, destination, cancel), one device per job, each run on its own thread. */
+#ifndef HARNESS_FLOWS_H
+#define HARNESS_FLOWS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "vfio-migration-plugin.h"
+
+enum harness_mode { MODE_SOURCE, MODE_DESTINATION, MODE_CANCEL };
+
+struct harness_options {
+    enum harness_mode mode;
+    const char *plugin_path;
+    const char *arg;                 /* x-plugin-arg */
+    long precopy_polls;              /* update_pending calls during pre-copy (source) */
+    long stall_after_chunks;         /* -1: never stall */
+    long stall_ms;
+};
+
+struct device_job {
+    /* inputs */
+    const struct harness_options *options;
+    const VFIOMigrationPluginOps *ops;
+    const char *device;              /* BDF, as QEMU passes it to init */
+    const char *file;                /* stream file; NULL for cancel */
+    /* outputs */
+    bool ok;
+    const char *op;                  /* the op (or "file") that failed */
+    bool has_rc;                     /* false when the failure has no return code (init's NULL, a wrong state) */
+    int rc;
+    char error[512];
+    uint64_t bytes;                  /* state bytes saved or loaded */
+    uint64_t pending_bytes;          /* cancel: what update_pending reported */
+    int64_t elapsed_us;              /* source: stop-copy; destination: resume (stalls excluded) */
+    bool cancel_tried;               /* source failure: the QEMU-style cancel to RUNNING was attempted */
+    bool cancelled;                  /* ... and succeeded */
+};
+
+/* Runs job->options->mode for one device; pthread start routine (arg: struct device_job *). */
+void *run_device_job(void *job);
+
+#endif

@@ -1,0 +1,263 @@
+/*
+ * vfmigd-harness: plays QEMU against a VFIO migration plugin. It loads the
+ * plugin as QEMU does, runs QEMU's call sequence for each device on its own
+ * thread (one plugin handle each), and prints one JSON line per device.
+ * Exit status: 0 every device succeeded, 1 otherwise, 2 usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness-flows.h"
+#include "plugin-loader.h"
+
+#define EXIT_USAGE 2
+
+static const char USAGE[] =
+    "usage: vfmigd-harness MODE --plugin SO --arg ARG --device SPEC [--device SPEC ...] [options]\n"
+    "  source       SPEC is BDF=STREAMFILE: save each device's state into its file\n"
+    "  destination  SPEC is BDF=STREAMFILE: load each device's state from its file and run it\n"
+    "  cancel       SPEC is BDF: start stop-and-copy, save part of the state, cancel, expect RUNNING\n"
+    "options:\n"
+    "  --precopy-polls N        update_pending calls during pre-copy (source; default 3)\n"
+    "  --stall-after-chunks K   with --stall-ms MS: sleep MS after K save/load chunks of 1 MiB\n"
+    "  --stall-ms MS\n";
+
+struct device_list {
+    struct device_job *jobs;
+    size_t count;
+};
+
+static int usage_error(const char *message)
+{
+    fprintf(stderr, "vfmigd-harness: %s\n%s", message, USAGE);
+    return EXIT_USAGE;
+}
+
+static int parse_count(const char *text, long max, long *out)
+{
+    char *end = NULL;
+
+    errno = 0;
+    *out = strtol(text, &end, 10);
+    return text[0] >= '0' && text[0] <= '9' && errno == 0 && *end == '\0' && *out <= max ? 0 : -1;
+}
+
+static int parse_mode(const char *text, enum harness_mode *mode)
+{
+    if (strcmp(text, "source") == 0)
+        *mode = MODE_SOURCE;
+    else if (strcmp(text, "destination") == 0)
+        *mode = MODE_DESTINATION;
+    else if (strcmp(text, "cancel") == 0)
+        *mode = MODE_CANCEL;
+    else
+        return -1;
+    return 0;
+}
+
+/* Splits BDF=FILE in place (argv strings are ours to modify) and appends a job. */
+static int add_device(struct device_list *list, char *spec, enum harness_mode mode)
+{
+    struct device_job *bigger = realloc(list->jobs, (list->count + 1) * sizeof(*list->jobs));
+    char *equals = strchr(spec, '=');
+    struct device_job *job;
+
+    if (bigger == NULL)
+        return -1;
+    list->jobs = bigger;
+    job = &list->jobs[list->count];
+    memset(job, 0, sizeof(*job));
+    job->device = spec;
+    if (equals != NULL) {
+        *equals = '\0';
+        job->file = equals + 1;
+    }
+    if (job->device[0] == '\0' || (mode != MODE_CANCEL && (job->file == NULL || job->file[0] == '\0')))
+        return -2;
+    list->count++;
+    return 0;
+}
+
+static int parse_arguments(int argc, char **argv, struct harness_options *options, struct device_list *devices)
+{
+    static const struct option LONG_OPTIONS[] = {
+        { "plugin", required_argument, NULL, 'p' },
+        { "arg", required_argument, NULL, 'a' },
+        { "device", required_argument, NULL, 'd' },
+        { "precopy-polls", required_argument, NULL, 'n' },
+        { "stall-after-chunks", required_argument, NULL, 'k' },
+        { "stall-ms", required_argument, NULL, 's' },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    bool stall_ms_given = false;
+    int opt;
+
+    if (argc < 2 || parse_mode(argv[1], &options->mode) != 0)
+        return usage_error(argc < 2 ? "no mode given" : "MODE is source, destination or cancel");
+    optind = 2;
+    while ((opt = getopt_long(argc, argv, "", LONG_OPTIONS, NULL)) != -1) {
+        switch (opt) {
+        case 'p':
+            options->plugin_path = optarg;
+            break;
+        case 'a':
+            options->arg = optarg;
+            break;
+        case 'd': {
+            int rc = add_device(devices, optarg, options->mode);
+
+            if (rc == -1) {
+                fprintf(stderr, "vfmigd-harness: out of memory\n");
+                return 1;
+            }
+            if (rc != 0)
+                return usage_error(options->mode == MODE_CANCEL ? "--device wants BDF" : "--device wants BDF=STREAMFILE");
+            break;
+        }
+        case 'n':
+            if (parse_count(optarg, 1000000, &options->precopy_polls) != 0)
+                return usage_error("--precopy-polls wants a count");
+            break;
+        case 'k':
+            if (parse_count(optarg, 1000000000, &options->stall_after_chunks) != 0)
+                return usage_error("--stall-after-chunks wants a count");
+            break;
+        case 's':
+            if (parse_count(optarg, 3600000, &options->stall_ms) != 0)
+                return usage_error("--stall-ms wants milliseconds");
+            stall_ms_given = true;
+            break;
+        case 'h':
+            fputs(USAGE, stdout);
+            return EXIT_USAGE;
+        default:
+            return usage_error("unknown option");
+        }
+    }
+    if (optind != argc)
+        return usage_error("unexpected argument");
+    if (options->plugin_path == NULL || options->arg == NULL || devices->count == 0)
+        return usage_error("--plugin, --arg and at least one --device are required");
+    if ((options->stall_after_chunks >= 0) != stall_ms_given)
+        return usage_error("--stall-after-chunks and --stall-ms go together");
+    return 0;
+}
+
+static json_object *job_result(const struct device_job *job, enum harness_mode mode)
+{
+    json_object *line = json_object_new_object();
+
+    if (line == NULL)
+        return NULL;
+    json_object_object_add(line, "device", json_object_new_string(job->device));
+    json_object_object_add(line, "ok", json_object_new_boolean(job->ok));
+    if (job->ok) {
+        json_object_object_add(line, "bytes", json_object_new_uint64(job->bytes));
+        if (mode == MODE_SOURCE)
+            json_object_object_add(line, "stopCopyUs", json_object_new_int64(job->elapsed_us));
+        else if (mode == MODE_DESTINATION)
+            json_object_object_add(line, "resumeUs", json_object_new_int64(job->elapsed_us));
+        else
+            json_object_object_add(line, "pendingBytes", json_object_new_uint64(job->pending_bytes));
+        return line;
+    }
+    json_object_object_add(line, "op", json_object_new_string(job->op != NULL ? job->op : "thread"));
+    json_object_object_add(line, "rc", job->has_rc ? json_object_new_int(job->rc) : NULL);
+    json_object_object_add(line, "error", json_object_new_string(job->error));
+    json_object_object_add(line, "bytes", json_object_new_uint64(job->bytes));
+    if (job->cancel_tried)
+        json_object_object_add(line, "cancelled", json_object_new_boolean(job->cancelled));
+    return line;
+}
+
+/* One line per device, in command-line order; returns how many failed. */
+static size_t print_results(const struct device_list *devices, enum harness_mode mode)
+{
+    size_t failed = 0;
+
+    for (size_t i = 0; i < devices->count; i++) {
+        json_object *line = job_result(&devices->jobs[i], mode);
+
+        if (!devices->jobs[i].ok)
+            failed++;
+        if (line == NULL) {
+            fprintf(stderr, "vfmigd-harness: out of memory\n");
+            failed++;
+            continue;
+        }
+        printf("%s\n", json_object_to_json_string_ext(line, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(line);
+    }
+    if (fflush(stdout) != 0)
+        failed++;
+    return failed;
+}
+
+static void run_all(struct device_list *devices, const struct harness_options *options,
+                    const VFIOMigrationPluginOps *ops)
+{
+    pthread_t *threads = calloc(devices->count, sizeof(*threads));
+    bool *started = calloc(devices->count, sizeof(*started));
+
+    for (size_t i = 0; i < devices->count; i++) {
+        struct device_job *job = &devices->jobs[i];
+        char text[128];
+        int rc;
+
+        job->options = options;
+        job->ops = ops;
+        if (threads == NULL || started == NULL) {
+            snprintf(job->error, sizeof(job->error), "out of memory");
+            continue;
+        }
+        rc = pthread_create(&threads[i], NULL, run_device_job, job);
+        if (rc != 0)
+            snprintf(job->error, sizeof(job->error), "cannot start a thread: %s", strerror_r(rc, text, sizeof(text)));
+        else
+            started[i] = true;
+    }
+    for (size_t i = 0; i < devices->count; i++) {
+        if (started != NULL && started[i]) {
+            int rc = pthread_join(threads[i], NULL);
+
+            if (rc != 0) {
+                devices->jobs[i].ok = false;
+                snprintf(devices->jobs[i].error, sizeof(devices->jobs[i].error), "cannot join its thread");
+            }
+        }
+    }
+    free(started);
+    free(threads);
+}
+
+int main(int argc, char **argv)
+{
+    struct harness_options options = { .precopy_polls = 3, .stall_after_chunks = -1 };
+    struct device_list devices = { 0 };
+    struct loaded_plugin plugin;
+    char why[512];
+    size_t failed;
+    int rc = parse_arguments(argc, argv, &options, &devices);
+
+    if (rc != 0) {
+        free(devices.jobs);
+        return rc;
+    }
+    if (plugin_load(options.plugin_path, &plugin, why, sizeof(why)) != 0) {
+        fprintf(stderr, "vfmigd-harness: plugin refused: %s\n", why);
+        free(devices.jobs);
+        return 1;
+    }
+    run_all(&devices, &options, plugin.ops);
+    failed = print_results(&devices, options.mode);
+    /* QEMU unloads the plugin after the last device's cleanup. */
+    plugin_unload(&plugin);
+    free(devices.jobs);
+    return failed == 0 ? 0 : 1;
+}
