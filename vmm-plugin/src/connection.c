@@ -81,6 +81,32 @@ static int wait_for(int fd, short events, int64_t deadline)
     }
 }
 
+/*
+ * After a send or receive that did not complete (errno set): 0 to try again
+ * (interrupted, or the socket became ready before the deadline), else the
+ * connection is closed and the failure described.
+ */
+static int retry_or_fail(struct vfm_connection *conn, short events, int64_t deadline, const char *timeout_text,
+                         const char *error_verb, struct vfm_failure *failure)
+{
+    char text[96];
+    int rc;
+
+    if (errno == EINTR)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        rc = wait_for(conn->fd, events, deadline);
+        if (rc == 0)
+            return 0;
+    } else {
+        rc = -errno;
+    }
+    vfm_connection_close(conn);
+    if (rc == -ETIMEDOUT)
+        return vfm_fail(failure, rc, "%s", timeout_text);
+    return vfm_fail(failure, rc, "%s: %s", error_verb, vfm_strerror(-rc, text, sizeof(text)));
+}
+
 static int sleep_ns(int64_t ns)
 {
     struct timespec pause = { .tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000 };
@@ -216,8 +242,6 @@ static int advance(struct iovec **iov, int count, size_t sent)
 int vfm_connection_send(struct vfm_connection *conn, struct iovec *iov, int count, int64_t deadline,
                         struct vfm_failure *failure)
 {
-    char text[128];
-
     if (conn->fd < 0)
         return vfm_fail(failure, -ENOTCONN, "not connected");
     count = advance(&iov, count, 0);
@@ -231,19 +255,9 @@ int vfm_connection_send(struct vfm_connection *conn, struct iovec *iov, int coun
             count = advance(&iov, count, (size_t)sent);
             continue;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            rc = wait_for(conn->fd, POLLOUT, deadline);
-            if (rc == 0)
-                continue;
-        } else {
-            rc = -errno;
-        }
-        vfm_connection_close(conn);
-        if (rc == -ETIMEDOUT)
-            return vfm_fail(failure, rc, "timed out sending");
-        return vfm_fail(failure, rc, "send failed: %s", vfm_strerror(-rc, text, sizeof(text)));
+        rc = retry_or_fail(conn, POLLOUT, deadline, "timed out sending", "send failed", failure);
+        if (rc != 0)
+            return rc;
     }
     return 0;
 }
@@ -269,8 +283,6 @@ static int grow(struct vfm_connection *conn)
 int vfm_connection_receive_line(struct vfm_connection *conn, int64_t deadline, char **line, size_t *length,
                                 struct vfm_failure *failure)
 {
-    char text[128];
-
     if (conn->fd < 0)
         return vfm_fail(failure, -ENOTCONN, "not connected");
     if (conn->consumed > 0) {
@@ -315,18 +327,8 @@ int vfm_connection_receive_line(struct vfm_connection *conn, int64_t deadline, c
             vfm_connection_close(conn);
             return vfm_fail(failure, -ECONNRESET, "connection closed by the agent");
         }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            rc = wait_for(conn->fd, POLLIN, deadline);
-            if (rc == 0)
-                continue;
-        } else {
-            rc = -errno;
-        }
-        vfm_connection_close(conn);
-        if (rc == -ETIMEDOUT)
-            return vfm_fail(failure, rc, "timed out waiting for the response");
-        return vfm_fail(failure, rc, "receive failed: %s", vfm_strerror(-rc, text, sizeof(text)));
+        rc = retry_or_fail(conn, POLLIN, deadline, "timed out waiting for the response", "receive failed", failure);
+        if (rc != 0)
+            return rc;
     }
 }
