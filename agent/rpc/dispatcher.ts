@@ -31,7 +31,6 @@ type Callback = (error: WireError | null, result?: unknown) => void;
 interface CallContext {
   readonly peer: PeerInfo;
   readonly log: Logger;
-  readonly ids: Map<string, JsonRpcId>;
 }
 
 export class Dispatcher {
@@ -93,7 +92,7 @@ export class Dispatcher {
       : withSentinelId(message, ids);
     session.inFlight += entries.length;
     try {
-      const response = await this.call(prepared, { peer: session.peer, log: session.log, ids });
+      const response = await this.call(prepared, { peer: session.peer, log: session.log });
       return response === undefined ? undefined : serialize(finishResponse(response, ids));
     } finally {
       session.inFlight -= entries.length;
