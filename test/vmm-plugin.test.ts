@@ -16,6 +16,7 @@ import { startAgentProcess, tempDir, type AgentProcess } from './support/agent-p
 import { ASAN_BUILD, runHarness, type HarnessRun } from './support/harness.ts';
 import { copyGuestMemory } from './support/host-port.ts';
 import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig } from './support/migration-rig.ts';
+import { RpcClient } from './support/rpc-client.ts';
 
 const MiB = 1024 * 1024;
 
@@ -158,7 +159,6 @@ test('fault: the connection cut in the middle of load: a negative return within 
 });
 
 async function stateOf(agent: AgentProcess): Promise<string> {
-  const { RpcClient } = await import('./support/rpc-client.ts');
   const rpc = await RpcClient.connect(agent.tcp);
   try {
     return (await rpc.call('vf.getState', { vf: BLOB_BDF })).state;

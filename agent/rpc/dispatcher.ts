@@ -110,7 +110,7 @@ export class Dispatcher {
   private refuseAll(entries: unknown[], isBatch: boolean, name: ErrorName, detail: string): string | undefined {
     const responses = entries
       .filter((e) => isRecord(e) && 'id' in e)
-      .map((e) => JSON.parse(errorResponse(validId((e as { id: unknown }).id), name, detail)) as unknown);
+      .map((e) => ({ jsonrpc: '2.0', error: wireError(name, detail), id: validId((e as { id: unknown }).id) }));
     if (responses.length === 0) return undefined;
     return JSON.stringify(isBatch ? responses : responses[0]);
   }
