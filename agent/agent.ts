@@ -1,48 +1,124 @@
 /**
  * Assembles a running agent from a resolved config, layer by layer:
- * drivers → migration core → method handlers → dispatcher → listeners.
+ * drivers → migration core → method handlers → call pipeline → envelope →
+ * listeners. `assembleAgent` stops short of the listeners, so that tests
+ * can drive the whole call path in process (`inject`) without a socket.
  */
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { createDriver } from '../vendor-drivers/index.ts';
+import { AuditLog } from './audit-log.ts';
 import type { ResolvedConfig } from './config.ts';
 import { MigrationCore } from './core/migration-core.ts';
+import { Fault } from './core/faults.ts';
 import { allHandlers } from './methods/index.ts';
-import type { MethodHandler } from './rpc/dispatcher.ts';
-import { Dispatcher } from './rpc/dispatcher.ts';
+import { Dispatcher } from './rpc/envelope.ts';
 import { errorResponse } from './rpc/error-catalogue.ts';
 import { buildOpenRpcDocument } from './rpc/openrpc.ts';
+import { CallPipeline, type CallObserver, type MethodHandler } from './rpc/pipeline.ts';
+import { Policy } from './rpc/policy.ts';
 import { SchemaRegistry } from './rpc/schema-registry.ts';
 import { gatherSocFacts } from './soc-facts.ts';
 import { formatListenAddress, parseListenAddress } from './transport/listen-address.ts';
 import { Listeners } from './transport/listener.ts';
+import { LOCAL_PRINCIPAL, type PeerInfo } from './transport/peer.ts';
+import { TlsCredentials } from './transport/tls-credentials.ts';
 import type { OpenrpcDocument } from '../schemas/types.ts';
 
 /** MAJOR.MINOR of the JSON-RPC API; clients (the VMM plugin) check the major. */
 export const API_VERSION = '1.0';
 
-export interface RunningAgent {
-  /** Bound addresses, e.g. `tcp://127.0.0.1:7700`. */
-  readonly listening: readonly string[];
+/** The agent without its sockets: everything a message meets after the transport. */
+export interface AgentApp {
+  readonly core: MigrationCore;
+  readonly dispatcher: Dispatcher;
+  /**
+   * Handles one message as if it came over a connection of `peer` (by
+   * default a local caller), and resolves to the parsed response, or
+   * undefined when none is owed.
+   */
+  inject(message: string | object, peer?: Partial<PeerInfo>): Promise<unknown>;
   close(): Promise<void>;
 }
 
-export async function startAgent(config: ResolvedConfig, log: Logger, schemas = new SchemaRegistry()): Promise<RunningAgent> {
+export interface RunningAgent {
+  /** Bound addresses, e.g. `tcp://127.0.0.1:7700`. */
+  readonly listening: readonly string[];
+  /** Reads the TLS credentials again; throws (keeping the old ones) when they are unusable. */
+  reloadTls(): void;
+  close(): Promise<void>;
+}
+
+export interface AssembleOptions {
+  readonly schemas?: SchemaRegistry;
+  /** Observers of every call beside the audit log. */
+  readonly observers?: readonly CallObserver[];
+  readonly audit?: AuditLog;
+  readonly listeners?: () => readonly string[];
+}
+
+export async function assembleAgent(config: ResolvedConfig, log: Logger, options: AssembleOptions = {}): Promise<AgentApp> {
+  const schemas = options.schemas ?? new SchemaRegistry();
   const startedAt = new Date();
   const version = packageVersion();
-  const soc = gatherSocFacts();
   const drivers = config.drivers.map(createDriver);
   const core = new MigrationCore(drivers, { maxStateBytes: config.limits.maxStateBytes, maxQueuedCalls: config.limits.maxQueuedCallsPerVf }, log);
   await core.start();
 
-  const listening: string[] = [];
   const openRpc = buildOpenRpcDocument(schemas, { version, apiVersion: API_VERSION }) as unknown as OpenrpcDocument;
-  const handlers = allHandlers(core, { version, apiVersion: API_VERSION, startedAt, soc, openRpc, listeners: () => listening });
-  const dispatcher = new Dispatcher(new Map(Object.entries(handlers) as [string, MethodHandler][]), schemas, config.limits, log);
-  const listeners = new Listeners(dispatcher, config.limits, {
+  const handlers = allHandlers(core, { version, apiVersion: API_VERSION, startedAt, soc: gatherSocFacts(), openRpc, listeners: options.listeners ?? (() => []) });
+  const pipeline = new CallPipeline({
+    handlers: new Map(Object.entries(handlers) as [string, MethodHandler][]),
+    schemas,
+    policy: new Policy(config.grants),
+    resolveVf: (ref) => {
+      try {
+        return core.lookup(ref).vf;
+      } catch (error) {
+        if (error instanceof Fault) return undefined;
+        throw error;
+      }
+    },
+    observers: [...(options.audit === undefined ? [] : [options.audit]), ...(options.observers ?? [])],
+  });
+  const dispatcher = new Dispatcher(pipeline, config.limits, log);
+  let nextInjected = 1_000_000_000;
+  return {
+    core,
+    dispatcher,
+    inject: async (message, peer = {}) => {
+      const session = dispatcher.openSession({
+        connectionId: nextInjected++,
+        transport: 'unix',
+        listener: 'inject',
+        remote: 'inject',
+        principal: LOCAL_PRINCIPAL,
+        authentication: 'local',
+        ...peer,
+      });
+      const response = await session.handle(typeof message === 'string' ? message : JSON.stringify(message));
+      return response === undefined ? undefined : JSON.parse(typeof response === 'string' ? response : response.join(''));
+    },
+    close: () => core.stop(),
+  };
+}
+
+export async function startAgent(config: ResolvedConfig, log: Logger, schemas = new SchemaRegistry()): Promise<RunningAgent> {
+  const tls = config.tls === undefined ? undefined : new TlsCredentials(config.tls);
+  const audit = AuditLog.open(config.auditLog);
+  const listening: string[] = [];
+  const app = await assembleAgent(config, log, { schemas, audit, listeners: () => listening });
+  const listeners = new Listeners(app.dispatcher, {
+    limits: { ...config.limits, tlsHandshakeTimeoutMs: config.tls?.handshakeTimeoutMs ?? 0 },
+    tls,
+    unixSocket: config.unixSocket,
+    insecure: config.insecure,
+  }, {
     messageTooLarge: (limit) => errorResponse(null, 'MESSAGE_TOO_LARGE', `a message may be at most ${limit} bytes; closing the connection`, { limit }),
-    tooManyConnections: (limit) => errorResponse(null, 'TOO_MANY_CONNECTIONS', `the agent serves at most ${limit} connections; closing this one`, { limit }),
-  }, log);
+    tooManyConnections: (limit, scope) => errorResponse(null, 'TOO_MANY_CONNECTIONS', scope === 'agent'
+      ? `the agent serves at most ${limit} connections; closing this one`
+      : `the agent serves at most ${limit} connections from one peer; closing this one`, { limit }),
+  }, { onRefusal: (refusal) => audit.connectionRefused(refusal) }, log);
   try {
     for (const text of config.listen) {
       const bound = await listeners.listen(parseListenAddress(text));
@@ -50,15 +126,19 @@ export async function startAgent(config: ResolvedConfig, log: Logger, schemas = 
     }
   } catch (error) {
     await listeners.close();
-    await core.stop();
+    await app.close();
     throw error;
   }
-  log.info({ listen: listening, vfs: core.list().length, drivers: drivers.map((d) => d.name), version }, 'listening');
+  log.info({ listen: listening, vfs: app.core.list().length, drivers: app.core.drivers.map((d) => d.name), version: packageVersion() }, 'listening');
   return {
     listening,
+    reloadTls: () => {
+      if (tls === undefined) return;
+      tls.reload();
+    },
     close: async () => {
       await listeners.close();
-      await core.stop();
+      await app.close();
     },
   };
 }

@@ -12,9 +12,10 @@ const USAGE = `Usage: vfmigd [--config FILE] [--listen ADDR]... [--log-level LEV
 
 Serves JSON-RPC 2.0 for live migration of the VFs its drivers manage.
 With no config, runs the software NVMe driver (nvme-emu) with 4 VFs.
+SIGHUP reloads the TLS credentials; SIGTERM or SIGINT stops cleanly.
 
   --config FILE      JSON config (schema: schemas/config.json)
-  --listen ADDR      tcp://HOST:PORT or unix:PATH; repeatable; replaces the config's listeners
+  --listen ADDR      tls://HOST:PORT, tcp://HOST:PORT or unix:PATH; repeatable; replaces the config's listeners
                      (default tcp://127.0.0.1:7700)
   --log-level LEVEL  fatal|error|warn|info|debug|trace|silent (else VFMIGD_LOG_LEVEL, else the config)
   --help, --version
@@ -65,6 +66,15 @@ async function main(argv: string[]): Promise<number> {
     log.fatal({ err: error }, 'start-up failed');
     return 1;
   }
+  // SIGHUP: read the TLS credentials again (rotated certificate, new CRL); open connections stay.
+  process.on('SIGHUP', () => {
+    try {
+      agent.reloadTls();
+      log.info({ phase: 'reload' }, 'TLS credentials reloaded');
+    } catch (error) {
+      log.error({ phase: 'reload', err: error instanceof Error ? error.message : String(error) }, 'TLS reload failed; the credentials in use stay');
+    }
+  });
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'stopping');

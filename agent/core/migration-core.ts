@@ -3,9 +3,38 @@
  * state machine; looked up by id or by host-visible BDF.
  */
 import type { Logger } from 'pino';
-import type { VendorDriver } from '../../vendor-drivers/driver.ts';
+import { DriverError, type DriverCapabilities, type HealthCheck, type HostPort, type StateFormat, type VendorDriver, type VfDescription } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 import { VfMachine, type VfMachineLimits } from './vf-machine.ts';
+import type { VfioStateName } from './vfio-states.ts';
+
+/** A VF as listed: its names, its driver and its state. */
+export interface VfSummary {
+  readonly id: string;
+  readonly bdf: string;
+  readonly driver: string;
+  readonly kind: string;
+  readonly state: VfioStateName;
+}
+
+/** A VF in detail, as its driver describes it now. */
+export interface VfDetails extends VfSummary {
+  readonly capabilities: DriverCapabilities;
+  readonly stateFormats: readonly StateFormat[];
+  readonly description: VfDescription;
+}
+
+export interface DriverSummary {
+  readonly name: string;
+  readonly capabilities: DriverCapabilities;
+  readonly stateFormats: readonly StateFormat[];
+  readonly vfCount: number;
+}
+
+/** A health check, attributed to the driver (or `core`) that made it. */
+export interface AttributedHealthCheck extends HealthCheck {
+  readonly driver: string;
+}
 
 export class MigrationCore {
   readonly drivers: readonly VendorDriver[];
@@ -43,6 +72,64 @@ export class MigrationCore {
 
   list(): readonly VfMachine[] {
     return this.machines;
+  }
+
+  summary(machine: VfMachine): VfSummary {
+    return { id: machine.vf.id, bdf: machine.vf.bdf, driver: machine.driver.name, kind: machine.vf.kind, state: machine.state };
+  }
+
+  details(ref: string): VfDetails {
+    const machine = this.lookup(ref);
+    return {
+      ...this.summary(machine),
+      capabilities: machine.driver.capabilities,
+      stateFormats: machine.driver.stateFormats,
+      description: machine.driver.describe(machine.vf.id),
+    };
+  }
+
+  /**
+   * The VF's host port (the guest's side of its PCIe link), or
+   * FEATURE_DISABLED. `access` runs on it; an access the device refuses is
+   * the caller's fault (DEVICE_ACCESS), not a driver failure.
+   */
+  withHostPort<T>(ref: string, access: (port: HostPort) => T): T {
+    const machine = this.lookup(ref);
+    const port = machine.driver.hostPort(machine.vf.id);
+    if (port === undefined) {
+      throw new Fault('FEATURE_DISABLED', `VF ${machine.vf.id} has no host port (driver ${machine.driver.name}; set hostPort in its options)`);
+    }
+    try {
+      return access(port);
+    } catch (error) {
+      if (error instanceof DriverError && error.kind === 'invalid-access') throw new Fault('DEVICE_ACCESS', error.message);
+      throw error;
+    }
+  }
+
+  driverSummaries(): DriverSummary[] {
+    return this.drivers.map((d) => ({
+      name: d.name,
+      capabilities: d.capabilities,
+      stateFormats: d.stateFormats,
+      vfCount: this.machines.filter((m) => m.driver === d).length,
+    }));
+  }
+
+  /** Every driver's checks, and the core's own: no VF in ERROR. A driver that fails its check is reported, not thrown. */
+  async health(): Promise<AttributedHealthCheck[]> {
+    const perDriver = await Promise.all(this.drivers.map(async (d) => {
+      try {
+        return (await d.health()).map((c) => ({ driver: d.name, name: c.name, ok: c.ok, detail: c.detail }));
+      } catch (error) {
+        return [{ driver: d.name, name: 'health', ok: false, detail: error instanceof Error ? error.message : String(error) }];
+      }
+    }));
+    const inError = this.machines.filter((m) => m.state === 'ERROR').map((m) => m.vf.id);
+    return [
+      ...perDriver.flat(),
+      { driver: 'core', name: 'vfs-not-in-error', ok: inError.length === 0, detail: inError.length === 0 ? 'no VF is in ERROR' : `in ERROR: ${inError.join(', ')}` },
+    ];
   }
 
   /** The VF named by `ref` (an id or a BDF). */

@@ -25,27 +25,16 @@ export function agentHandlers(core: MigrationCore, facts: AgentFacts): AgentHand
       startedAt: facts.startedAt.toISOString(),
       uptimeSeconds: (Date.now() - facts.startedAt.getTime()) / 1000,
       listeners: [...facts.listeners()],
-      drivers: core.drivers.map((d) => ({
+      drivers: core.driverSummaries().map((d) => ({
         name: d.name,
         capabilities: { ...d.capabilities },
         stateFormats: d.stateFormats.map((f) => ({ ...f })),
-        vfCount: core.list().filter((m) => m.driver === d).length,
+        vfCount: d.vfCount,
       })),
       soc: await facts.soc,
     }),
     'agent.health': async () => {
-      const perDriver = await Promise.all(core.drivers.map(async (d) => {
-        try {
-          return (await d.health()).map((c) => ({ driver: d.name, name: c.name, ok: c.ok, detail: c.detail }));
-        } catch (error) {
-          return [{ driver: d.name, name: 'health', ok: false, detail: error instanceof Error ? error.message : String(error) }];
-        }
-      }));
-      const inError = core.list().filter((m) => m.state === 'ERROR').map((m) => m.vf.id);
-      const checks = [
-        ...perDriver.flat(),
-        { driver: 'core', name: 'vfs-not-in-error', ok: inError.length === 0, detail: inError.length === 0 ? 'no VF is in ERROR' : `in ERROR: ${inError.join(', ')}` },
-      ];
+      const checks = await core.health();
       return { status: checks.every((c) => c.ok) ? 'ok' : 'degraded', checks };
     },
   };

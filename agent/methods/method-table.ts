@@ -1,4 +1,5 @@
 import type { SliceSource } from '../core/load-buffer.ts';
+import { InvalidParamsError } from '../rpc/call-errors.ts';
 import type { RequestContext } from '../rpc/context.ts';
 import type { MethodTypes } from '../../schemas/types.ts';
 
@@ -8,16 +9,6 @@ export type MethodName = keyof MethodTypes;
 export type MethodHandlers = {
   readonly [M in MethodName]: (params: MethodTypes[M]['params'], ctx: RequestContext) => Promise<MethodTypes[M]['result']>;
 };
-
-/** Thrown by a handler for params the schema cannot express a rule for (e.g. base64 that does not decode). */
-export class InvalidParamsError extends Error {
-  readonly path: string;
-  constructor(path: string, message: string) {
-    super(`params${path} ${message}`);
-    this.name = 'InvalidParamsError';
-    this.path = path;
-  }
-}
 
 /**
  * Strict base64 (RFC 4648 section 4, padded). Node's decoder skips bad
@@ -47,19 +38,4 @@ export function base64Slice(text: string, path: string): SliceSource {
     },
     writeTo: (target, offset) => check(target.write(text, offset, length, 'base64')),
   };
-}
-
-/**
- * Marks result fields whose strings the handler made with
- * `Buffer.toString('base64')`: only base64 characters, nothing JSON must
- * escape. The dispatcher writes such a field into the response as it is
- * instead of having JSON.stringify scan megabytes of it.
- */
-export const BASE64_FIELDS: unique symbol = Symbol('vfmigd.base64Fields');
-
-export type WithBase64Fields<T> = T & { [BASE64_FIELDS]?: readonly (keyof T & string)[] };
-
-export function markBase64<T extends object>(result: T, ...fields: (keyof T & string)[]): WithBase64Fields<T> {
-  Object.defineProperty(result, BASE64_FIELDS, { value: fields, enumerable: false });
-  return result;
 }

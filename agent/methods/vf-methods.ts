@@ -2,8 +2,9 @@
 import type { MigrationCore } from '../core/migration-core.ts';
 import type { TransitionResult, VfMachine } from '../core/vf-machine.ts';
 import { vfioStateValue } from '../core/vfio-states.ts';
-import type { Transition, VfSummary } from '../../schemas/types.ts';
-import { base64Slice, markBase64, type MethodHandlers } from './method-table.ts';
+import { markBase64 } from '../rpc/base64-fields.ts';
+import type { Transition } from '../../schemas/types.ts';
+import { base64Slice, type MethodHandlers } from './method-table.ts';
 
 const DEFAULT_TIMEOUT_MS = 5000;
 const DEFAULT_SLICE_BYTES = 1024 * 1024;
@@ -13,18 +14,18 @@ type VfHandlers = Pick<MethodHandlers,
 
 export function vfHandlers(core: MigrationCore): VfHandlers {
   return {
-    'vf.list': async ({ driver }) => ({
-      vfs: core.list().filter((m) => driver === undefined || m.driver.name === driver).map(summary),
+    // Only the VFs the caller may read: the others are not said to exist.
+    'vf.list': async ({ driver }, ctx) => ({
+      vfs: core.list().map((m) => core.summary(m)).filter((s) => (driver === undefined || s.driver === driver) && ctx.may('read', s)),
     }),
     'vf.get': async ({ vf }) => {
-      const machine = core.lookup(vf);
-      const description = machine.driver.describe(machine.vf.id);
+      const { capabilities, stateFormats, description, ...summary } = core.details(vf);
       return {
-        ...summary(machine),
-        capabilities: { ...machine.driver.capabilities },
+        ...summary,
+        capabilities: { ...capabilities },
         queues: { ...description.queues },
         namespaces: description.namespaces.map((ns) => ({ ...ns })),
-        stateFormats: machine.driver.stateFormats.map((f) => ({ ...f })),
+        stateFormats: stateFormats.map((f) => ({ ...f })),
         identity: { ...description.identity },
       };
     },
@@ -66,10 +67,6 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
     },
     'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
   };
-}
-
-function summary(machine: VfMachine): VfSummary {
-  return { id: machine.vf.id, bdf: machine.vf.bdf, driver: machine.driver.name, kind: machine.vf.kind, state: machine.state };
 }
 
 function transition(machine: VfMachine, result: TransitionResult): Transition {

@@ -1,22 +1,26 @@
 import type { Logger } from 'pino';
+import type { PeerInfo } from '../transport/peer.ts';
+import type { Permission } from './permissions.ts';
 
-/** Who is on the other end of a connection, as the transport knows it. */
-export interface PeerInfo {
-  readonly connectionId: number;
-  readonly transport: 'tcp' | 'unix';
-  /** `host:port` for TCP, the socket path for a Unix socket. */
-  readonly remote: string;
+/** What a VF is called by: the two names a grant may list. */
+export interface VfNames {
+  readonly id: string;
+  readonly bdf: string;
 }
 
 /**
- * What a method handler knows about the call it serves. `identity` is the
- * authenticated caller; it stays null until transport authentication
- * (mutual TLS) exists, and authorization will key off it.
+ * What a method handler knows about the call it serves. The pipeline makes
+ * one per call, after authorization.
  */
 export interface RequestContext {
   readonly peer: PeerInfo;
-  readonly identity: string | null;
+  /** The caller, as the transport authenticated it. */
+  readonly principal: string;
   readonly method: string;
-  /** Child logger bound to connection, method and request id. */
+  /** Whether the caller holds `admin` on the VF of this call: it may then act on another principal's migration. */
+  readonly admin: boolean;
+  /** Whether the caller holds `permission` on a VF (e.g. which VFs `vf.list` may show). */
+  may(permission: Permission, vf: VfNames): boolean;
+  /** Child logger bound to connection, principal and method. */
   readonly log: Logger;
 }

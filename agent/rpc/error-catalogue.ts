@@ -7,7 +7,7 @@
  * Bands:
  *   -32700, -32600..-32603  JSON-RPC 2.0 protocol errors
  *   -32000..-32099          server errors: limits of this implementation
- *   -33000..-33099          application errors: domain faults of a VF
+ *   -33000..-33099          application errors: access refusals and domain faults of a VF
  */
 import type { FaultName } from '../core/faults.ts';
 
@@ -26,10 +26,12 @@ export type ProtocolErrorName =
   | 'INTERNAL_ERROR'
   | 'MESSAGE_TOO_LARGE'
   | 'BATCH_TOO_LARGE'
-  | 'TOO_MANY_REQUESTS'
   | 'TOO_MANY_CONNECTIONS';
 
-export type ErrorName = ProtocolErrorName | FaultName;
+/** Refusals of who calls, as opposed to what is asked. */
+export type AccessErrorName = 'UNAUTHORIZED';
+
+export type ErrorName = ProtocolErrorName | AccessErrorName | FaultName;
 
 export const ERROR_CATALOGUE: Readonly<Record<ErrorName, CatalogueEntry>> = {
   PARSE_ERROR: { code: -32700, message: 'Parse error', meaning: 'The message is not valid JSON.' },
@@ -39,7 +41,6 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorName, CatalogueEntry>> = {
   INTERNAL_ERROR: { code: -32603, message: 'Internal error', meaning: 'A bug in the agent; the log has the details.' },
   MESSAGE_TOO_LARGE: { code: -32001, message: 'Message too large', meaning: 'A message exceeded `limits.maxMessageBytes`; the agent closes the connection after this error.' },
   BATCH_TOO_LARGE: { code: -32002, message: 'Batch too large', meaning: 'A batch has more than `limits.maxBatchLength` entries; none of them ran.' },
-  TOO_MANY_REQUESTS: { code: -32003, message: 'Too many requests in flight', meaning: 'The connection already has `limits.maxInFlightPerConnection` requests running; this one did not run.' },
   TOO_MANY_CONNECTIONS: { code: -32004, message: 'Too many connections', meaning: 'The agent already serves `limits.maxConnections` connections; it closes this one after the error.' },
   VF_UNKNOWN: { code: -33001, message: 'Unknown VF', meaning: 'No VF has that id or BDF.' },
   ILLEGAL_TRANSITION: { code: -33002, message: 'Illegal state transition', meaning: 'The VFIO v2 state machine refuses the request from the VF\'s current state (blocked arc, unsupported state, ERROR).' },
@@ -52,6 +53,7 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorName, CatalogueEntry>> = {
   DEVICE_ACCESS: { code: -33009, message: 'Invalid device access', meaning: 'A host-port access outside the device\'s registers or memory, or misaligned.' },
   FEATURE_DISABLED: { code: -33010, message: 'Feature not enabled', meaning: 'The VF\'s driver does not offer this feature, or the config leaves it off (e.g. the host port).' },
   DRIVER_FAILURE: { code: -33011, message: 'Driver failure', meaning: 'The vendor driver failed unexpectedly; the VF is in ERROR and needs `vf.reset`.' },
+  UNAUTHORIZED: { code: -33012, message: 'Unauthorized', meaning: 'The caller\'s principal is not granted the method\'s permission (`data.permission`) on that VF; whether the VF exists is not said.' },
 };
 
 export const ERROR_NAMES = Object.keys(ERROR_CATALOGUE) as ErrorName[];

@@ -26,6 +26,9 @@ export function buildOpenRpcDocument(schemas: SchemaRegistry, info: OpenRpcInfo)
       summary: m.summary,
       description: m.description,
       paramStructure: 'by-name',
+      // What a caller must be granted (see components.schemas.permission), also as a tag for tools that group by tags.
+      'x-permission': m.permission,
+      tags: [{ name: `permission:${m.permission}` }],
       params: Object.entries(properties).map(([name, schema]) => ({
         name,
         required: required.has(name),

@@ -8,6 +8,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { Permission } from './permissions.ts';
 
 /** schemas/ at the package root, from agent/rpc in the source tree or dist/agent/rpc. */
 export const SCHEMAS_DIR = findSchemasDir(dirname(fileURLToPath(import.meta.url)));
@@ -21,6 +22,8 @@ export interface MethodSchema {
   readonly name: string;
   readonly summary: string;
   readonly description: string;
+  /** What a caller must be granted to call it. */
+  readonly permission: Permission;
   /** Catalogue names of the domain errors this method can raise. */
   readonly errors: readonly string[];
   readonly params: SchemaDocument;
@@ -39,14 +42,17 @@ export class SchemaRegistry {
   readonly ajv: Ajv2020;
   readonly methods: ReadonlyMap<string, MethodSchema>;
   readonly common: SchemaDocument;
+  /** The permission names, from common.json. */
+  readonly permissions: readonly Permission[];
   private readonly configValidator: ValidateFunction;
 
   constructor(schemasDir: string = SCHEMAS_DIR) {
     this.ajv = new Ajv2020({ strict: true, allowUnionTypes: true, discriminator: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false });
     // Annotations of our own, carried for docs and OpenRPC.
-    this.ajv.addVocabulary(['x-errors', 'x-summary']);
+    this.ajv.addVocabulary(['x-errors', 'x-summary', 'x-permission']);
     this.common = readJson(join(schemasDir, 'common.json'));
     this.ajv.addSchema(this.common);
+    this.permissions = ((this.common.$defs as { permission: { enum: Permission[] } }).permission.enum);
     for (const file of jsonFiles(join(schemasDir, 'drivers'))) this.ajv.addSchema(readJson(file));
     const methods = new Map<string, MethodSchema>();
     for (const file of jsonFiles(join(schemasDir, 'methods'))) {
@@ -76,12 +82,15 @@ export class SchemaRegistry {
     if (typeof doc.title !== 'string' || defs?.params === undefined || defs.result === undefined) {
       throw new Error(`${file}: a method schema needs a title (the method name) and $defs.params and $defs.result`);
     }
+    const permission = doc['x-permission'];
+    if (!this.permissions.some((p) => p === permission)) throw new Error(`${file}: x-permission must name one of the permissions of common.json#/$defs/permission`);
     const compile = (part: string): ValidateFunction =>
       this.ajv.getSchema(`${id}#/$defs/${part}`) ?? fail(`${file}: $defs/${part} did not compile`);
     return {
       name: doc.title,
       summary: typeof doc['x-summary'] === 'string' ? doc['x-summary'] : doc.title,
       description: typeof doc.description === 'string' ? doc.description : '',
+      permission: permission as Permission,
       errors: Array.isArray(doc['x-errors']) ? doc['x-errors'].map(String) : [],
       params: defs.params,
       result: defs.result,

@@ -1,35 +1,83 @@
 /**
- * One client connection: bytes in through the line framer, each message to
- * the dispatch session (several may be in flight at once), each response
- * out as one line. When the socket's write buffer is full, reading stops
- * until it drains, so a client that does not read its responses cannot make
- * the agent buffer more than its in-flight limit's worth of responses.
+ * One client connection: bytes in through the framer, each message to the
+ * dispatch session, each response out as one line.
+ *
+ * What one connection may hold is bounded, whatever the client does:
+ * - Messages are handed on only while the session has room (its in-flight
+ *   limit) and the socket's write buffer is not full; otherwise reading
+ *   stops, so unread requests wait in the kernel, not here.
+ * - Replies the client does not read stay in the write buffer; past
+ *   `maxUnsentBytes` the connection is closed and they are dropped.
+ * - A message left unfinished for `messageTimeoutMs`, or a connection idle
+ *   (nothing received, nothing running) for `idleTimeoutMs`, is closed.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { LineFramer, MessageTooLargeError } from './line-framer.ts';
+import { LineFramer as JsonTextFramer, MessageTooLargeError } from './line-framer.ts';
 
 /** The dispatch layer, as the transport sees it. */
 export interface MessageSession {
   /** A response as text, or as pieces written in order; undefined when none is owed. */
   handle(message: string): Promise<string | string[] | undefined>;
+  /** True while a new message would have to wait for room. */
+  readonly saturated: boolean;
+  /** Calls `listener` whenever room frees up. */
+  whenCapacity(listener: () => void): void;
 }
 
 /** Error responses the transport sends on its own, written by the RPC layer. */
 export interface TransportRefusals {
   messageTooLarge(limit: number): string;
-  tooManyConnections(limit: number): string;
+  tooManyConnections(limit: number, scope: 'agent' | 'peer'): string;
 }
 
-export function serveConnection(socket: Socket, session: MessageSession, maxMessageBytes: number, refusals: TransportRefusals, log: Logger): void {
-  const framer = new LineFramer(maxMessageBytes);
+export interface ConnectionLimits {
+  readonly maxMessageBytes: number;
+  readonly messageTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxUnsentBytesPerConnection: number;
+}
+
+export interface ConnectionHooks {
+  /** Called after a write that left bytes unsent, so the listener can hold the total down. */
+  readonly onBacklog: () => void;
+}
+
+export function serveConnection(socket: Socket, session: MessageSession, limits: ConnectionLimits, refusals: TransportRefusals, hooks: ConnectionHooks, log: Logger): void {
+  const framer = new JsonTextFramer(limits.maxMessageBytes);
+  /** Framed messages not yet handed to the session. */
+  const queued: string[] = [];
   let waitingForDrain = false;
   let unanswered = 0;
   /** Set once a message was too large: the last words before closing. */
   let farewell: string | undefined;
+  let messageTimer: NodeJS.Timeout | undefined;
+  let idleTimer: NodeJS.Timeout | undefined;
+
+  const close = (reason: string, fields: Record<string, unknown> = {}): void => {
+    log.warn({ ...fields, remote: socket.remoteAddress }, reason);
+    socket.destroy();
+  };
 
   const closeIfDone = (): void => {
-    if (farewell !== undefined && unanswered === 0 && !socket.destroyed) socket.end(`${farewell}\n`);
+    if (farewell !== undefined && unanswered === 0 && queued.length === 0 && !socket.destroyed) socket.end(`${farewell}\n`);
+  };
+
+  const armTimers = (): void => {
+    // A partial message counts against the client only while we are reading.
+    if (framer.buffered > 0 && !socket.isPaused() && farewell === undefined) {
+      messageTimer ??= setTimeout(() => close('message unfinished for too long; closing connection', { timeoutMs: limits.messageTimeoutMs, buffered: framer.buffered }), limits.messageTimeoutMs).unref();
+    } else if (messageTimer !== undefined) {
+      clearTimeout(messageTimer);
+      messageTimer = undefined;
+    }
+    const idle = unanswered === 0 && queued.length === 0 && framer.buffered === 0;
+    if (idle) {
+      idleTimer ??= setTimeout(() => close('connection idle for too long; closing it', { timeoutMs: limits.idleTimeoutMs }), limits.idleTimeoutMs).unref();
+    } else if (idleTimer !== undefined) {
+      clearTimeout(idleTimer);
+      idleTimer = undefined;
+    }
   };
 
   const send = (response: string | string[]): void => {
@@ -44,16 +92,25 @@ export function serveConnection(socket: Socket, session: MessageSession, maxMess
       flushed = socket.write('\n');
       process.nextTick(() => socket.uncork());
     }
-    if (!flushed && !waitingForDrain) {
-      waitingForDrain = true;
-      socket.pause();
+    if (flushed) return;
+    if (socket.writableLength > limits.maxUnsentBytesPerConnection) {
+      close('client does not read its replies; closing connection', { unsentBytes: socket.writableLength, limit: limits.maxUnsentBytesPerConnection });
+      return;
     }
+    waitingForDrain = true;
+    hooks.onBacklog();
   };
-  socket.on('drain', () => {
-    if (!waitingForDrain) return;
-    waitingForDrain = false;
-    if (farewell === undefined) socket.resume();
-  });
+
+  /** Hands queued messages to the session while there is room, and reads only when all were handed on. */
+  const pump = (): void => {
+    while (queued.length > 0 && !waitingForDrain && !session.saturated && !socket.destroyed) {
+      dispatch(queued.shift() as string);
+    }
+    const blocked = queued.length > 0 || waitingForDrain || farewell !== undefined;
+    if (blocked && !socket.isPaused()) socket.pause();
+    else if (!blocked && socket.isPaused() && !socket.destroyed) socket.resume();
+    armTimers();
+  };
 
   const dispatch = (message: string): void => {
     unanswered += 1;
@@ -63,26 +120,42 @@ export function serveConnection(socket: Socket, session: MessageSession, maxMess
     ).finally(() => {
       unanswered -= 1;
       closeIfDone();
+      pump();
     });
   };
 
+  session.whenCapacity(pump);
+  socket.on('drain', () => {
+    waitingForDrain = false;
+    pump();
+  });
+
   socket.on('data', (chunk: Buffer) => {
     if (farewell !== undefined) return;
-    let messages: readonly string[];
     try {
-      messages = framer.push(chunk);
+      const messages = framer.push(chunk);
+      // The unfinished-message clock restarts with each message finished.
+      if (messages.length > 0 && messageTimer !== undefined) {
+        clearTimeout(messageTimer);
+        messageTimer = undefined;
+      }
+      for (const message of messages) queued.push(message);
     } catch (error) {
       if (!(error instanceof MessageTooLargeError)) throw error;
       // Requests that came before the oversized message are served; then
       // the error, and the connection closes.
       log.warn({ limit: error.limit }, 'message too large; closing connection');
       farewell = refusals.messageTooLarge(error.limit);
-      socket.pause();
-      for (const message of error.before) dispatch(message);
-      closeIfDone();
-      return;
+      for (const message of error.before) queued.push(message);
     }
-    for (const message of messages) dispatch(message);
+    pump();
+    closeIfDone();
+  });
+  socket.on('close', () => {
+    clearTimeout(messageTimer);
+    clearTimeout(idleTimer);
+    queued.length = 0;
   });
   socket.on('error', (error) => log.debug({ err: error }, 'connection error'));
+  armTimers();
 }

@@ -4,7 +4,7 @@
  * to it over real sockets.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,6 +16,8 @@ export const AGENT_MAIN = join(dirname(fileURLToPath(import.meta.url)), '..', '.
 export interface AgentProcess {
   readonly process: ChildProcess;
   readonly tcp: { host: string; port: number };
+  /** The first `tls://` listener, if any. */
+  readonly tls: { host: string; port: number } | undefined;
   /** Every address the agent reported, e.g. `unix:/tmp/x.sock`. */
   readonly listening: readonly string[];
   readonly dir: string;
@@ -73,18 +75,23 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
+      rmSync(dir, { recursive: true, force: true });
       reject(new Error(`agent exited with ${code} before listening: ${stderr}${logs.join('\n')}`));
     });
   });
   const tcpAddress = listening.find((a) => a.startsWith('tcp://'));
   const match = tcpAddress === undefined ? null : /^tcp:\/\/(.+):(\d+)$/.exec(tcpAddress);
+  const tlsMatch = /^tls:\/\/(.+):(\d+)$/.exec(listening.find((a) => a.startsWith('tls://')) ?? '');
   const exited = new Promise<number | null>((resolve) => {
     if (child.exitCode !== null) resolve(child.exitCode);
     else child.once('exit', (code) => resolve(code));
   });
+  // The config and anything the agent made in the dir go with the process.
+  void exited.then(() => rmSync(dir, { recursive: true, force: true }));
   return {
     process: child,
     tcp: { host: match?.[1] ?? '127.0.0.1', port: Number(match?.[2] ?? 0) },
+    tls: tlsMatch === null ? undefined : { host: tlsMatch[1] ?? '127.0.0.1', port: Number(tlsMatch[2]) },
     listening,
     dir,
     logs,

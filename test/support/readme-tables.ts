@@ -13,9 +13,9 @@ export function methodTable(schemas: SchemaRegistry): string {
     const required = new Set((m.params.required ?? []) as string[]);
     const paramList = params.map((p) => (required.has(p) ? `\`${p}\`` : `\`${p}?\``)).join(', ');
     const errors = m.errors.map((e) => `\`${e}\``).join(' ');
-    return `| \`${m.name}\` | ${paramList || '–'} | ${m.summary} | ${errors || '–'} |`;
+    return `| \`${m.name}\` | ${paramList || '–'} | ${m.summary} | \`${m.permission}\` | ${errors || '–'} |`;
   });
-  return ['| method | params (`?` optional) | what it does | domain errors |', '|---|---|---|---|', ...rows].join('\n');
+  return ['| method | params (`?` optional) | what it does | permission | domain errors |', '|---|---|---|---|---|', ...rows].join('\n');
 }
 
 export function errorTable(): string {

@@ -6,6 +6,7 @@
  * also checks the contract.
  */
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { ERROR_CATALOGUE, type ErrorName } from '../../agent/rpc/error-catalogue.ts';
 import { SchemaRegistry, violations } from '../../agent/rpc/schema-registry.ts';
 import type { MethodTypes } from '../../schemas/types.ts';
@@ -34,7 +35,8 @@ export class RpcError extends Error {
   }
 }
 
-export type RpcAddress = { host: string; port: number } | { path: string };
+/** A TCP or Unix address; with `tls`, a mutual-TLS connection (its options: ca, cert, key, servername, ...). */
+export type RpcAddress = { host: string; port: number; tls?: ConnectionOptions } | { path: string };
 
 type Pending = { method: string | undefined; resolve: (r: Record<string, unknown>) => void };
 
@@ -63,6 +65,12 @@ export class RpcClient {
 
   static connect(address: RpcAddress): Promise<RpcClient> {
     return new Promise((resolve, reject) => {
+      if ('host' in address && address.tls !== undefined) {
+        const socket = tlsConnect({ host: address.host, port: address.port, ...address.tls });
+        socket.once('secureConnect', () => { socket.off('error', reject); resolve(new RpcClient(socket)); });
+        socket.once('error', reject);
+        return;
+      }
       const socket = 'path' in address ? connect(address.path) : connect(address.port, address.host);
       socket.once('connect', () => { socket.off('error', reject); resolve(new RpcClient(socket)); });
       socket.once('error', reject);

@@ -1,0 +1,183 @@
+/**
+ * The per-call pipeline. Every call, whatever its method, passes the same
+ * steps in this order:
+ *
+ *   authorize → validate params → run → validate result → observe
+ *
+ * Authorization comes first so that a caller learns nothing about params it
+ * may not send; observe runs for every call, refused or not, and is where
+ * audit events (and later metrics and events) attach.
+ */
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { Fault } from '../core/faults.ts';
+import type { PeerInfo } from '../transport/peer.ts';
+import { InvalidParamsError } from './call-errors.ts';
+import type { RequestContext, VfNames } from './context.ts';
+import { wireError, type ErrorName, type WireError } from './error-catalogue.ts';
+import type { Permission } from './permissions.ts';
+import type { Policy } from './policy.ts';
+import { violations, type MethodSchema, type SchemaRegistry } from './schema-registry.ts';
+
+export type MethodHandler = (params: never, ctx: RequestContext) => Promise<unknown>;
+
+export type CallOutcome = { readonly result: unknown } | { readonly error: WireError };
+
+/** One finished call, as observers see it. No params, no result: nothing a caller sent or got. */
+export interface CallRecord {
+  readonly peer: PeerInfo;
+  readonly method: string;
+  readonly permission: Permission;
+  /** The VF reference as the caller gave it, if the method takes one. */
+  readonly vf: string | undefined;
+  /** `refused`: by authorization or session ownership; `failed`: any other error. */
+  readonly outcome: 'ok' | 'refused' | 'failed';
+  readonly error: ErrorName | undefined;
+  readonly durationMs: number;
+}
+
+export interface CallObserver {
+  observe(record: CallRecord): void;
+}
+
+/** Refusals that are about who calls, not about what is asked. */
+const REFUSALS: ReadonlySet<ErrorName> = new Set(['UNAUTHORIZED']);
+
+export interface PipelineParts {
+  readonly handlers: ReadonlyMap<string, MethodHandler>;
+  readonly schemas: SchemaRegistry;
+  readonly policy: Policy;
+  /** The names of the VF a reference names, or undefined when it names none. */
+  readonly resolveVf: (ref: string) => VfNames | undefined;
+  readonly observers: readonly CallObserver[];
+}
+
+interface Method {
+  readonly schema: MethodSchema;
+  readonly handler: MethodHandler;
+}
+
+export class CallPipeline {
+  private readonly methods = new Map<string, Method>();
+  private readonly parts: PipelineParts;
+
+  constructor(parts: PipelineParts) {
+    this.parts = parts;
+    for (const [name, handler] of parts.handlers) {
+      const schema = parts.schemas.method(name);
+      if (schema === undefined) throw new Error(`method ${name} has no schema in schemas/methods/`);
+      this.methods.set(name, { schema, handler });
+    }
+    for (const name of parts.schemas.methods.keys()) {
+      if (!this.methods.has(name)) throw new Error(`schemas/methods/${name}.json has no handler`);
+    }
+  }
+
+  /** The names of every method it serves. */
+  names(): Iterable<string> {
+    return this.methods.keys();
+  }
+
+  async invoke(name: string, params: unknown, peer: PeerInfo, log: Logger): Promise<CallOutcome> {
+    const method = this.methods.get(name);
+    if (method === undefined) return { error: wireError('METHOD_NOT_FOUND', `no method "${name}"`) };
+    const started = performance.now();
+    const vf = isRecord(params) && typeof params.vf === 'string' ? params.vf : undefined;
+    const outcome = await this.run(method, params, vf, peer, log);
+    const error = 'error' in outcome ? outcome.error.data.code : undefined;
+    const record: CallRecord = {
+      peer,
+      method: name,
+      permission: method.schema.permission,
+      vf,
+      outcome: error === undefined ? 'ok' : REFUSALS.has(error) ? 'refused' : 'failed',
+      error,
+      durationMs: performance.now() - started,
+    };
+    for (const observer of this.parts.observers) observer.observe(record);
+    return outcome;
+  }
+
+  private async run(method: Method, params: unknown, vf: string | undefined, peer: PeerInfo, log: Logger): Promise<CallOutcome> {
+    const { schema, handler } = method;
+    // authorize
+    const names = vf === undefined ? undefined : this.parts.resolveVf(vf);
+    const subject = names ?? vf;
+    const { policy } = this.parts;
+    if (!policy.allows(peer.principal, schema.permission, subject)) {
+      const on = vf === undefined ? '' : ` on VF "${vf}"`;
+      return { error: wireError('UNAUTHORIZED', `principal "${peer.principal}" is not granted "${schema.permission}"${on}`, { permission: schema.permission }) };
+    }
+    // validate params
+    const given: unknown = params === undefined ? {} : params;
+    if (Array.isArray(given)) {
+      return { error: wireError('INVALID_PARAMS', 'params must be an object of named parameters, not an array', { errors: [{ path: '/', message: 'must be object' }] }) };
+    }
+    if (!schema.validateParams(given)) {
+      const errors = violations(schema.validateParams.errors);
+      const first = errors[0];
+      return { error: wireError('INVALID_PARAMS', first ? `params${first.path === '/' ? '' : first.path} ${first.message}` : 'params are invalid', { errors }) };
+    }
+    // run
+    const ctx = new CallContext(peer, schema.name, policy.allows(peer.principal, 'admin', subject), policy, log);
+    let result: unknown;
+    try {
+      result = await handler(given as never, ctx);
+    } catch (error) {
+      return { error: toWireError(error, ctx) };
+    }
+    // validate result
+    if (!schema.validateResult(result)) {
+      ctx.log.error({ errors: violations(schema.validateResult.errors) }, 'result does not match its schema');
+      return { error: wireError('INTERNAL_ERROR', `the result of ${schema.name} did not match its schema`) };
+    }
+    return { result };
+  }
+}
+
+function toWireError(error: unknown, ctx: RequestContext): WireError {
+  if (error instanceof InvalidParamsError) {
+    return wireError('INVALID_PARAMS', error.message, { errors: [{ path: error.path, message: error.message }] });
+  }
+  if (error instanceof Fault) {
+    ctx.log.debug({ fault: error.fault, err: error.message }, 'call refused');
+    return wireError(error.fault, error.message, error.details);
+  }
+  ctx.log.error({ err: error }, 'handler failed');
+  return wireError('INTERNAL_ERROR', error instanceof Error ? error.message : String(error));
+}
+
+/** A RequestContext whose child logger is made on first use: most calls never log. */
+class CallContext implements RequestContext {
+  readonly peer: PeerInfo;
+  readonly method: string;
+  readonly admin: boolean;
+  readonly #policy: Policy;
+  readonly #parentLog: Logger;
+  #log: Logger | undefined;
+
+  constructor(peer: PeerInfo, method: string, admin: boolean, policy: Policy, parentLog: Logger) {
+    this.peer = peer;
+    this.method = method;
+    this.admin = admin;
+    this.#policy = policy;
+    this.#parentLog = parentLog;
+  }
+
+  get principal(): string {
+    return this.peer.principal;
+  }
+
+  may(permission: Permission, vf: VfNames): boolean {
+    return this.#policy.allows(this.peer.principal, permission, vf);
+  }
+
+  get log(): Logger {
+    this.#log ??= this.#parentLog.child({ method: this.method });
+    return this.#log;
+  }
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
