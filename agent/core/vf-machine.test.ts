@@ -221,6 +221,7 @@ test('when a refused call cannot be put back, the VF says ERROR rather than a st
   t.is(fault.fault, 'QUIESCE_TIMEOUT');
   t.is(fault.details.state, 'ERROR');
   t.is(vf.state, 'ERROR');
+  t.false(vf.pending().streamOpen);
   driver.onRunLevel = () => undefined;
   t.is((await vf.reset()).state, 'RUNNING');
 });

@@ -271,6 +271,8 @@ export class VfMachine {
         const fault = this.asFault(error, `undo ${at}→${to.state}`);
         log.error({ phase: 'undo', from: at, to: to.state, fault: fault.fault, err: fault.message }, 'could not put a refused call back');
         this.currentState = 'ERROR';
+        this.saveStream = undefined;
+        this.loadBuffer = undefined;
         return;
       }
     }
