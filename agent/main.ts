@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { API_VERSION, packageVersion, startAgent } from './agent.ts';
 import { ConfigError, loadConfigFile, resolveConfig } from './config.ts';
+import { watchParent } from './parent-watch.ts';
 import { SchemaRegistry } from './rpc/schema-registry.ts';
 
 const USAGE = `Usage: vfmigd [--config FILE] [--listen ADDR]... [--log-level LEVEL]
@@ -59,6 +60,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const log = pino({ name: 'vfmigd', level: config.logLevel });
+  watchParent(log);
   let agent;
   try {
     agent = await startAgent(config, log, schemas);

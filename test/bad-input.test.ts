@@ -492,14 +492,17 @@ test('base64url characters ("-", "_") in vf.load data are not RFC 4648 base64 an
   await stillServes(t, vf, 'STOP');
 });
 
-test('a state longer than its header announces, or not a vfmigd state at all, is refused at once (STATE_CORRUPT); the VF is left stopped and unchanged', async (t) => {
+test('a state longer than its header announces, or not a vfmigd state at all, is refused at once (STATE_CORRUPT) and the slice changes nothing', async (t) => {
   const { id: vf } = ownVf();
   const c = await connect(t);
   const reference = await snapshot(c, vf);
-  // Extra bytes after the CRC.
+  // Extra bytes after the CRC: the slice is refused, the session keeps the whole state it had.
   await load(c, vf, reference);
   let error = await c.callError('vf.load', { vf, offset: reference.length, data: Buffer.from('more').toString('base64') });
   expectError(t, error, -33007, 'STATE_CORRUPT');
+  t.is(error.data?.state, 'RESUMING');
+  t.is(await stateOf(c, vf), 'RESUMING');
+  await c.call('vf.setState', { vf, state: 'STOP' });
   await unchangedAfterLoad(t, c, vf, reference);
   // Not our magic.
   error = await c.callError('vf.load', { vf, offset: 0, data: Buffer.alloc(64, 0x41).toString('base64') });

@@ -4,7 +4,8 @@
  * received is accepted; a slice that differs, leaves a gap or overlaps the
  * end is refused with STREAM_OFFSET and `expected` (and the buffer stays
  * usable); anything that makes the stream longer than announced, or an
- * announcement over the limit, is STATE_CORRUPT.
+ * announcement over the limit, is STATE_CORRUPT. Every refused slice leaves
+ * the buffer exactly as it was.
  */
 import test from 'ava';
 import type { DeviceStateImage } from '../../vendor-drivers/driver.ts';
@@ -161,4 +162,28 @@ test('a header that is not a vfmigd state is refused when it completes', (t) => 
   const buffer = new LoadBuffer(MAX);
   buffer.write(0, s.subarray(0, 8));
   expectFault(t, () => buffer.write(8, s.subarray(8, 40)), 'STATE_CORRUPT');
+});
+
+test('a slice refused as corrupt leaves the buffer as it was, and the right slice is still accepted', (t) => {
+  const s = stream(1000);
+  // The slice that completes the header with garbage: the bytes before it stay, nothing of it is kept.
+  const a = new LoadBuffer(MAX);
+  a.write(0, s.subarray(0, 10));
+  expectFault(t, () => a.write(10, Buffer.alloc(30, 0x41)), 'STATE_CORRUPT');
+  t.is(a.received, 10);
+  t.is(a.totalBytes, null);
+  a.write(10, s.subarray(10));
+  t.true(a.contents().equals(s));
+  // A slice that runs past the announced end.
+  const b = new LoadBuffer(MAX);
+  b.write(0, s.subarray(0, 500));
+  expectFault(t, () => b.write(500, Buffer.concat([s.subarray(500), Buffer.from('extra')])), 'STATE_CORRUPT');
+  t.is(b.received, 500);
+  b.write(500, s.subarray(500));
+  t.true(b.complete);
+  t.true(b.contents().equals(s));
+  // A header over the limit, arriving whole.
+  const c = new LoadBuffer(s.length - 1);
+  expectFault(t, () => c.write(0, s), 'STATE_CORRUPT');
+  t.is(c.received, 0);
 });

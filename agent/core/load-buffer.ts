@@ -2,6 +2,11 @@
  * Reassembles a state stream written in slices of any size, in order. The
  * envelope header announces the total length, so the buffer is allocated
  * once, at its final size, and bounded by the configured maximum.
+ *
+ * A slice is taken whole or not at all: a refused slice (a gap, bytes that
+ * differ from a retry, a header that is not ours, a stream longer than
+ * announced, bytes that do not decode) leaves the buffer exactly as it was,
+ * so a refused `vf.load` changes nothing and the session can go on.
  */
 import { Fault } from './faults.ts';
 import { HEADER_BYTES, announcedLength } from './state-envelope.ts';
@@ -61,14 +66,13 @@ export class LoadBuffer {
       throw new Fault('STREAM_OFFSET', `slice at offset ${offset} does not continue the stream at ${this.receivedBytes}`, { expected: this.receivedBytes });
     }
     if (this.whole === undefined) {
-      this.head.push(data.toBuffer());
-      this.receivedBytes += data.length;
-      if (this.receivedBytes >= HEADER_BYTES) this.allocate();
+      this.writeHead(data);
       return;
     }
     if (this.receivedBytes + data.length > this.whole.length) {
       throw new Fault('STATE_CORRUPT', `state is overlong: ${this.receivedBytes + data.length} bytes, the header announced ${this.whole.length}`);
     }
+    // Bytes a failed writeTo left past receivedBytes do not count: nothing changed.
     data.writeTo(this.whole, this.receivedBytes);
     this.receivedBytes += data.length;
   }
@@ -79,13 +83,27 @@ export class LoadBuffer {
     return this.whole.subarray(0, this.receivedBytes);
   }
 
-  private allocate(): void {
-    const head = Buffer.concat(this.head);
+  /**
+   * A slice before the whole header is in. The slice that completes the
+   * header is checked with it (ours, within the limit, not overlong) before
+   * any of it is kept.
+   */
+  private writeHead(data: SliceSource): void {
+    const bytes = data.toBuffer();
+    const received = this.receivedBytes + bytes.length;
+    if (received < HEADER_BYTES) {
+      this.head.push(bytes);
+      this.receivedBytes = received;
+      return;
+    }
+    const head = Buffer.concat([...this.head, bytes]);
     const total = announcedLength(head, this.maxStateBytes);
     if (head.length > total) throw new Fault('STATE_CORRUPT', `state is overlong: ${head.length} bytes, the header announced ${total}`);
-    this.whole = Buffer.allocUnsafe(total);
-    head.copy(this.whole, 0);
+    const whole = Buffer.allocUnsafe(total);
+    head.copy(whole, 0);
+    this.whole = whole;
     this.head = [];
+    this.receivedBytes = received;
   }
 
   private matchesReceived(offset: number, data: Buffer): boolean {

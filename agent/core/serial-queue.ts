@@ -1,4 +1,4 @@
-import { Fault } from './faults.ts';
+import { Fault, type FaultDetails } from './faults.ts';
 
 /**
  * Runs operations one at a time, in arrival order. A VF's calls go through
@@ -10,10 +10,13 @@ export class SerialQueue {
   private waiting = 0;
   private readonly maxWaiting: number;
   private readonly label: string;
+  /** Facts added to a VF_BUSY refusal (the VF's state), read when it is made. */
+  private readonly busyDetails: () => FaultDetails;
 
-  constructor(label: string, maxWaiting: number) {
+  constructor(label: string, maxWaiting: number, busyDetails: () => FaultDetails = () => ({})) {
     this.label = label;
     this.maxWaiting = maxWaiting;
+    this.busyDetails = busyDetails;
   }
 
   /** Operations queued or running. */
@@ -23,7 +26,7 @@ export class SerialQueue {
 
   run<T>(operation: () => Promise<T>): Promise<T> {
     if (this.waiting >= this.maxWaiting) {
-      return Promise.reject(new Fault('VF_BUSY', `${this.label} already has ${this.waiting} calls queued; retry later`, { queued: this.waiting }));
+      return Promise.reject(new Fault('VF_BUSY', `${this.label} already has ${this.waiting} calls queued; retry later`, { ...this.busyDetails(), queued: this.waiting }));
     }
     this.waiting += 1;
     const result = this.tail.then(operation);

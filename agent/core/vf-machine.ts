@@ -3,10 +3,18 @@
  * kernel's next-step table, carries out each arc with the VF's driver, and
  * owns the VF's save and resume streams. Every mutating call runs through
  * the VF's serial queue.
+ *
+ * A refused call changes nothing. Each call runs from an undo point (state,
+ * save stream and its cursor, load buffer); when it is refused, whatever it
+ * had done is put back, whichever step refused it, and the refusal says the
+ * VF's state in `details.state`. Two outcomes are not undone: a driver
+ * failure (the device may be anywhere, so the VF is in ERROR) and leaving
+ * RESUMING, which ends the resume session whether the state was applied or
+ * refused (see commitResume).
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { RunLevel, VendorDriver, VfDescriptor } from '../../vendor-drivers/driver.ts';
+import type { HostPort, RunLevel, VendorDriver, VfDescriptor } from '../../vendor-drivers/driver.ts';
 import { DriverError } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 import { LoadBuffer, type SliceSource } from './load-buffer.ts';
@@ -68,13 +76,31 @@ function runLevelOf(state: VfioStateName): RunLevel {
 
 const STOPPED_STATES: ReadonlySet<VfioStateName> = new Set(['STOP', 'STOP_COPY', 'RESUMING']);
 
+/** Putting a refused call back only ever raises the run level, which does not wait; this bounds it all the same. */
+const UNDO_TIMEOUT_MS = 5000;
+
+interface SaveStream {
+  readonly bytes: Buffer;
+  cursor: number;
+}
+
+/** What a refused call puts back. The load buffer needs no copy: a refused slice leaves it as it was. */
+interface UndoPoint {
+  readonly state: VfioStateName;
+  readonly saveStream: SaveStream | undefined;
+  readonly saveCursor: number;
+  readonly loadBuffer: LoadBuffer | undefined;
+}
+
 export class VfMachine {
   readonly vf: VfDescriptor;
   readonly driver: VendorDriver;
   readonly features: MigrationFeatures;
   private currentState: VfioStateName = 'RUNNING';
-  private saveStream: { bytes: Buffer; cursor: number } | undefined;
+  private saveStream: SaveStream | undefined;
   private loadBuffer: LoadBuffer | undefined;
+  /** Where the running call goes back to if it is refused. */
+  private undoPoint: UndoPoint | undefined;
   private readonly queue: SerialQueue;
   private readonly limits: VfMachineLimits;
   private readonly log: Logger;
@@ -85,7 +111,7 @@ export class VfMachine {
     this.features = { p2p: driver.capabilities.p2p, preCopy: false };
     this.limits = limits;
     this.log = log;
-    this.queue = new SerialQueue(`VF ${vf.id}`, limits.maxQueuedCalls);
+    this.queue = new SerialQueue(`VF ${vf.id}`, limits.maxQueuedCalls, () => ({ state: this.currentState }));
   }
 
   /** Reads need no queue: a state is one field, read atomically. */
@@ -94,12 +120,12 @@ export class VfMachine {
   }
 
   setState(target: VfioStateName, timeoutMs: number, log: Logger = this.log): Promise<TransitionResult> {
-    return this.queue.run(() => this.transition(target, timeoutMs, log));
+    return this.call(log, () => this.transition(target, timeoutMs, log));
   }
 
   /** → STOP (through RUNNING_P2P where supported); a no-op on a VF that is already stopped. */
   quiesce(timeoutMs: number, log: Logger = this.log): Promise<TransitionResult> {
-    return this.queue.run(async () => {
+    return this.call(log, async () => {
       if (STOPPED_STATES.has(this.currentState)) return this.unchanged();
       return this.transition('STOP', timeoutMs, log);
     });
@@ -107,15 +133,16 @@ export class VfMachine {
 
   /** → RUNNING; leaving RESUMING commits the loaded state first. A no-op on a running VF. */
   resume(timeoutMs: number, log: Logger = this.log): Promise<TransitionResult> {
-    return this.queue.run(() => this.transition('RUNNING', timeoutMs, log));
+    return this.call(log, () => this.transition('RUNNING', timeoutMs, log));
   }
 
+  /** The next slice of the save stream; from STOP, opens it (STOP → STOP_COPY) first. */
   save(maxBytes: number, offset: number | undefined, timeoutMs: number, log: Logger = this.log): Promise<SaveSlice> {
-    return this.queue.run(async () => {
+    return this.call(log, async () => {
       if (this.currentState === 'STOP') await this.transition('STOP_COPY', timeoutMs, log);
       const stream = this.saveStream;
       if (this.currentState !== 'STOP_COPY' || stream === undefined) {
-        throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: quiesce it (STOP) before saving`, { state: this.currentState });
+        throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: quiesce it (STOP) before saving`);
       }
       const start = offset ?? stream.cursor;
       if (start > stream.bytes.length) {
@@ -133,26 +160,15 @@ export class VfMachine {
     });
   }
 
+  /** Writes the next slice of a state; from STOP, opens a resume session (STOP → RESUMING) first. */
   load(offset: number, data: SliceSource, timeoutMs: number, log: Logger = this.log): Promise<LoadProgress> {
-    return this.queue.run(async () => {
-      const entered = this.currentState === 'STOP';
-      if (entered) await this.transition('RESUMING', timeoutMs, log);
+    return this.call(log, async () => {
+      if (this.currentState === 'STOP') await this.transition('RESUMING', timeoutMs, log);
       const buffer = this.loadBuffer;
       if (this.currentState !== 'RESUMING' || buffer === undefined) {
-        throw new Fault('ILLEGAL_TRANSITION', `VF ${this.vf.id} is ${this.currentState}: a state can only be loaded into a stopped VF (STOP or RESUMING)`, { state: this.currentState });
+        throw new Fault('ILLEGAL_TRANSITION', `VF ${this.vf.id} is ${this.currentState}: a state can only be loaded into a stopped VF (STOP or RESUMING)`);
       }
-      try {
-        buffer.write(offset, data);
-      } catch (error) {
-        if (error instanceof Fault && error.fault === 'STATE_CORRUPT') {
-          this.abandonResume(log, error);
-        } else if (entered && !(error instanceof Fault)) {
-          // A slice refused for its form (bad base64) changes nothing, not even the state.
-          this.loadBuffer = undefined;
-          this.currentState = 'STOP';
-        }
-        throw error;
-      }
+      buffer.write(offset, data);
       return { state: this.currentState, received: buffer.received, totalBytes: buffer.totalBytes, complete: buffer.complete };
     });
   }
@@ -170,7 +186,7 @@ export class VfMachine {
 
   /** Function-level reset: the only way out of ERROR; drops any stream. */
   reset(log: Logger = this.log): Promise<TransitionResult> {
-    return this.queue.run(async () => {
+    return this.call(log, async () => {
       const from = this.currentState;
       const started = performance.now();
       this.saveStream = undefined;
@@ -185,6 +201,86 @@ export class VfMachine {
       log.info({ phase: 'reset', from }, 'VF reset');
       return { from, state: 'RUNNING', path: ['RUNNING'], drainedCommands: 0, elapsedMs: performance.now() - started };
     });
+  }
+
+  /**
+   * A host-port access (emu.*). Not queued: a guest keeps ringing doorbells
+   * while a quiesce is in progress, as it would on real hardware. A refused
+   * access carries the VF's state like every other refusal.
+   */
+  hostAccess<T>(access: (port: HostPort) => T): T {
+    const port = this.driver.hostPort(this.vf.id);
+    if (port === undefined) {
+      throw new Fault('FEATURE_DISABLED', `VF ${this.vf.id} has no host port (driver ${this.driver.name}; set hostPort in its options)`, { state: this.currentState });
+    }
+    try {
+      return access(port);
+    } catch (error) {
+      // A refused access is the caller's fault, not a driver failure.
+      if (error instanceof DriverError && error.kind === 'invalid-access') {
+        throw new Fault('DEVICE_ACCESS', error.message, { state: this.currentState }, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Runs one call of this VF through its queue, from an undo point: if the
+   * call is refused, everything it changed is put back, and a refusal
+   * (a Fault) says the state the VF is in after it.
+   */
+  private call<T>(log: Logger, body: () => Promise<T>): Promise<T> {
+    return this.queue.run(async () => {
+      this.undoPoint = this.here();
+      try {
+        return await body();
+      } catch (error) {
+        await this.undo(log);
+        if (error instanceof Fault) error.details.state = this.currentState;
+        throw error;
+      } finally {
+        this.undoPoint = undefined;
+      }
+    });
+  }
+
+  private here(): UndoPoint {
+    return { state: this.currentState, saveStream: this.saveStream, saveCursor: this.saveStream?.cursor ?? 0, loadBuffer: this.loadBuffer };
+  }
+
+  /** What the running call has done so far stays, even if a later step of it is refused. */
+  private keepSoFar(): void {
+    if (this.undoPoint !== undefined) this.undoPoint = this.here();
+  }
+
+  /**
+   * Puts back the undo point of a refused call. Nothing to put back after a
+   * driver failure: ERROR is where the VF is. The driver's run level is put
+   * back too when the call had changed it (a quiesce refused after its
+   * first step); if even that fails, the VF is in ERROR.
+   */
+  private async undo(log: Logger): Promise<void> {
+    const to = this.undoPoint;
+    if (to === undefined || this.currentState === 'ERROR') return;
+    const at = this.currentState;
+    const level = runLevelOf(to.state);
+    if (runLevelOf(at) !== level) {
+      try {
+        await this.driver.setRunLevel(this.vf.id, level, { deadline: performance.now() + UNDO_TIMEOUT_MS });
+      } catch (error) {
+        const fault = this.asFault(error, `undo ${at}→${to.state}`);
+        log.error({ phase: 'undo', from: at, to: to.state, fault: fault.fault, err: fault.message }, 'could not put a refused call back');
+        this.currentState = 'ERROR';
+        this.saveStream = undefined;
+        this.loadBuffer = undefined;
+        return;
+      }
+    }
+    this.currentState = to.state;
+    this.saveStream = to.saveStream;
+    if (to.saveStream !== undefined) to.saveStream.cursor = to.saveCursor;
+    this.loadBuffer = to.loadBuffer;
+    if (at !== to.state) log.info({ phase: 'undo', from: at, state: to.state }, 'refused call put back');
   }
 
   private unchanged(): TransitionResult {
@@ -202,17 +298,18 @@ export class VfMachine {
     const entered: VfioStateName[] = [];
     let drainedCommands = 0;
     for (const next of path) {
+      const cur = this.currentState;
       try {
-        drainedCommands += await this.arc(this.currentState, next, deadline, log);
+        drainedCommands += await this.arc(cur, next, deadline, log);
       } catch (error) {
-        const fault = this.asFault(error, `${this.currentState}→${next}`);
-        fault.details.state = this.currentState;
-        fault.details.path = entered;
-        log.warn({ phase: 'transition', from, target, at: this.currentState, next, fault: fault.fault, err: fault.message }, 'transition failed');
+        const fault = this.asFault(error, `${cur}→${next}`);
+        log.warn({ phase: 'transition', from, target, at: cur, next, entered, fault: fault.fault, err: fault.message }, 'transition failed');
         throw fault;
       }
       this.currentState = next;
       entered.push(next);
+      // A loaded state, once applied, is not taken back if a later step is refused.
+      if (cur === 'RESUMING') this.keepSoFar();
     }
     const elapsedMs = performance.now() - started;
     if (path.length > 0) log.info({ phase: 'transition', from, state: target, path: entered, drainedCommands, elapsedMs }, 'state changed');
@@ -241,6 +338,11 @@ export class VfMachine {
    * RESUMING → STOP: validate the whole stream, then hand it to the driver,
    * which validates the payload before applying anything. On refusal the
    * resume session ends and the VF stays stopped exactly as it was.
+   *
+   * That refusal is not undone back to RESUMING: committing is the only way
+   * out of RESUMING, so a VF left there with bytes that can never apply
+   * could only leave it by a reset, which would throw away the device state
+   * the refusal has just protected.
    */
   private async commitResume(log: Logger): Promise<void> {
     const buffer = this.loadBuffer;
@@ -257,17 +359,14 @@ export class VfMachine {
       await this.driver.restoreState(this.vf.id, image);
       log.info({ phase: 'load', totalBytes: buffer.received, format: image.format.name }, 'state applied');
     } catch (error) {
-      this.currentState = 'STOP';
       const fault = this.asFault(error, 'RESUMING→STOP');
+      if (this.currentState !== 'ERROR') {
+        this.currentState = 'STOP';
+        this.keepSoFar();
+      }
       log.warn({ phase: 'load', fault: fault.fault, err: fault.message }, 'state refused; VF left as it was');
       throw fault;
     }
-  }
-
-  private abandonResume(log: Logger, fault: Fault): void {
-    this.loadBuffer = undefined;
-    this.currentState = 'STOP';
-    log.warn({ phase: 'load', fault: fault.fault, err: fault.message }, 'state refused; VF left as it was');
   }
 
   /** Maps what a driver threw onto a domain fault; an unexplained failure leaves the VF in ERROR. */

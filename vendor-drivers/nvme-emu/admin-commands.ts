@@ -97,6 +97,6 @@ function getLogPage(host: AdminHost, sqe: Sqe): Completion {
 function transferToHost(host: AdminHost, sqe: Sqe, data: Uint8Array, length: number): Completion {
   const plan = planPrpTransfer(host.core.memory, sqe.prp1, sqe.prp2, length);
   if (!plan.ok) return completion(plan.status);
-  scatterToGuest(host.core.memory, plan.ranges, data);
+  if (!scatterToGuest(host.core.memory, plan.ranges, data)) return completion(Status.DATA_TRANSFER_ERROR);
   return completion(Status.SUCCESS);
 }

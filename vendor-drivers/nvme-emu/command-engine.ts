@@ -15,10 +15,12 @@
 import type { Logger } from 'pino';
 import { executeAdmin, type AdminHost } from './admin-commands.ts';
 import type { ControllerCore } from './controller-core.ts';
+import { GuestMemoryFullError } from './guest-memory.ts';
 import { executeIo } from './io-commands.ts';
 import { AdminOpcode, IoOpcode, MAX_COMMANDS_IN_FLIGHT, SQE_BYTES } from './nvme-defs.ts';
 import { completion, type Completion, isLoggedError, Status } from './nvme-status.ts';
 import type { CompletionEntry, CompletionQueue, SubmissionQueue } from './queues.ts';
+import { CSTS_CFS } from './registers.ts';
 import type { ServiceClock } from './service-clock.ts';
 import { decodeSqe, encodeCqe, type Sqe } from './sqe.ts';
 
@@ -282,7 +284,16 @@ export class CommandEngine implements AdminHost {
 
   #write(cq: CompletionQueue, entry: CompletionEntry): void {
     const slot = cq.takeTailSlot();
-    this.core.memory.write(slot.address, encodeCqe(entry, slot.phase));
+    try {
+      this.core.memory.write(slot.address, encodeCqe(entry, slot.phase));
+    } catch (error) {
+      if (!(error instanceof GuestMemoryFullError)) throw error;
+      // A completion that cannot reach its queue is what Controller Fatal Status is for
+      // (NVMe Base 2.1, 3.1.4.2): the host sees CSTS.CFS and resets the controller.
+      this.core.registers.csts |= CSTS_CFS;
+      this.#options.log().warn({ cqid: cq.id, cid: entry.cid, err: error.message }, 'completion could not be posted: guest memory full; controller fatal status set');
+      return;
+    }
     if (cq.interruptsEnabled) this.core.interrupts.entryPosted(cq.vector, cq.id === 0);
   }
 

@@ -49,6 +49,8 @@ export interface ControllerOptions {
   readonly namespaces: ReadonlyMap<number, NamespaceStore>;
   readonly clock: ServiceClock;
   readonly serviceTimeUs: number;
+  /** Cap on the guest RAM the VF's memory backs (see GuestMemory). */
+  readonly maxGuestMemoryBytes: number;
   readonly log: () => Logger;
 }
 
@@ -60,7 +62,7 @@ export class NvmeController {
 
   constructor(options: ControllerOptions) {
     const interrupts = new InterruptController(options.profile.vectorCount, options.clock);
-    this.core = new ControllerCore(options.profile, new GuestMemory(), options.namespaces, interrupts);
+    this.core = new ControllerCore(options.profile, new GuestMemory(options.maxGuestMemoryBytes), options.namespaces, interrupts);
     this.engine = new CommandEngine(this.core, { clock: options.clock, serviceTimeMs: options.serviceTimeUs / 1000, log: options.log });
     this.#log = options.log;
   }
@@ -127,7 +129,10 @@ export class NvmeController {
     this.core.interrupts.hold();
   }
 
-  /** Function-level reset: a disabled controller with power-on registers, running. */
+  /**
+   * Function-level reset: a disabled controller with power-on registers,
+   * running. Guest memory stays: it is the host's RAM, not the function's.
+   */
   resetFunction(): void {
     this.engine.dropAll();
     this.core.resetFunction();

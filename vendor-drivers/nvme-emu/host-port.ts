@@ -2,11 +2,12 @@
  * The host side of a VF's PCIe link, as a guest driver sees it: 32-bit BAR0
  * accesses, guest RAM, and interrupt counts. Anything a real PCIe link would
  * not carry (unaligned or odd-sized accesses, addresses outside BAR0 or
- * beyond 52 bits) is refused with `invalid-access`.
+ * beyond 52 bits), and a memory write beyond the VF's guest memory cap, is
+ * refused with `invalid-access`.
  */
 import { DriverError, type HostPort } from '../driver.ts';
 import type { NvmeController } from './controller.ts';
-import { GuestMemory } from './guest-memory.ts';
+import { GuestMemory, GuestMemoryFullError } from './guest-memory.ts';
 import { BAR0_BYTES } from './nvme-defs.ts';
 
 /** Largest single guest-memory access through the port (a bound on one allocation). */
@@ -32,7 +33,12 @@ export function createHostPort(controller: NvmeController): HostPort {
     memWrite(address: number, data: Uint8Array): void {
       if (!(data instanceof Uint8Array)) throw new DriverError('invalid-access', 'guest memory write data is not bytes');
       checkGuestRange(address, data.length);
-      controller.memory.write(address, data);
+      try {
+        controller.memory.write(address, data);
+      } catch (error) {
+        if (error instanceof GuestMemoryFullError) throw new DriverError('invalid-access', error.message, { cause: error });
+        throw error;
+      }
     },
     interruptCounts(): readonly number[] {
       return controller.core.interrupts.counts();

@@ -74,7 +74,7 @@ async function read(ctx: IoContext, sqe: Sqe): Promise<Completion> {
     return completion(Status.UNRECOVERED_READ_ERROR);
   }
   if (!ctx.isLive()) return completion(Status.ABORT_REQUESTED);
-  scatterToGuest(ctx.core.memory, plan.ranges, data);
+  if (!scatterToGuest(ctx.core.memory, plan.ranges, data)) return completion(Status.DATA_TRANSFER_ERROR);
   ctx.core.smart.unitsRead += range.bytes / 512;
   ctx.core.smart.hostReadCommands += 1;
   return OK;

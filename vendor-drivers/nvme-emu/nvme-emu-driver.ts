@@ -166,6 +166,7 @@ export class NvmeEmuDriver implements VendorDriver {
       namespaces: new Map(namespaces.map((ns) => [ns.nsid, ns])),
       clock: this.#clock,
       serviceTimeUs: options.serviceTimeUs,
+      maxGuestMemoryBytes: options.maxGuestMemoryBytes,
       log: () => this.#vfLog(config.id),
     });
     return {

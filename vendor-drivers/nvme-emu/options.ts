@@ -17,6 +17,13 @@ export const DEFAULTS = {
   maxIoQueues: 16,
   maxQueueEntries: 1024,
   serviceTimeUs: 100,
+  /**
+   * 256 MiB per VF: room for everything a busy guest driver puts in memory
+   * at the defaults (17 queue pairs of 1024 entries are 1.4 MiB; 512 commands
+   * of the largest transfer, 512 KiB, are 256 MiB) while four VFs can hold
+   * no more than 1 GiB of the SoC's RAM. Agents with many VFs lower it.
+   */
+  maxGuestMemoryBytes: 256 * 1024 * 1024,
   hostPort: false,
   p2p: true,
   model: 'vfmigd nvme-emu',
@@ -48,6 +55,7 @@ export interface ResolvedOptions {
   readonly maxIoQueues: number;
   readonly maxQueueEntries: number;
   readonly serviceTimeUs: number;
+  readonly maxGuestMemoryBytes: number;
   readonly hostPort: boolean;
   readonly p2p: boolean;
 }
@@ -62,6 +70,7 @@ export function resolveOptions(options: NvmeEmuOptions): ResolvedOptions {
     maxIoQueues: options.maxIoQueues ?? DEFAULTS.maxIoQueues,
     maxQueueEntries: options.maxQueueEntries ?? DEFAULTS.maxQueueEntries,
     serviceTimeUs: options.serviceTimeUs ?? DEFAULTS.serviceTimeUs,
+    maxGuestMemoryBytes: options.maxGuestMemoryBytes ?? DEFAULTS.maxGuestMemoryBytes,
     hostPort: options.hostPort ?? DEFAULTS.hostPort,
     p2p: options.p2p ?? DEFAULTS.p2p,
   };

@@ -69,14 +69,21 @@ export function gatherFromGuest(memory: GuestMemory, ranges: readonly GuestRange
   return out;
 }
 
-/** Device writes the data buffer into guest memory (a Read's or Identify's result). */
-export function scatterToGuest(memory: GuestMemory, ranges: readonly GuestRange[], data: Uint8Array): void {
+/**
+ * Device writes the data buffer into guest memory (a Read's or Identify's
+ * result). False, with nothing written, when the guest memory cannot back
+ * it (see GuestMemory): the command then ends with a data transfer error,
+ * as a DMA that fails does.
+ */
+export function scatterToGuest(memory: GuestMemory, ranges: readonly GuestRange[], data: Uint8Array): boolean {
+  if (!memory.fits(ranges)) return false;
   let at = 0;
   for (const range of ranges) {
     if (at >= data.length) break;
     memory.write(range.address, data.subarray(at, Math.min(at + range.length, data.length)));
     at += range.length;
   }
+  return true;
 }
 
 /** Appends a range, merging it with the previous one when contiguous; false if outside guest memory. */

@@ -1,0 +1,304 @@
+/**
+ * The VF state machine's promise that a refused call changes nothing: from
+ * every state a client can put a VF in, every refusal (of the state
+ * machine, of a stream offset, of a slice, of the driver: a quiesce that
+ * times out after its first step) leaves the state, the save stream and its
+ * cursor, and the load buffer exactly as they were, and says that state in
+ * `details.state`. The exceptions are stated and tested too: a driver
+ * failure leaves ERROR, and leaving RESUMING ends the resume session
+ * whether or not the state applied.
+ */
+import test, { type ExecutionContext } from 'ava';
+import { pino } from 'pino';
+import {
+  DriverError, type DeviceStateImage, type HostPort, type RunLevel, type RunLevelChange, type VendorDriver,
+} from '../../vendor-drivers/driver.ts';
+import { Fault, type FaultName } from './faults.ts';
+import { bufferSlice, type SliceSource } from './load-buffer.ts';
+import { encodeEnvelope } from './state-envelope.ts';
+import { VfMachine, type VfMachineLimits } from './vf-machine.ts';
+
+const FORMAT = { name: 'fake', version: 1 };
+const IDENTITY = { model: 'vfmigd/fake' };
+const SECOND = 1000;
+
+/** A driver of one VF whose run-level changes can be made to fail or to wait. */
+class FakeDriver implements VendorDriver {
+  readonly name = 'fake';
+  readonly capabilities = { p2p: true, preCopy: false, dirtyTracking: false };
+  readonly stateFormats = [FORMAT];
+  level: RunLevel = 'running';
+  payload = Buffer.from('the device state of the fake VF');
+  /** Called before each run-level change; throw from it to refuse that change. */
+  onRunLevel: (from: RunLevel, to: RunLevel) => Promise<void> | void = () => undefined;
+  port: HostPort | undefined;
+
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  listVfs() { return [{ id: 'vf0', bdf: '0000:01:00.1', kind: 'fake' }]; }
+  describe(id: string) { return { id, bdf: '0000:01:00.1', kind: 'fake', identity: IDENTITY, queues: { max: 0, active: 0 }, namespaces: [] }; }
+  async setRunLevel(_id: string, level: RunLevel): Promise<RunLevelChange> {
+    await this.onRunLevel(this.level, level);
+    this.level = level;
+    return { drainedCommands: 0 };
+  }
+  async captureState(): Promise<DeviceStateImage> {
+    return { format: FORMAT, identity: IDENTITY, payload: Buffer.from(this.payload) };
+  }
+  checkCompatible(): void {}
+  async restoreState(_id: string, image: DeviceStateImage): Promise<void> {
+    if (Buffer.from(image.payload).toString().startsWith('bad')) throw new DriverError('corrupt-state', 'the payload says it is bad');
+    this.payload = Buffer.from(image.payload);
+  }
+  estimateStateBytes(): number { return this.payload.length; }
+  async reset(): Promise<void> { this.level = 'running'; }
+  async health() { return []; }
+  hostPort(): HostPort | undefined { return this.port; }
+}
+
+const LIMITS: VfMachineLimits = { maxStateBytes: 1 << 20, maxQueuedCalls: 8 };
+
+function machine(limits: VfMachineLimits = LIMITS): { vf: VfMachine; driver: FakeDriver } {
+  const driver = new FakeDriver();
+  const vf = new VfMachine({ id: 'vf0', bdf: '0000:01:00.1', kind: 'fake' }, driver, limits, pino({ enabled: false }));
+  return { vf, driver };
+}
+
+function stream(payload: string): Buffer {
+  return encodeEnvelope({ format: FORMAT, identity: IDENTITY, payload: Buffer.from(payload) });
+}
+
+/** Everything a refused call must leave as it was, read through the machine's public surface. */
+async function fingerprint(vf: VfMachine, driver: FakeDriver): Promise<string> {
+  const pending = vf.pending();
+  // A zero-length slice at offset 0 repeats nothing and reports the session; only asked in RESUMING, where it changes nothing.
+  const session = vf.state === 'RESUMING' ? await vf.load(0, bufferSlice(Buffer.alloc(0)), SECOND) : undefined;
+  return JSON.stringify({ state: vf.state, level: driver.level, pending, session });
+}
+
+async function refusal(promise: Promise<unknown>): Promise<Fault> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof Fault) return error;
+    throw error;
+  }
+  throw new Error('the call succeeded; a refusal was expected');
+}
+
+/** The state the RESUMING setups load, in part. */
+const INCOMING = stream('a state from elsewhere');
+
+/** The VF in each state a client can leave it in, with a half-read save stream or a half-loaded state where there is one. */
+const SETUPS: Record<string, (vf: VfMachine) => Promise<void>> = {
+  RUNNING: async () => {},
+  RUNNING_P2P: async (vf) => { await vf.setState('RUNNING_P2P', SECOND); },
+  STOP: async (vf) => { await vf.quiesce(SECOND); },
+  'STOP_COPY, stream half read': async (vf) => {
+    await vf.quiesce(SECOND);
+    await vf.save(20, undefined, SECOND);
+  },
+  'RESUMING, header not yet in': async (vf) => {
+    await vf.quiesce(SECOND);
+    await vf.load(0, bufferSlice(INCOMING.subarray(0, 10)), SECOND);
+  },
+  'RESUMING, state half loaded': async (vf) => {
+    await vf.quiesce(SECOND);
+    await vf.load(0, bufferSlice(INCOMING.subarray(0, 30)), SECOND);
+  },
+};
+
+/** Calls refused in some or all of those states (and those they are not refused in are skipped). */
+const REFUSALS: Record<string, (vf: VfMachine) => Promise<unknown>> = {
+  'save past the end': (vf) => vf.save(10, 1 << 20, SECOND),
+  'load with a gap': (vf) => vf.load(4096, bufferSlice(Buffer.from('xyz')), SECOND),
+  'load of bytes that differ from those received': (vf) => vf.load(0, bufferSlice(Buffer.from('not the same bytes at all, no')), SECOND),
+  'load of a foreign header': (vf) => vf.load(0, bufferSlice(Buffer.alloc(64, 0x41)), SECOND),
+  'load of a header announcing too much': (vf) => {
+    const big = Buffer.from(stream('x').subarray(0, 24));
+    big.writeBigUInt64LE(1n << 40n, 16);
+    return vf.load(0, bufferSlice(big), SECOND);
+  },
+  'load that completes the header with garbage': (vf) => vf.load(10, bufferSlice(Buffer.alloc(30, 0x41)), SECOND),
+  'load that runs past the announced length': (vf) => vf.load(30, bufferSlice(Buffer.concat([INCOMING.subarray(30), Buffer.from('extra')])), SECOND),
+  'setState ERROR': (vf) => vf.setState('ERROR', SECOND),
+  'setState PRE_COPY': (vf) => vf.setState('PRE_COPY', SECOND),
+};
+
+for (const [setupName, setup] of Object.entries(SETUPS)) {
+  test(`from ${setupName}, every refused call changes nothing and says the state`, async (t) => {
+    const { vf, driver } = machine();
+    await setup(vf);
+    let refused = 0;
+    for (const [name, call] of Object.entries(REFUSALS)) {
+      const before = await fingerprint(vf, driver);
+      const state = vf.state;
+      let fault: Fault;
+      try {
+        fault = await refusal(call(vf));
+      } catch {
+        // Not refused from this state (e.g. a matching retry): then it must not have changed anything either.
+        t.is(await fingerprint(vf, driver), before, `${name} (accepted)`);
+        continue;
+      }
+      refused += 1;
+      t.is(fault.details.state, state, `${name}: ${fault.fault} ${fault.message}`);
+      t.is(await fingerprint(vf, driver), before, `${name}: ${fault.fault} ${fault.message}`);
+    }
+    t.true(refused >= 3, `only ${refused} calls were refused from ${setupName}`);
+  });
+}
+
+test('save with an offset past the end of a stream it had to open leaves the VF in STOP with no stream', async (t) => {
+  const { vf } = machine();
+  await vf.quiesce(SECOND);
+  const fault = await refusal(vf.save(10, 1 << 20, SECOND));
+  t.is(fault.fault, 'STREAM_OFFSET');
+  t.is(fault.details.state, 'STOP');
+  t.is(vf.state, 'STOP');
+  t.false(vf.pending().streamOpen);
+  // The next save opens the stream afresh, from its start.
+  const slice = await vf.save(1 << 20, undefined, SECOND);
+  t.true(slice.data.equals(stream('the device state of the fake VF')));
+});
+
+test('a refused save in STOP_COPY leaves the cursor where it was', async (t) => {
+  const { vf } = machine();
+  await vf.quiesce(SECOND);
+  const whole = stream('the device state of the fake VF');
+  const head = (await vf.save(10, undefined, SECOND)).data;
+  t.is((await refusal(vf.save(10, whole.length + 1, SECOND))).details.expected, 10);
+  const rest = (await vf.save(1 << 20, undefined, SECOND)).data;
+  t.true(Buffer.concat([head, rest]).equals(whole));
+});
+
+test('load at a wrong offset from STOP leaves the VF in STOP, not RESUMING', async (t) => {
+  const { vf } = machine();
+  await vf.quiesce(SECOND);
+  const fault = await refusal(vf.load(7, bufferSlice(Buffer.from('abc')), SECOND));
+  t.is(fault.fault, 'STREAM_OFFSET');
+  t.is(fault.details.state, 'STOP');
+  t.is(vf.state, 'STOP');
+});
+
+test('a slice whose bytes do not decode (not a Fault) passes through and changes nothing either', async (t) => {
+  const { vf } = machine();
+  await vf.quiesce(SECOND);
+  const broken: SliceSource = {
+    length: 3,
+    toBuffer: () => { throw new RangeError('not base64'); },
+    writeTo: () => { throw new RangeError('not base64'); },
+  };
+  await t.throwsAsync(vf.load(0, broken, SECOND), { instanceOf: RangeError });
+  t.is(vf.state, 'STOP');
+  const whole = stream('a state');
+  await vf.load(0, bufferSlice(whole.subarray(0, 40)), SECOND);
+  await t.throwsAsync(vf.load(40, broken, SECOND), { instanceOf: RangeError });
+  t.like(await vf.load(40, bufferSlice(whole.subarray(40)), SECOND), { state: 'RESUMING', received: whole.length, complete: true });
+});
+
+test('a quiesce refused after its first step (RUNNING_P2P reached, STOP timed out) is put back to RUNNING', async (t) => {
+  for (const target of ['STOP', 'STOP_COPY', 'RESUMING'] as const) {
+    const { vf, driver } = machine();
+    driver.onRunLevel = (from, to) => {
+      if (from === 'p2p-quiesced' && to === 'stopped') throw new DriverError('quiesce-timeout', 'commands still in flight');
+    };
+    const fault = await refusal(target === 'STOP' ? vf.quiesce(SECOND) : vf.setState(target, SECOND));
+    t.is(fault.fault, 'QUIESCE_TIMEOUT', target);
+    t.is(fault.details.state, 'RUNNING', target);
+    t.is(vf.state, 'RUNNING', target);
+    t.is(driver.level, 'running', `${target}: the driver runs again`);
+  }
+});
+
+test('when a refused call cannot be put back, the VF says ERROR rather than a state it is not in', async (t) => {
+  const { vf, driver } = machine();
+  driver.onRunLevel = (from, to) => {
+    if (from === 'p2p-quiesced' && to === 'stopped') throw new DriverError('quiesce-timeout', 'commands still in flight');
+    if (to === 'running') throw new Error('the device fell off the bus');
+  };
+  const fault = await refusal(vf.quiesce(SECOND));
+  t.is(fault.fault, 'QUIESCE_TIMEOUT');
+  t.is(fault.details.state, 'ERROR');
+  t.is(vf.state, 'ERROR');
+  t.false(vf.pending().streamOpen);
+  driver.onRunLevel = () => undefined;
+  t.is((await vf.reset()).state, 'RUNNING');
+});
+
+test('a driver failure is not undone: the VF is in ERROR and says so', async (t) => {
+  const { vf, driver } = machine();
+  driver.onRunLevel = () => { throw new Error('the device fell off the bus'); };
+  const fault = await refusal(vf.quiesce(SECOND));
+  t.is(fault.fault, 'DRIVER_FAILURE');
+  t.is(fault.details.state, 'ERROR');
+  for (const call of [vf.quiesce(SECOND), vf.resume(SECOND), vf.setState('STOP', SECOND), vf.load(0, bufferSlice(Buffer.alloc(1)), SECOND)]) {
+    const refused = await refusal(call);
+    t.is(refused.fault, 'ILLEGAL_TRANSITION');
+    t.is(refused.details.state, 'ERROR');
+  }
+  t.is((await refusal(vf.save(10, undefined, SECOND))).details.state, 'ERROR');
+});
+
+test('leaving RESUMING ends the session whether the state applied or not; a refused state leaves the VF in STOP, untouched', async (t) => {
+  for (const how of ['setState', 'resume'] as const) {
+    const { vf, driver } = machine();
+    await vf.quiesce(SECOND);
+    await vf.load(0, bufferSlice(stream('bad state')), SECOND);
+    const fault = await refusal(how === 'resume' ? vf.resume(SECOND) : vf.setState('STOP', SECOND));
+    t.is(fault.fault, 'STATE_CORRUPT', how);
+    t.is(fault.details.state, 'STOP', how);
+    t.is(vf.state, 'STOP', how);
+    t.is(driver.payload.toString(), 'the device state of the fake VF', how);
+    t.is(driver.level, 'stopped', how);
+  }
+  // A state that applies stays applied.
+  const { vf, driver } = machine();
+  await vf.quiesce(SECOND);
+  await vf.load(0, bufferSlice(stream('good state')), SECOND);
+  t.is((await vf.resume(SECOND)).state, 'RUNNING');
+  t.is(driver.payload.toString(), 'good state');
+});
+
+test('VF_BUSY says the state the VF is in', async (t) => {
+  const { vf, driver } = machine({ ...LIMITS, maxQueuedCalls: 1 });
+  let release = (): void => undefined;
+  driver.onRunLevel = () => new Promise<void>((resolve) => { release = resolve; });
+  const quiesce = vf.quiesce(SECOND);
+  const fault = await refusal(vf.setState('STOP', SECOND));
+  t.is(fault.fault, 'VF_BUSY');
+  t.is(fault.details.state, 'RUNNING');
+  release();
+  driver.onRunLevel = () => undefined;
+  t.is((await quiesce).state, 'STOP');
+});
+
+test('refusals of the state machine and of the save stream say the state', async (t) => {
+  const { vf } = machine();
+  const expectations: [Promise<unknown>, FaultName][] = [
+    [vf.save(10, undefined, SECOND), 'NO_SAVE_STREAM'],
+    [vf.load(0, bufferSlice(Buffer.alloc(1)), SECOND), 'ILLEGAL_TRANSITION'],
+    [vf.setState('PRE_COPY_P2P', SECOND), 'ILLEGAL_TRANSITION'],
+  ];
+  for (const [call, name] of expectations) {
+    const fault = await refusal(call);
+    t.is(fault.fault, name);
+    t.is(fault.details.state, 'RUNNING');
+  }
+});
+
+test('host-port refusals say the state too', (t: ExecutionContext) => {
+  const { vf, driver } = machine();
+  t.is(t.throws(() => vf.hostAccess((port) => port.mmioRead32(0)), { instanceOf: Fault })?.details.state, 'RUNNING');
+  driver.port = {
+    mmioRead32: () => { throw new DriverError('invalid-access', 'misaligned'); },
+    mmioWrite32: () => undefined,
+    memRead: () => new Uint8Array(0),
+    memWrite: () => undefined,
+    interruptCounts: () => [],
+  };
+  const fault = t.throws(() => vf.hostAccess((port) => port.mmioRead32(1)), { instanceOf: Fault });
+  t.is(fault?.fault, 'DEVICE_ACCESS');
+  t.is(fault?.details.state, 'RUNNING');
+  t.deepEqual(vf.hostAccess((port) => port.interruptCounts()), []);
+});
