@@ -3,7 +3,7 @@
  * state machine; looked up by id or by host-visible BDF.
  */
 import type { Logger } from 'pino';
-import { DriverError, type DriverCapabilities, type HealthCheck, type HostPort, type StateFormat, type VendorDriver, type VfDescription } from '../../vendor-drivers/driver.ts';
+import type { DriverCapabilities, HealthCheck, HostPort, StateFormat, VendorDriver, VfDescription } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 import { VfMachine, type VfMachineLimits } from './vf-machine.ts';
 import type { VfioStateName } from './vfio-states.ts';
@@ -89,22 +89,11 @@ export class MigrationCore {
   }
 
   /**
-   * The VF's host port (the guest's side of its PCIe link), or
-   * FEATURE_DISABLED. `access` runs on it; an access the device refuses is
-   * the caller's fault (DEVICE_ACCESS), not a driver failure.
+   * Runs `access` on the VF's host port (the guest's side of its PCIe link);
+   * FEATURE_DISABLED without one, DEVICE_ACCESS for an access the device refuses.
    */
   withHostPort<T>(ref: string, access: (port: HostPort) => T): T {
-    const machine = this.lookup(ref);
-    const port = machine.driver.hostPort(machine.vf.id);
-    if (port === undefined) {
-      throw new Fault('FEATURE_DISABLED', `VF ${machine.vf.id} has no host port (driver ${machine.driver.name}; set hostPort in its options)`);
-    }
-    try {
-      return access(port);
-    } catch (error) {
-      if (error instanceof DriverError && error.kind === 'invalid-access') throw new Fault('DEVICE_ACCESS', error.message);
-      throw error;
-    }
+    return this.lookup(ref).hostAccess(access);
   }
 
   driverSummaries(): DriverSummary[] {
