@@ -135,3 +135,41 @@ test('the in-process harness answers protocol cases without a socket', async (t)
   t.is(await agent.inject('{"jsonrpc":"2.0","method":"vf.list"}'), undefined, 'a notification gets nothing');
   t.like(await agent.inject('{"jsonrpc":"2.0","method":"no.such","id":"x"}'), { id: 'x', error: { code: -32601 } });
 });
+
+test('session ownership: a migration belongs to the principal that began it, on any connection; another is refused unless admin', async (t) => {
+  const grants: Grant[] = [
+    { principal: 'spiffe://dc1/host/*', permissions: ['read', 'migrate', 'reset'] },
+    { principal: 'ops-alice', permissions: ['admin'] },
+  ];
+  const { app: agent, records } = await app(t, grants);
+  const owner = tlsPeer(HOST);
+  t.like(await call(agent, 'vf.quiesce', { vf: 'blob0' }, owner), { result: { state: 'STOP' } });
+  const slice = await call(agent, 'vf.save', { vf: 'blob0', maxBytes: 100 }, owner);
+  t.like(slice, { result: { offset: 0, length: 100 } });
+
+  // Another host, granted migrate and reset, may neither go on nor cancel nor reset.
+  const intruder = tlsPeer(OTHER_HOST);
+  for (const [method, params] of [['vf.save', { vf: 'blob0' }], ['vf.resume', { vf: 'blob0' }], ['vf.setState', { vf: 'blob0', state: 'RUNNING' }], ['vf.reset', { vf: 'blob0' }], ['vf.load', { vf: 'blob0', offset: 0, data: '' }]] as const) {
+    const refused = await call(agent, method, params, intruder);
+    t.like(refused, { error: { code: -33013, data: { code: 'NOT_SESSION_OWNER', state: 'STOP_COPY' } } }, method);
+  }
+  t.like(await call(agent, 'vf.getState', { vf: 'blob0' }, intruder), { result: { state: 'STOP_COPY' } }, 'reads are not refused');
+  t.like(await call(agent, 'vf.pending', { vf: 'blob0' }, intruder), { result: { pendingBytes: ((slice.result as Json).totalBytes as number) - 100 } }, 'and the stream did not move');
+
+  // The owner, on a new connection (it reconnected), goes on where it was.
+  t.like(await call(agent, 'vf.save', { vf: 'blob0', maxBytes: 100 }, { ...owner, connectionId: 42, remote: '192.0.2.17:50001' }), { result: { offset: 100 } });
+  // An admin may act on it: a reset ends the migration, and the VF belongs to nobody.
+  t.like(await call(agent, 'vf.reset', { vf: 'blob0' }, tlsPeer('ops-alice')), { result: { state: 'RUNNING' } });
+  t.like(await call(agent, 'vf.quiesce', { vf: 'blob0' }, intruder), { result: { state: 'STOP' } }, 'now anyone granted migrate may begin one');
+  t.like(await call(agent, 'vf.resume', { vf: 'blob0' }, intruder), { result: { state: 'RUNNING' } });
+  t.true(records.some((r) => r.outcome === 'refused' && r.error === 'NOT_SESSION_OWNER' && r.peer.principal === OTHER_HOST));
+});
+
+test('session ownership on the destination: loading into a VF makes it the loader\'s until it runs', async (t) => {
+  const { app: agent } = await app(t, [{ principal: 'spiffe://dc1/host/*', permissions: ['read', 'migrate'] }]);
+  const source = await call(agent, 'vf.save', { vf: 'blob1', maxBytes: 1 << 20 }, tlsPeer(HOST));
+  t.like(source, { error: { data: { code: 'NO_SAVE_STREAM' } } }, 'a running VF has no save stream (and a refusal takes no ownership)');
+  t.like(await call(agent, 'vf.setState', { vf: 'blob1', state: 'STOP' }, tlsPeer(HOST)), { result: { state: 'STOP' } });
+  t.like(await call(agent, 'vf.load', { vf: 'blob1', offset: 0, data: 'AAAA' }, tlsPeer(HOST)), { result: { state: 'RESUMING' } });
+  t.like(await call(agent, 'vf.load', { vf: 'blob1', offset: 3, data: 'AAAA' }, tlsPeer(OTHER_HOST)), { error: { data: { code: 'NOT_SESSION_OWNER', state: 'RESUMING' } } });
+});

@@ -14,7 +14,8 @@ export type FaultName =
   | 'STATE_INCOMPATIBLE'
   | 'DEVICE_ACCESS'
   | 'FEATURE_DISABLED'
-  | 'DRIVER_FAILURE';
+  | 'DRIVER_FAILURE'
+  | 'NOT_SESSION_OWNER';
 
 /** Facts a caller needs to act on a fault (current state, expected offset, ...). */
 export type FaultDetails = Record<string, string | number | boolean | null | string[]>;

@@ -79,6 +79,20 @@ const STOPPED_STATES: ReadonlySet<VfioStateName> = new Set(['STOP', 'STOP_COPY',
 /** Putting a refused call back only ever raises the run level, which does not wait; this bounds it all the same. */
 const UNDO_TIMEOUT_MS = 5000;
 
+/**
+ * Who makes a call: the principal that a migration of this VF belongs to
+ * once it starts, and whether it may act on another principal's migration.
+ */
+export interface Caller {
+  readonly principal: string;
+  readonly admin: boolean;
+  /** Bound to the call (connection, principal, method); the VF's own logger otherwise. */
+  readonly log?: Logger;
+}
+
+/** The agent acting on its own (and unit tests): holds every right. */
+export const AGENT_CALLER: Caller = { principal: 'agent', admin: true };
+
 interface SaveStream {
   readonly bytes: Buffer;
   cursor: number;
@@ -101,6 +115,8 @@ export class VfMachine {
   private loadBuffer: LoadBuffer | undefined;
   /** Where the running call goes back to if it is refused. */
   private undoPoint: UndoPoint | undefined;
+  /** The principal whose migration this VF is in, from its first step away from RUNNING until it runs again. */
+  private migrationOwner: string | undefined;
   private readonly queue: SerialQueue;
   private readonly limits: VfMachineLimits;
   private readonly log: Logger;
@@ -119,26 +135,31 @@ export class VfMachine {
     return this.currentState;
   }
 
-  setState(target: VfioStateName, timeoutMs: number, log: Logger = this.log): Promise<TransitionResult> {
-    return this.call(log, () => this.transition(target, timeoutMs, log));
+  /** The principal whose migration the VF is in, if any. */
+  get owner(): string | undefined {
+    return this.migrationOwner;
+  }
+
+  setState(target: VfioStateName, timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<TransitionResult> {
+    return this.call(caller, (log) => this.transition(target, timeoutMs, log));
   }
 
   /** → STOP (through RUNNING_P2P where supported); a no-op on a VF that is already stopped. */
-  quiesce(timeoutMs: number, log: Logger = this.log): Promise<TransitionResult> {
-    return this.call(log, async () => {
+  quiesce(timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<TransitionResult> {
+    return this.call(caller, async (log) => {
       if (STOPPED_STATES.has(this.currentState)) return this.unchanged();
       return this.transition('STOP', timeoutMs, log);
     });
   }
 
   /** → RUNNING; leaving RESUMING commits the loaded state first. A no-op on a running VF. */
-  resume(timeoutMs: number, log: Logger = this.log): Promise<TransitionResult> {
-    return this.call(log, () => this.transition('RUNNING', timeoutMs, log));
+  resume(timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<TransitionResult> {
+    return this.call(caller, (log) => this.transition('RUNNING', timeoutMs, log));
   }
 
   /** The next slice of the save stream; from STOP, opens it (STOP → STOP_COPY) first. */
-  save(maxBytes: number, offset: number | undefined, timeoutMs: number, log: Logger = this.log): Promise<SaveSlice> {
-    return this.call(log, async () => {
+  save(maxBytes: number, offset: number | undefined, timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<SaveSlice> {
+    return this.call(caller, async (log) => {
       if (this.currentState === 'STOP') await this.transition('STOP_COPY', timeoutMs, log);
       const stream = this.saveStream;
       if (this.currentState !== 'STOP_COPY' || stream === undefined) {
@@ -161,8 +182,8 @@ export class VfMachine {
   }
 
   /** Writes the next slice of a state; from STOP, opens a resume session (STOP → RESUMING) first. */
-  load(offset: number, data: SliceSource, timeoutMs: number, log: Logger = this.log): Promise<LoadProgress> {
-    return this.call(log, async () => {
+  load(offset: number, data: SliceSource, timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<LoadProgress> {
+    return this.call(caller, async (log) => {
       if (this.currentState === 'STOP') await this.transition('RESUMING', timeoutMs, log);
       const buffer = this.loadBuffer;
       if (this.currentState !== 'RESUMING' || buffer === undefined) {
@@ -185,8 +206,8 @@ export class VfMachine {
   }
 
   /** Function-level reset: the only way out of ERROR; drops any stream. */
-  reset(log: Logger = this.log): Promise<TransitionResult> {
-    return this.call(log, async () => {
+  reset(caller: Caller = AGENT_CALLER): Promise<TransitionResult> {
+    return this.call(caller, async (log) => {
       const from = this.currentState;
       const started = performance.now();
       this.saveStream = undefined;
@@ -229,19 +250,45 @@ export class VfMachine {
    * call is refused, everything it changed is put back, and a refusal
    * (a Fault) says the state the VF is in after it.
    */
-  private call<T>(log: Logger, body: () => Promise<T>): Promise<T> {
+  private call<T>(caller: Caller, body: (log: Logger) => Promise<T>): Promise<T> {
+    const log = caller.log ?? this.log;
     return this.queue.run(async () => {
+      this.checkOwner(caller);
       this.undoPoint = this.here();
       try {
-        return await body();
+        return await body(log);
       } catch (error) {
         await this.undo(log);
         if (error instanceof Fault) error.details.state = this.currentState;
         throw error;
       } finally {
         this.undoPoint = undefined;
+        this.settleOwner(caller, log);
       }
     });
+  }
+
+  /**
+   * Session ownership: once a principal has taken the VF away from RUNNING
+   * (a migration has begun, on either side), only it, or a principal with
+   * admin, may change the VF until it runs again. The owner may reconnect
+   * and go on: ownership is the principal's, not the connection's.
+   */
+  private checkOwner(caller: Caller): void {
+    const owner = this.migrationOwner;
+    if (owner === undefined || owner === caller.principal || caller.admin) return;
+    throw new Fault('NOT_SESSION_OWNER', `VF ${this.vf.id} is in a migration (${this.currentState}) begun by principal "${owner}"; only it, or a principal granted admin, may change the VF until it runs again`, { state: this.currentState });
+  }
+
+  /** After a call: a VF that runs belongs to no migration; one that left RUNNING belongs to whoever took it away. */
+  private settleOwner(caller: Caller, log: Logger): void {
+    if (this.currentState === 'RUNNING') {
+      if (this.migrationOwner !== undefined) log.debug({ phase: 'ownership', owner: this.migrationOwner }, 'migration ended; VF owned by nobody');
+      this.migrationOwner = undefined;
+    } else if (this.migrationOwner === undefined) {
+      this.migrationOwner = caller.principal;
+      log.debug({ phase: 'ownership', owner: caller.principal }, 'migration begun; VF owned by its principal');
+    }
   }
 
   private here(): UndoPoint {

@@ -1,6 +1,7 @@
 /** vf.*: the VFIO v2 migration surface of each VF. */
 import type { MigrationCore } from '../core/migration-core.ts';
-import type { TransitionResult, VfMachine } from '../core/vf-machine.ts';
+import type { Caller, TransitionResult, VfMachine } from '../core/vf-machine.ts';
+import type { RequestContext } from '../rpc/context.ts';
 import { vfioStateValue } from '../core/vfio-states.ts';
 import { markBase64 } from '../rpc/base64-fields.ts';
 import type { Transition } from '../../schemas/types.ts';
@@ -35,23 +36,23 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
     },
     'vf.setState': async ({ vf, state, timeoutMs }, ctx) => {
       const machine = core.lookup(vf);
-      return transition(machine, await machine.setState(state, timeoutMs ?? DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id })));
+      return transition(machine, await machine.setState(state, timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine)));
     },
     'vf.quiesce': async ({ vf, timeoutMs }, ctx) => {
       const machine = core.lookup(vf);
-      return transition(machine, await machine.quiesce(timeoutMs ?? DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id })));
+      return transition(machine, await machine.quiesce(timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine)));
     },
     'vf.resume': async ({ vf, timeoutMs }, ctx) => {
       const machine = core.lookup(vf);
-      return transition(machine, await machine.resume(timeoutMs ?? DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id })));
+      return transition(machine, await machine.resume(timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine)));
     },
     'vf.reset': async ({ vf }, ctx) => {
       const machine = core.lookup(vf);
-      return transition(machine, await machine.reset(ctx.log.child({ vf: machine.vf.id })));
+      return transition(machine, await machine.reset(callerOf(ctx, machine)));
     },
     'vf.save': async ({ vf, maxBytes, offset }, ctx) => {
       const machine = core.lookup(vf);
-      const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id }));
+      const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine));
       return markBase64({
         data: slice.data.toString('base64'),
         offset: slice.offset,
@@ -63,10 +64,15 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
     },
     'vf.load': async ({ vf, offset, data }, ctx) => {
       const machine = core.lookup(vf);
-      return machine.load(offset, base64Slice(data, '/data'), DEFAULT_TIMEOUT_MS, ctx.log.child({ vf: machine.vf.id }));
+      return machine.load(offset, base64Slice(data, '/data'), DEFAULT_TIMEOUT_MS, callerOf(ctx, machine));
     },
     'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
   };
+}
+
+/** The caller of a state-changing call, as the migration core needs it: for session ownership, and a logger bound to the VF. */
+function callerOf(ctx: RequestContext, machine: VfMachine): Caller {
+  return { principal: ctx.principal, admin: ctx.admin, log: ctx.log.child({ vf: machine.vf.id }) };
 }
 
 function transition(machine: VfMachine, result: TransitionResult): Transition {

@@ -54,6 +54,7 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorName, CatalogueEntry>> = {
   FEATURE_DISABLED: { code: -33010, message: 'Feature not enabled', meaning: 'The VF\'s driver does not offer this feature, or the config leaves it off (e.g. the host port).' },
   DRIVER_FAILURE: { code: -33011, message: 'Driver failure', meaning: 'The vendor driver failed unexpectedly; the VF is in ERROR and needs `vf.reset`.' },
   UNAUTHORIZED: { code: -33012, message: 'Unauthorized', meaning: 'The caller\'s principal is not granted the method\'s permission (`data.permission`) on that VF; whether the VF exists is not said.' },
+  NOT_SESSION_OWNER: { code: -33013, message: 'Migration owned by another principal', meaning: 'The VF is in a migration another principal began (its first step away from RUNNING); only that principal, or one granted `admin`, may change it until it runs again.' },
 };
 
 export const ERROR_NAMES = Object.keys(ERROR_CATALOGUE) as ErrorName[];

@@ -41,7 +41,7 @@ export interface CallObserver {
 }
 
 /** Refusals that are about who calls, not about what is asked. */
-const REFUSALS: ReadonlySet<ErrorName> = new Set(['UNAUTHORIZED']);
+const REFUSALS: ReadonlySet<ErrorName> = new Set(['UNAUTHORIZED', 'NOT_SESSION_OWNER']);
 
 export interface PipelineParts {
   readonly handlers: ReadonlyMap<string, MethodHandler>;

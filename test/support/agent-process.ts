@@ -34,6 +34,8 @@ export interface AgentOptions {
   readonly args?: readonly string[];
   readonly env?: NodeJS.ProcessEnv;
   readonly startTimeoutMs?: number;
+  /** Start the agent under this umask (through /bin/sh), e.g. 0 to see that sockets do not inherit it. */
+  readonly umask?: number;
 }
 
 /** A temp dir for one test's files (namespace files, configs, sockets). */
@@ -46,7 +48,11 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
   const config: Config = { listen: ['tcp://127.0.0.1:0'], logLevel: 'info', ...options.config };
   const configPath = join(dir, 'config.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2));
-  const child = spawn(process.execPath, [AGENT_MAIN, '--config', configPath, ...(options.args ?? [])], {
+  const argv = [AGENT_MAIN, '--config', configPath, ...(options.args ?? [])];
+  const [command, args] = options.umask === undefined
+    ? [process.execPath, argv]
+    : ['/bin/sh', ['-c', `umask ${options.umask.toString(8).padStart(3, '0')} && exec "$0" "$@"`, process.execPath, ...argv]];
+  const child = spawn(command, args, {
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
