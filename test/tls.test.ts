@@ -5,7 +5,7 @@
  * wire and in the audit log, and SIGHUP reloads with a connection open.
  */
 import test, { type ExecutionContext } from 'ava';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Config } from '../schemas/types.ts';
@@ -259,4 +259,55 @@ test('the agent refuses to start with plain TCP beyond loopback, unless insecure
 test('a tls:// listener without the tls section is a config error', async (t) => {
   const error = await t.throwsAsync(startAgentProcess({ config: { listen: ['tls://127.0.0.1:0'], drivers: [{ driver: 'blob-bench' }] } }));
   t.regex(error?.message ?? '', /needs the "tls" section/);
+});
+
+test('no payload, key or certificate material reaches any log, even at trace level; events are bound to the principal', async (t) => {
+  const { ca, client, agent: agentCert, other } = await pki();
+  const dir = tempDir('vfmigd-tls-');
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const auditLog = `${dir}/audit.jsonl`;
+  const agent = await startTlsAgent(t, { logLevel: 'trace', auditLog, authorization: { grants: [{ principal: HOST, permissions: ['read', 'migrate'], vfs: ['blob0', 'blob1'] }] } });
+  const c = await agent.connect(client);
+  await c.call('vf.quiesce', { vf: 'blob0' });
+  const slice = await c.call('vf.save', { vf: 'blob0', maxBytes: 1 << 20 });
+  await c.call('vf.setState', { vf: 'blob1', state: 'STOP' });
+  await c.call('vf.load', { vf: 'blob1', offset: 0, data: slice.data });
+  await c.call('vf.resume', { vf: 'blob1' });
+  await c.callError('vf.load', { vf: 'blob1', offset: 0, data: slice.data });
+  await refusedBeforeAnyRequest(t, agent, await other.issue({ cn: 'x', usage: 'client' }));
+  writeFileSync(agent.files.agent.key, `${agentCert.key.slice(0, 60)}garbage\n-----END PRIVATE KEY-----\n`);
+  agent.agent.process.kill('SIGHUP');
+  await waitForLog(agent.agent, 'TLS reload failed; the credentials in use stay');
+  await agent.agent.stop();
+
+  const everything = `${agent.agent.logs.join('\n')}\n${readFileSync(auditLog, 'utf8')}`;
+  const pemLines = (pem: string): string[] => pem.split('\n').filter((l) => l.length >= 40 && !l.startsWith('-----'));
+  const secrets: [string, string[]][] = [
+    ['state payload', [slice.data.slice(64, 128), slice.data.slice(-64)]],
+    ['agent key', pemLines(agentCert.key)],
+    ['client key', pemLines(client.key)],
+    ['agent certificate', pemLines(agentCert.cert)],
+    ['client certificate', pemLines(client.cert)],
+    ['CA certificate', pemLines(ca.certPem)],
+  ];
+  for (const [what, needles] of secrets) {
+    t.true(needles.length > 0);
+    for (const needle of needles) t.false(everything.includes(needle), `${what} in a log`);
+  }
+  const events = agent.agent.logs.map((l) => JSON.parse(l) as Json);
+  const transitions = events.filter((e) => e.msg === 'state changed');
+  t.true(transitions.length >= 3);
+  for (const e of transitions) t.like(e, { principal: HOST, phase: 'transition' });
+  // Audit events go to the main log and to the audit file alike.
+  const audited = readFileSync(auditLog, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Json);
+  t.deepEqual(audited.map((e) => [e.event, e.method ?? null, e.outcome]), [
+    ['call', 'vf.quiesce', 'ok'],
+    ['call', 'vf.save', 'ok'],
+    ['call', 'vf.setState', 'ok'],
+    ['call', 'vf.load', 'ok'],
+    ['call', 'vf.resume', 'ok'],
+    ['call', 'vf.load', 'failed'],
+    ['connection', null, 'refused'],
+  ]);
+  t.is(events.filter((e) => e.audit === true).length, audited.length);
 });
