@@ -1,15 +1,14 @@
 /**
  * The agent's configuration: a file checked against schemas/config.json,
- * overlaid on the defaults below. A bad file names the bad field and the
- * agent does not start.
+ * overlaid on the defaults that schema declares. A bad file names the bad
+ * field and the agent does not start.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Config, Grant, TlsConfig } from '../schemas/types.ts';
 import { DEFAULT_GRANTS } from './rpc/policy.ts';
-import type { SchemaRegistry } from './rpc/schema-registry.ts';
-import { DEFAULT_SOCKET_MODE, resolveGroup, resolveUser, type UnixSocketAccess } from './transport/unix-access.ts';
-
-export const DEFAULT_LISTEN = 'tcp://127.0.0.1:7700';
+import { SCHEMAS_DIR, type SchemaRegistry } from './rpc/schema-registry.ts';
+import { resolveGroup, resolveUser, type UnixSocketAccess } from './transport/unix-access.ts';
 
 export type ResolvedLimits = Required<NonNullable<Config['limits']>>;
 
@@ -29,23 +28,30 @@ export interface ResolvedConfig {
   readonly drivers: NonNullable<Config['drivers']>;
 }
 
-const MiB = 1024 * 1024;
+/** The config schema's own `default`s: the one place a default is written. */
+const CONFIG_SCHEMA = JSON.parse(readFileSync(join(SCHEMAS_DIR, 'config.json'), 'utf8')) as ConfigSchema;
 
-const DEFAULT_LIMITS: ResolvedLimits = {
-  maxMessageBytes: 8 * MiB,
-  maxConnections: 256,
-  maxConnectionsPerPeer: 32,
-  maxBatchLength: 32,
-  maxInFlightPerConnection: 32,
-  maxUnsentBytesPerConnection: 192 * MiB,
-  maxUnsentBytesTotal: 256 * MiB,
-  messageTimeoutMs: 30_000,
-  idleTimeoutMs: 300_000,
-  maxQueuedCallsPerVf: 64,
-  maxStateBytes: 1024 * MiB,
-};
+interface ConfigSchema {
+  readonly properties: Record<string, { readonly default?: unknown; readonly properties?: Record<string, { readonly default?: unknown }> }>;
+}
 
-const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+function defaultsOf(section: string): Record<string, unknown> {
+  const properties = CONFIG_SCHEMA.properties[section]?.properties ?? {};
+  return Object.fromEntries(Object.entries(properties).map(([name, p]) => {
+    if (p.default === undefined) throw new Error(`schemas/config.json: ${section}.${name} has no default`);
+    return [name, p.default];
+  }));
+}
+
+function defaultOf<T>(path: string): T {
+  const [section, name] = path.split('.') as [string, string | undefined];
+  const node = name === undefined ? CONFIG_SCHEMA.properties[section] : CONFIG_SCHEMA.properties[section]?.properties?.[name];
+  if (node?.default === undefined) throw new Error(`schemas/config.json: ${path} has no default`);
+  return node.default as T;
+}
+
+const DEFAULT_LIMITS = defaultsOf('limits') as unknown as ResolvedLimits;
+export const DEFAULT_LISTEN = defaultOf<string[]>('listen');
 
 /** With no config file: the software NVMe driver, its defaults, and its host port on so a guest can use it. */
 const DEFAULT_DRIVERS: NonNullable<Config['drivers']> = [{ driver: 'nvme-emu', options: { hostPort: true } }];
@@ -72,7 +78,7 @@ export function loadConfigFile(path: string, schemas: SchemaRegistry): Config {
 }
 
 export function resolveConfig(file: Config, overrides: { listen?: readonly string[]; logLevel?: string | undefined }): ResolvedConfig {
-  const logLevel = overrides.logLevel ?? file.logLevel ?? 'info';
+  const logLevel = overrides.logLevel ?? file.logLevel ?? defaultOf<string>('logLevel');
   if (!isLogLevel(logLevel)) throw new ConfigError(`log level "${logLevel}" is not one of fatal, error, warn, info, debug, trace, silent`);
   const limits = { ...DEFAULT_LIMITS, ...file.limits };
   // A batch runs whole, so it can be no longer than the in-flight limit; lowering only that one lowers both.
@@ -80,20 +86,20 @@ export function resolveConfig(file: Config, overrides: { listen?: readonly strin
   if (limits.maxBatchLength > limits.maxInFlightPerConnection) {
     throw new ConfigError(`limits.maxBatchLength (${limits.maxBatchLength}) must not exceed limits.maxInFlightPerConnection (${limits.maxInFlightPerConnection}): a batch runs whole`);
   }
-  const listen = overrides.listen !== undefined && overrides.listen.length > 0 ? overrides.listen : file.listen ?? [DEFAULT_LISTEN];
+  const listen = overrides.listen !== undefined && overrides.listen.length > 0 ? overrides.listen : file.listen ?? DEFAULT_LISTEN;
   if (file.tls === undefined && listen.some((l) => l.startsWith('tls://'))) {
     throw new ConfigError('a tls:// listener needs the "tls" section (cert, key, ca)');
   }
   return {
     listen,
-    insecure: file.insecure ?? false,
+    insecure: file.insecure ?? defaultOf<boolean>('insecure'),
     tls: file.tls === undefined ? undefined : {
       cert: file.tls.cert,
       key: file.tls.key,
       ca: file.tls.ca,
       crl: file.tls.crl,
-      minVersion: file.tls.minVersion ?? 'TLSv1.3',
-      handshakeTimeoutMs: file.tls.handshakeTimeoutMs ?? DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+      minVersion: file.tls.minVersion ?? defaultOf<'TLSv1.3'>('tls.minVersion'),
+      handshakeTimeoutMs: file.tls.handshakeTimeoutMs ?? defaultOf<number>('tls.handshakeTimeoutMs'),
     },
     unixSocket: unixSocketAccess(file.unixSocket),
     grants: file.authorization?.grants ?? DEFAULT_GRANTS,
@@ -107,7 +113,7 @@ export function resolveConfig(file: Config, overrides: { listen?: readonly strin
 function unixSocketAccess(given: Config['unixSocket']): UnixSocketAccess {
   try {
     return {
-      mode: given?.mode === undefined ? DEFAULT_SOCKET_MODE : Number.parseInt(given.mode, 8),
+      mode: Number.parseInt(given?.mode ?? defaultOf<string>('unixSocket.mode'), 8),
       uid: given?.owner === undefined ? undefined : resolveUser(given.owner),
       gid: given?.group === undefined ? undefined : resolveGroup(given.group),
     };

@@ -6,7 +6,7 @@ import test from 'ava';
 import { readFileSync } from 'node:fs';
 import { ERROR_CATALOGUE, ERROR_NAMES } from '../agent/rpc/error-catalogue.ts';
 import { schemas } from './support/rpc-client.ts';
-import { errorTable, methodTable, readSection } from './support/readme-tables.ts';
+import { configTable, errorTable, methodTable, readSection } from './support/readme-tables.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
 
@@ -16,6 +16,10 @@ test('README error table matches the catalogue (npm run docs rewrites it)', (t) 
 
 test('README method table matches schemas/methods (npm run docs rewrites it)', (t) => {
   t.is(readSection(readme, 'methods'), methodTable(schemas()));
+});
+
+test('README config table matches schemas/config.json (npm run docs rewrites it)', (t) => {
+  t.is(readSection(readme, 'config'), configTable(schemas()));
 });
 
 test('errorData.code in schemas/common.json lists exactly the catalogue', (t) => {

@@ -14,8 +14,6 @@ export interface UnixSocketAccess {
   readonly gid?: number | undefined;
 }
 
-export const DEFAULT_SOCKET_MODE = 0o660;
-
 /** Runs `bind`, which must create the socket synchronously, under a umask of 0177. */
 export function bindOwnerOnly(bind: () => void): void {
   const previous = process.umask(0o177);

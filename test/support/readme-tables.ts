@@ -18,6 +18,56 @@ export function methodTable(schemas: SchemaRegistry): string {
   return ['| method | params (`?` optional) | what it does | permission | domain errors |', '|---|---|---|---|---|', ...rows].join('\n');
 }
 
+/**
+ * Every config field, from schemas/config.json: its path and its
+ * description (which names its default). Nested objects are flattened to
+ * dotted paths; driver options are documented in their own schemas.
+ */
+export function configTable(schemas: SchemaRegistry): string {
+  const config = schemas.ajv.getSchema('https://vfmigd.dev/schemas/config.json')?.schema as SchemaNode;
+  const defs = (config.$defs ?? {}) as Record<string, SchemaNode>;
+  const rows: string[] = [];
+  const walk = (node: SchemaNode, prefix: string): void => {
+    for (const [name, child] of Object.entries(node.properties ?? {})) {
+      const path = `${prefix}${name}`;
+      const item = child.items?.$ref?.startsWith('#/$defs/') ? defs[child.items.$ref.slice('#/$defs/'.length)] : undefined;
+      const row = (shown: string): string => `| \`${shown}\` | ${defaultText(name, child.default)} | ${oneLine(child.description ?? '')} |`;
+      if (child.properties !== undefined) {
+        rows.push(row(path));
+        walk(child, `${path}.`);
+      } else if (item?.properties !== undefined) {
+        rows.push(row(`${path}[]`));
+        walk(item, `${path}[].`);
+      } else {
+        rows.push(row(path));
+      }
+    }
+  };
+  walk(config, '');
+  return ['| field | default | what it sets |', '|---|---|---|', ...rows].join('\n');
+}
+
+/** A default as a person reads it: byte counts in MiB or GiB. */
+function defaultText(name: string, value: unknown): string {
+  if (value === undefined) return '–';
+  if (typeof value === 'number' && name.endsWith('Bytes')) {
+    for (const [unit, size] of [['GiB', 2 ** 30], ['MiB', 2 ** 20]] as const) if (value % size === 0) return `${value / size} ${unit}`;
+  }
+  return `\`${JSON.stringify(value)}\``;
+}
+
+interface SchemaNode {
+  readonly description?: string;
+  readonly default?: unknown;
+  readonly properties?: Record<string, SchemaNode>;
+  readonly items?: { readonly $ref?: string };
+  readonly $defs?: Record<string, SchemaNode>;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*/g, ' ').replace(/\|/g, '\\|');
+}
+
 export function errorTable(): string {
   const rows = ERROR_NAMES.map((name) => {
     const e = ERROR_CATALOGUE[name];
