@@ -119,7 +119,7 @@ export class CallPipeline {
       return { error: wireError('INVALID_PARAMS', first ? `params${first.path === '/' ? '' : first.path} ${first.message}` : 'params are invalid', { errors }) };
     }
     // run
-    const ctx = new CallContext(peer, schema.name, policy.allows(peer.principal, 'admin', subject), policy, log);
+    const ctx = new CallContext(peer, schema.name, subject, policy, log);
     let result: unknown;
     try {
       result = await handler(given as never, ctx);
@@ -147,21 +147,27 @@ function toWireError(error: unknown, ctx: RequestContext): WireError {
   return wireError('INTERNAL_ERROR', error instanceof Error ? error.message : String(error));
 }
 
-/** A RequestContext whose child logger is made on first use: most calls never log. */
+/** A RequestContext whose logger and admin check are made on first use: most calls need neither. */
 class CallContext implements RequestContext {
   readonly peer: PeerInfo;
   readonly method: string;
-  readonly admin: boolean;
+  readonly #subject: VfNames | string | undefined;
   readonly #policy: Policy;
   readonly #parentLog: Logger;
   #log: Logger | undefined;
+  #admin: boolean | undefined;
 
-  constructor(peer: PeerInfo, method: string, admin: boolean, policy: Policy, parentLog: Logger) {
+  constructor(peer: PeerInfo, method: string, subject: VfNames | string | undefined, policy: Policy, parentLog: Logger) {
     this.peer = peer;
     this.method = method;
-    this.admin = admin;
+    this.#subject = subject;
     this.#policy = policy;
     this.#parentLog = parentLog;
+  }
+
+  get admin(): boolean {
+    this.#admin ??= this.#policy.allows(this.peer.principal, 'admin', this.#subject);
+    return this.#admin;
   }
 
   get principal(): string {
