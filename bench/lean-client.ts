@@ -4,6 +4,7 @@
  * client it checks nothing, so it measures the server, not itself.
  */
 import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 
 type Waiter = { resolve: (v: unknown) => void; reject: (e: Error) => void; base64Field?: string };
 
@@ -30,7 +31,20 @@ export class LeanClient {
     socket.on('error', () => undefined);
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<LeanClient> {
+  /** Over TLS with `tls` (ca, cert, key, servername). */
+  static connect(port: number, host = '127.0.0.1', tls?: ConnectionOptions): Promise<LeanClient> {
+    if (tls !== undefined) {
+      return new Promise((resolve, reject) => {
+        const socket = tlsConnect({ port, host, ...tls });
+        let client: LeanClient | undefined;
+        socket.on('data', (chunk: Buffer) => client?.onData(chunk));
+        socket.once('secureConnect', () => {
+          client = new LeanClient(socket);
+          resolve(client);
+        });
+        socket.once('error', reject);
+      });
+    }
     return new Promise((resolve, reject) => {
       // Reads go into one 1 MiB buffer (copied out before the next read), as a
       // C client would read: no buffer per 64 KiB chunk, 16× fewer read events.

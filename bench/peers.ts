@@ -1,16 +1,25 @@
 /**
  * Baseline servers for the benchmarks, each run as its own process (as the
  * agent is), printing `listening PORT` when ready:
- *   raw-source BYTES  streams BYTES to each client, then closes
- *   raw-sink BYTES    reads BYTES from each client, then answers "ok\n"
+ *   raw-source BYTES [CERT KEY]  streams BYTES to each client, then closes
+ *   raw-sink BYTES [CERT KEY]    reads BYTES from each client, then answers "ok\n"
+ *                                (with CERT and KEY files: over TLS, as the agent's listener)
  *   jayson            a bare jayson TCP server with vf.getState and vf.load
  *                     doing the same work as the agent's (no schemas, no
  *                     state machine)
  */
-import { createServer } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { createServer as createTcpServer, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import jayson from 'jayson';
 
-const [mode, arg] = process.argv.slice(2);
+const [mode, arg, certFile, keyFile] = process.argv.slice(2);
+
+/** A TCP server, or a TLS one (TLS 1.3, as the agent's) when a certificate was given. */
+function createServer(onConnection: (socket: Socket) => void): Server {
+  if (certFile === undefined || keyFile === undefined) return createTcpServer(onConnection);
+  return createTlsServer({ cert: readFileSync(certFile), key: readFileSync(keyFile), minVersion: 'TLSv1.3' }, onConnection);
+}
 const CHUNK = Buffer.alloc(1024 * 1024, 0x5a);
 
 function announce(server: { address(): unknown }): void {

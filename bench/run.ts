@@ -3,7 +3,7 @@
  * machine, Node version and date), and with --write-readme puts it into
  * the README between the bench markers. Figures, not pass/fail.
  *
- *   node dist/bench/run.js [--only transfer|small|downtime|scale|plugin] [--quick] [--write-readme]
+ *   node dist/bench/run.js [--only transfer|small|tls|downtime|scale|plugin] [--quick] [--write-readme]
  */
 import os from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -11,8 +11,8 @@ import { parseArgs } from 'node:util';
 import { downtime } from './downtime.ts';
 import { pluginPath } from './plugin.ts';
 import { scale } from './scale.ts';
-import { smallCalls } from './small-calls.ts';
-import { stateTransfer } from './state-transfer.ts';
+import { smallCalls, smallCallsTls } from './small-calls.ts';
+import { stateTransfer, stateTransferTls } from './state-transfer.ts';
 import type { BenchRow } from './stats.ts';
 
 const { values } = parseArgs({
@@ -28,6 +28,10 @@ const selected = (name: string): boolean => values.only === undefined || values.
 const benches: [string, () => Promise<BenchRow[]>][] = [
   ['transfer', () => stateTransfer({ stateMiB: quick ? 32 : 256, jaysonMiB: quick ? 8 : 32, sliceBytes: 1024 * 1024, depth: 4, rounds: quick ? 1 : 3 })],
   ['small', () => smallCalls(quick ? 500 : 1000, quick ? 3 : 5)],
+  ['tls', async () => [
+    ...await stateTransferTls({ stateMiB: quick ? 32 : 256, jaysonMiB: 0, sliceBytes: 1024 * 1024, depth: 4, rounds: quick ? 1 : 3 }),
+    ...await smallCallsTls(quick ? 500 : 1000, quick ? 3 : 5),
+  ]],
   ['downtime', () => downtime({ runs: quick ? 30 : 200, vfCount: quick ? 8 : 64 })],
   ['scale', () => scale(1024)],
   ['plugin', () => pluginPath(quick ? 20 : 100)],

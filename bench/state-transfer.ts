@@ -6,13 +6,17 @@
  *  - raw TCP relaying the same number of bytes source → client → sink;
  *  - the load half alone against a bare jayson TCP server receiving the
  *    same vf.load messages (a smaller state: jayson is slow at this size).
+ * And the same over mutual TLS, against a raw TLS relay (the client
+ * decrypts from one TLS peer and encrypts to another, as the VMM does).
  */
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { performance } from 'node:perf_hooks';
 import { startAgentProcess, type AgentProcess } from '../test/support/agent-process.ts';
 import { LeanClient, type WithBase64Bytes } from './lean-client.ts';
 import { startPeer } from './processes.ts';
 import { fmt, median, type BenchRow } from './stats.ts';
+import { benchTls, type BenchTls } from './tls-fixture.ts';
 
 const MiB = 1024 * 1024;
 
@@ -29,14 +33,22 @@ export interface TransferOptions {
 interface SaveMeta { offset: number; length: number; eof: boolean; totalBytes: number }
 type SaveResult = WithBase64Bytes<SaveMeta>;
 
-function blobAgent(stateBytes: number): Promise<AgentProcess> {
+function blobAgent(stateBytes: number, tls?: BenchTls): Promise<AgentProcess> {
   return startAgentProcess({
     config: {
       limits: { maxStateBytes: stateBytes + 64 * MiB },
       drivers: [{ driver: 'blob-bench', options: { vfCount: 1, stateBytes } }],
+      ...(tls === undefined ? {} : { listen: ['tcp://127.0.0.1:0', 'tls://127.0.0.1:0'], ...tls.agentConfig }),
     },
     startTimeoutMs: 120000,
   });
+}
+
+/** A benchmark client of the agent: over TLS when the agent was started with it. */
+function connectTo(agent: AgentProcess, tls?: BenchTls): Promise<LeanClient> {
+  if (tls === undefined) return LeanClient.connect(agent.tcp.port);
+  if (agent.tls === undefined) throw new Error('the agent has no tls:// listener');
+  return LeanClient.connect(agent.tls.port, '127.0.0.1', tls.client);
 }
 
 /** Saves the whole stream with `depth` calls in flight; hands each slice to `onSlice` in order. */
@@ -63,14 +75,16 @@ async function pipelinedSave(client: LeanClient, sliceBytes: number, depth: numb
   return total;
 }
 
-async function rawRelay(bytes: number): Promise<number> {
-  const source = await startPeer('raw-source', String(bytes));
-  const sink = await startPeer('raw-sink', String(bytes));
+async function rawRelay(bytes: number, tls?: BenchTls): Promise<number> {
+  const credentials = tls === undefined ? [] : [tls.serverFiles.cert, tls.serverFiles.key];
+  const source = await startPeer('raw-source', String(bytes), ...credentials);
+  const sink = await startPeer('raw-sink', String(bytes), ...credentials);
+  const open = (port: number): Socket => (tls === undefined ? connect(port, '127.0.0.1') : tlsConnect({ port, host: '127.0.0.1', ...tls.client }));
   try {
     const started = performance.now();
     await new Promise<void>((resolve, reject) => {
-      const out = connect(sink.port, '127.0.0.1');
-      const src = connect(source.port, '127.0.0.1');
+      const out = open(sink.port);
+      const src = open(source.port);
       src.pipe(out, { end: false });
       out.on('data', (d: Buffer) => { if (d.toString().includes('ok')) { out.destroy(); src.destroy(); resolve(); } });
       out.on('error', reject);
@@ -100,16 +114,16 @@ async function loadAll(port: number, slices: readonly SaveResult[], depth: numbe
   }
 }
 
-export async function stateTransfer(options: TransferOptions): Promise<BenchRow[]> {
+/** Moves the state `rounds` times, alternating with the raw relay baseline; over TLS with `tls`. */
+async function transferRow(options: TransferOptions, tls?: BenchTls): Promise<BenchRow> {
   const stateBytes = options.stateMiB * MiB;
-  const source = await blobAgent(stateBytes);
-  const destination = await blobAgent(stateBytes);
-  const rows: BenchRow[] = [];
+  const source = await blobAgent(stateBytes, tls);
+  const destination = await blobAgent(stateBytes, tls);
   try {
-    const src = await LeanClient.connect(source.tcp.port);
-    const dst = await LeanClient.connect(destination.tcp.port);
+    const src = await connectTo(source, tls);
+    const dst = await connectTo(destination, tls);
     await src.call('vf.setState', { vf: 'blob0', state: 'STOP_COPY', timeoutMs: 60000 });
-    // Rounds alternate with the raw TCP baseline: this machine's speed drifts.
+    // Rounds alternate with the raw baseline: this machine's speed drifts.
     const ours: number[] = [];
     const raw: number[] = [];
     const commits: number[] = [];
@@ -122,23 +136,38 @@ export async function stateTransfer(options: TransferOptions): Promise<BenchRow[
       const commitStarted = performance.now();
       await dst.call('vf.setState', { vf: 'blob0', state: 'STOP', timeoutMs: 60000 });
       commits.push(performance.now() - commitStarted);
-      raw.push(total / MiB / ((await rawRelay(total)) / 1000));
+      raw.push(total / MiB / ((await rawRelay(total, tls)) / 1000));
     }
     src.close();
     dst.close();
     const oursMedian = median(ours);
     const rawMedian = median(raw);
-    rows.push({
-      bench: `state transfer, ${options.stateMiB} MiB, save→load in ${options.sliceBytes / MiB} MiB slices (${options.depth} in flight; median of ${options.rounds} rounds)`,
+    const over = tls === undefined ? '' : ' over mutual TLS 1.3';
+    return {
+      bench: `state transfer${over}, ${options.stateMiB} MiB, save→load in ${options.sliceBytes / MiB} MiB slices (${options.depth} in flight; median of ${options.rounds} rounds)`,
       measured: `${fmt(oursMedian, 0)} MiB/s (commit with CRC32C check: ${fmt(median(commits), 0)} ms)`,
-      baseline: `raw TCP relay ${fmt(rawMedian, 0)} MiB/s`,
+      baseline: `raw ${tls === undefined ? 'TCP' : 'TLS'} relay ${fmt(rawMedian, 0)} MiB/s`,
       ratio: `${fmt(oursMedian / rawMedian)}×`,
       target: '≥ 0.5×',
-    });
+    };
   } finally {
     await source.stop();
     await destination.stop();
   }
+}
+
+/** The state transfer over mutual TLS, against a raw TLS relay. */
+export async function stateTransferTls(options: TransferOptions): Promise<BenchRow[]> {
+  const tls = await benchTls();
+  try {
+    return [await transferRow(options, tls)];
+  } finally {
+    tls.dispose();
+  }
+}
+
+export async function stateTransfer(options: TransferOptions): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [await transferRow(options)];
 
   // The load path alone, against a bare jayson TCP server, on the same messages.
   const smallBytes = options.jaysonMiB * MiB;
