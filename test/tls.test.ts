@@ -212,7 +212,7 @@ test('SIGHUP reloads certificate, CRL and CA for new connections; an open connec
   writePem(agent.dir, 'agent', rotated);
   writeFileSync(agent.files.crl, await ca.crl([second.serial]));
   agent.agent.process.kill('SIGHUP');
-  await waitForLog(agent.agent, 'TLS credentials reloaded');
+  await agent.agent.waitForLog('TLS credentials reloaded');
   t.not(await serialOf(), firstSerial, 'new connections see the rotated certificate');
   t.is(rotated.serial.toLowerCase().replace(/^0+/, ''), (await serialOf()).toLowerCase().replace(/^0+/, ''));
   await refusedBeforeAnyRequest(t, agent, second);
@@ -221,28 +221,13 @@ test('SIGHUP reloads certificate, CRL and CA for new connections; an open connec
   // A broken key: the reload fails, says why without the key, and the rotated credentials stay.
   writeFileSync(agent.files.agent.key, '-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n');
   agent.agent.process.kill('SIGHUP');
-  const failure = await waitForLog(agent.agent, 'TLS reload failed; the credentials in use stay');
+  const failure = await agent.agent.waitForLog('TLS reload failed; the credentials in use stay');
   t.regex(failure.err as string, /unusable/);
   t.false(JSON.stringify(failure).includes('not a key'), 'no key material in the log');
   const after = await agent.connect(client);
   t.is((await after.call('vf.list', {})).vfs.length, 2, 'new connections still get in');
 });
 
-async function waitForLog(agent: AgentProcess, msg: string): Promise<Json> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    for (const line of agent.logs) {
-      try {
-        const entry = JSON.parse(line) as Json;
-        if (entry.msg === msg) return entry;
-      } catch {
-        // not JSON
-      }
-    }
-    if (Date.now() > deadline) throw new Error(`no "${msg}" in the log`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 test('the agent refuses to start with plain TCP beyond loopback, unless insecure is set, and then warns', async (t) => {
   const error = await t.throwsAsync(startAgentProcess({ config: { listen: ['tcp://0.0.0.0:0'], drivers: [{ driver: 'blob-bench' }] } }));
@@ -277,7 +262,7 @@ test('no payload, key or certificate material reaches any log, even at trace lev
   await refusedBeforeAnyRequest(t, agent, await other.issue({ cn: 'x', usage: 'client' }));
   writeFileSync(agent.files.agent.key, `${agentCert.key.slice(0, 60)}garbage\n-----END PRIVATE KEY-----\n`);
   agent.agent.process.kill('SIGHUP');
-  await waitForLog(agent.agent, 'TLS reload failed; the credentials in use stay');
+  await agent.agent.waitForLog('TLS reload failed; the credentials in use stay');
   await agent.agent.stop();
 
   const everything = `${agent.agent.logs.join('\n')}\n${readFileSync(auditLog, 'utf8')}`;

@@ -23,6 +23,11 @@ export interface AgentProcess {
   readonly dir: string;
   /** Log lines (pino JSON) so far. */
   readonly logs: string[];
+  /**
+   * The first log event whose `msg` contains `text`, already logged or still to
+   * come: a socket closing can reach the test before the agent's log line about it.
+   */
+  waitForLog(text: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(): Promise<number | null>;
   kill(): void;
 }
@@ -57,6 +62,7 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: string[] = [];
+  const logWaiters = new Set<(entry: Record<string, unknown>) => void>();
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
   const listening = await new Promise<string[]>((resolve, reject) => {
@@ -74,6 +80,7 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
             clearTimeout(timer);
             resolve(entry.listen);
           }
+          for (const waiter of logWaiters) waiter(entry);
         } catch {
           // not a log line
         }
@@ -101,10 +108,45 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
     listening,
     dir,
     logs,
+    waitForLog: (text, timeoutMs = 10_000) => waitForLogEvent(logs, logWaiters, text, timeoutMs),
     stop: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       return exited;
     },
     kill: () => { child.kill('SIGKILL'); },
   };
+}
+
+function logEventWith(line: string, text: string): Record<string, unknown> | undefined {
+  try {
+    const entry = JSON.parse(line) as Record<string, unknown>;
+    return typeof entry.msg === 'string' && entry.msg.includes(text) ? entry : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function waitForLogEvent(
+  logs: readonly string[],
+  waiters: Set<(entry: Record<string, unknown>) => void>,
+  text: string,
+  timeoutMs: number,
+): Promise<Record<string, unknown>> {
+  for (const line of logs) {
+    const entry = logEventWith(line, text);
+    if (entry !== undefined) return Promise.resolve(entry);
+  }
+  return new Promise((resolve, reject) => {
+    const waiter = (entry: Record<string, unknown>): void => {
+      if (typeof entry.msg !== 'string' || !entry.msg.includes(text)) return;
+      waiters.delete(waiter);
+      clearTimeout(timer);
+      resolve(entry);
+    };
+    const timer = setTimeout(() => {
+      waiters.delete(waiter);
+      reject(new Error(`no log event with "${text}" within ${timeoutMs} ms`));
+    }, timeoutMs);
+    waiters.add(waiter);
+  });
 }
