@@ -123,13 +123,15 @@ function reseal(stream: Buffer, edit: (descriptor: Record<string, unknown>) => v
 test('malformed JSON gets -32700 Parse error, the connection stays usable, the VF is untouched', async (t) => {
   const { id: vf } = ownVf();
   const c = await connect(t);
-  for (const text of [
+  const texts = [
+    // Truncated: a text may go on across lines, so it is known to be broken when the next line begins.
     `{"jsonrpc":"2.0","method":"vf.quiesce","params":{"vf":"${vf}"},"id":1`,
     `{"jsonrpc":"2.0","method":"vf.quiesce","params":{"vf":"${vf}",},"id":1}`,
     `{'jsonrpc':'2.0','method':'vf.quiesce','params':{'vf':'${vf}'},'id':1}`,
     'vf.quiesce blob0',
-  ]) {
-    c.sendRaw(`${text}\n`);
+  ];
+  c.sendRaw(texts.map((text) => `${text}\n`).join(''));
+  for (const text of texts) {
     const r = await c.nextUnmatched() as { id: unknown; error: { code: number; data: { code: string } } };
     t.is(r.id, null, text);
     t.is(r.error.code, -32700, text);

@@ -11,6 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import jayson from 'jayson';
 import type { Logger } from 'pino';
+import { NOT_UTF8, type FramedText } from '../transport/json-text-framer.ts';
 import type { PeerInfo } from '../transport/peer.ts';
 import { BASE64_FIELDS } from './base64-fields.ts';
 import { ERROR_CATALOGUE, errorResponse, wireError, type ErrorName, type WireError } from './error-catalogue.ts';
@@ -74,7 +75,8 @@ export class Dispatcher {
    * Handles one message; resolves to the response, as text or as pieces of
    * text to be written in order, or to undefined when nothing is owed.
    */
-  async handle(text: string, session: DispatchSession): Promise<string | string[] | undefined> {
+  async handle(text: FramedText, session: DispatchSession): Promise<string | string[] | undefined> {
+    if (text === NOT_UTF8) return errorResponse(null, 'PARSE_ERROR', 'the message is not valid UTF-8');
     let message: unknown;
     try {
       message = parseMessage(text);
@@ -141,7 +143,7 @@ export class DispatchSession {
     this.log = log;
   }
 
-  handle(text: string): Promise<string | string[] | undefined> {
+  handle(text: FramedText): Promise<string | string[] | undefined> {
     return this.dispatcher.handle(text, this);
   }
 

@@ -1,6 +1,6 @@
 /**
- * One client connection: bytes in through the framer, each message to the
- * dispatch session, each response out as one line.
+ * One client connection: bytes in through the framer (any stream of JSON
+ * texts), each message to the dispatch session, each response out as one line.
  *
  * What one connection may hold is bounded, whatever the client does:
  * - Messages are handed on only while the session has room (its in-flight
@@ -13,12 +13,12 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { LineFramer as JsonTextFramer, MessageTooLargeError } from './line-framer.ts';
+import { JsonTextFramer, MessageTooLargeError, type FramedText } from './json-text-framer.ts';
 
 /** The dispatch layer, as the transport sees it. */
 export interface MessageSession {
   /** A response as text, or as pieces written in order; undefined when none is owed. */
-  handle(message: string): Promise<string | string[] | undefined>;
+  handle(message: FramedText): Promise<string | string[] | undefined>;
   /** True while a new message would have to wait for room. */
   readonly saturated: boolean;
   /** Calls `listener` whenever room frees up. */
@@ -46,7 +46,7 @@ export interface ConnectionHooks {
 export function serveConnection(socket: Socket, session: MessageSession, limits: ConnectionLimits, refusals: TransportRefusals, hooks: ConnectionHooks, log: Logger): void {
   const framer = new JsonTextFramer(limits.maxMessageBytes);
   /** Framed messages not yet handed to the session. */
-  const queued: string[] = [];
+  const queued: FramedText[] = [];
   let waitingForDrain = false;
   let unanswered = 0;
   /** Set once a message was too large: the last words before closing. */
@@ -104,7 +104,7 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
   /** Hands queued messages to the session while there is room, and reads only when all were handed on. */
   const pump = (): void => {
     while (queued.length > 0 && !waitingForDrain && !session.saturated && !socket.destroyed) {
-      dispatch(queued.shift() as string);
+      dispatch(queued.shift() as FramedText);
     }
     const blocked = queued.length > 0 || waitingForDrain || farewell !== undefined;
     if (blocked && !socket.isPaused()) socket.pause();
@@ -112,7 +112,7 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
     armTimers();
   };
 
-  const dispatch = (message: string): void => {
+  const dispatch = (message: FramedText): void => {
     unanswered += 1;
     session.handle(message).then(
       (response) => { if (response !== undefined) send(response); },

@@ -1,15 +1,18 @@
 /**
- * The newline framer: whatever way TCP cuts the byte stream, the same
- * messages come out, UTF-8 intact; CRLF and blank lines are tolerated; a
- * line longer than the limit is refused as soon as it is known to be too
- * long, and what was held for it is dropped.
+ * The JSON text framer: whatever way TCP cuts the byte stream, the same
+ * texts come out, whether they come one per line, pretty-printed across
+ * lines (SPDK's rpc.py), back to back, with CRLF, after a byte order mark
+ * or with no final newline; UTF-8 stays intact; a broken text does not
+ * swallow the next line's request; a text longer than the limit is refused
+ * as soon as it is known to be too long, and what was held for it is dropped.
  */
 import test from 'ava';
-import { LineFramer, MessageTooLargeError } from './line-framer.ts';
+import fc from 'fast-check';
+import { JsonTextFramer, MessageTooLargeError, NOT_UTF8, type FramedText } from './json-text-framer.ts';
 
-/** Feeds `chunks` in order and returns every message framed. */
-function frameAll(framer: LineFramer, chunks: Iterable<Buffer>): string[] {
-  const out: string[] = [];
+/** Feeds `chunks` in order and returns every text framed. */
+function frameAll(framer: JsonTextFramer, chunks: Iterable<Buffer>): FramedText[] {
+  const out: FramedText[] = [];
   for (const chunk of chunks) out.push(...framer.push(chunk));
   return out;
 }
@@ -18,30 +21,49 @@ function* chunksOf(bytes: Buffer, size: number): Generator<Buffer> {
   for (let i = 0; i < bytes.length; i += size) yield bytes.subarray(i, i + size);
 }
 
-/** Messages with 1-, 2-, 3- and 4-byte UTF-8 characters, CRLF and LF endings, and blank lines between. */
-const SAMPLE_MESSAGES = ['{"a":1}', '{"s":"é€😀"}', '[1,2,3]', '{"jsonrpc":"2.0","method":"vf.list","id":"ü"}'];
-const SAMPLE = Buffer.from(`${SAMPLE_MESSAGES[0]}\n\n${SAMPLE_MESSAGES[1]}\r\n  \n${SAMPLE_MESSAGES[2]}\r\n\r\n${SAMPLE_MESSAGES[3]}\n`, 'utf8');
+/** Parsed values of the framed texts (the framer hands on text; equality of values is what matters). */
+function values(texts: readonly FramedText[]): unknown[] {
+  return texts.map((text) => (text === NOT_UTF8 ? NOT_UTF8 : JSON.parse(text)));
+}
 
-test('several messages in one chunk come out in order; blank and whitespace-only lines are skipped', (t) => {
-  const framer = new LineFramer(1024);
-  t.deepEqual(framer.push(SAMPLE), SAMPLE_MESSAGES);
+const REQUESTS = [
+  { jsonrpc: '2.0', method: 'vf.list', id: 1 },
+  { jsonrpc: '2.0', method: 'vf.get', params: { vf: 'é€😀 {[\\"' }, id: 'ü' },
+  [{ jsonrpc: '2.0', method: 'a', id: 2 }, { jsonrpc: '2.0', method: 'b', params: [1, -2.5e-3, true, null, [], {}] }],
+  { jsonrpc: '2.0', method: 'agent.info', params: {}, id: null },
+];
+
+/**
+ * Every style at once: a byte order mark, pretty-printed with LF and with
+ * CRLF (as Python's json.dumps(indent=2) writes), one per line, back to back
+ * with no space, and no newline at the end.
+ */
+const SAMPLE = Buffer.from(
+  `\ufeff${JSON.stringify(REQUESTS[0], null, 2)}${JSON.stringify(REQUESTS[1], null, '\t').replaceAll('\n', '\r\n')}\n\n`
+  + `${JSON.stringify(REQUESTS[2])}${JSON.stringify(REQUESTS[3], null, 4)}`,
+  'utf8',
+);
+
+test('pretty-printed, CRLF, back-to-back and newline-free texts after a byte order mark come out in order', (t) => {
+  const framer = new JsonTextFramer(4096);
+  t.deepEqual(values(framer.push(SAMPLE)), REQUESTS);
   t.is(framer.buffered, 0);
 });
 
-test('a split at every byte boundary gives the same messages', (t) => {
+test('a split at every byte boundary gives the same texts', (t) => {
   for (let cut = 0; cut <= SAMPLE.length; cut += 1) {
-    const framer = new LineFramer(1024);
-    t.deepEqual(frameAll(framer, [SAMPLE.subarray(0, cut), SAMPLE.subarray(cut)]), SAMPLE_MESSAGES, `cut at ${cut}`);
+    const framer = new JsonTextFramer(4096);
+    t.deepEqual(values(frameAll(framer, [SAMPLE.subarray(0, cut), SAMPLE.subarray(cut)])), REQUESTS, `cut at ${cut}`);
     t.is(framer.buffered, 0);
   }
 });
 
-test('a split at every pair of byte boundaries gives the same messages', (t) => {
+test('a split at every pair of byte boundaries gives the same texts', (t) => {
+  const expected = JSON.stringify(REQUESTS);
   for (let a = 0; a <= SAMPLE.length; a += 1) {
     for (let b = a; b <= SAMPLE.length; b += 1) {
-      const framer = new LineFramer(1024);
-      const got = frameAll(framer, [SAMPLE.subarray(0, a), SAMPLE.subarray(a, b), SAMPLE.subarray(b)]);
-      if (got.join('\u0000') !== SAMPLE_MESSAGES.join('\u0000')) {
+      const got = frameAll(new JsonTextFramer(4096), [SAMPLE.subarray(0, a), SAMPLE.subarray(a, b), SAMPLE.subarray(b)]);
+      if (JSON.stringify(values(got)) !== expected) {
         t.fail(`cuts at ${a} and ${b}: ${JSON.stringify(got)}`);
         return;
       }
@@ -50,133 +72,202 @@ test('a split at every pair of byte boundaries gives the same messages', (t) => 
   t.pass();
 });
 
-test('one byte at a time gives the same messages', (t) => {
-  const framer = new LineFramer(1024);
-  t.deepEqual(frameAll(framer, chunksOf(SAMPLE, 1)), SAMPLE_MESSAGES);
+test('one byte at a time gives the same texts', (t) => {
+  t.deepEqual(values(frameAll(new JsonTextFramer(4096), chunksOf(SAMPLE, 1))), REQUESTS);
 });
 
-test('UTF-8 characters split across chunks at every byte are decoded intact', (t) => {
+test('one text per line, as before: CRLF and blank lines between are fine', (t) => {
+  const lines = ['{"a":1}', '{"s":"é€😀"}', '[1,2,3]', '{"jsonrpc":"2.0","method":"vf.list","id":"ü"}'];
+  const framer = new JsonTextFramer(1024);
+  t.deepEqual(framer.push(Buffer.from(`${lines[0]}\n\n${lines[1]}\r\n  \n${lines[2]}\r\n\r\n${lines[3]}\n`)), lines);
+});
+
+test('braces, brackets, quotes and backslashes inside strings do not end a text', (t) => {
+  const tricky = [{ s: '}]{[' }, { s: '\\' }, { s: '\\"}' }, { 'k}': ['"', '\\\\', ']'] }, { s: '\u0000\u001f\u2028' }];
+  const bytes = Buffer.from(tricky.map((v) => JSON.stringify(v)).join(''));
+  for (let cut = 0; cut <= bytes.length; cut += 1) {
+    t.deepEqual(values(frameAll(new JsonTextFramer(1024), [bytes.subarray(0, cut), bytes.subarray(cut)])), tricky, `cut at ${cut}`);
+  }
+});
+
+test('a text that is not an object or array runs to the end of its line, as every text did before', (t) => {
+  const framer = new JsonTextFramer(1024);
+  t.deepEqual(framer.push(Buffer.from('"a string"\n42 \r\nnot json at all\ntrue{"a":1}\n  null')), ['"a string"', '42 \r', 'not json at all', 'true{"a":1}']);
+  t.true(framer.buffered > 0, 'the last line has no end yet');
+  t.deepEqual(framer.push(Buffer.from('\n')), ['null']);
+});
+
+test('UTF-8 split across chunks at every byte is decoded intact; bytes that are not UTF-8 are said to be so', (t) => {
   for (const ch of ['é', '€', '😀']) {
-    const bytes = Buffer.from(`"${ch}${ch}"\n`, 'utf8');
+    const bytes = Buffer.from(`{"s":"${ch}${ch}"}`, 'utf8');
     for (let cut = 1; cut < bytes.length; cut += 1) {
-      const framer = new LineFramer(64);
-      const got = frameAll(framer, [bytes.subarray(0, cut), bytes.subarray(cut)]);
-      t.deepEqual(got, [`"${ch}${ch}"`], `${ch} cut at ${cut}`);
-      t.false(got.join('').includes('\ufffd'), 'no replacement character');
+      const got = frameAll(new JsonTextFramer(64), [bytes.subarray(0, cut), bytes.subarray(cut)]);
+      t.deepEqual(got, [`{"s":"${ch}${ch}"}`], `${ch} cut at ${cut}`);
+    }
+  }
+  const broken = Buffer.concat([Buffer.from('{"s":"'), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}{"ok":1}')]);
+  t.deepEqual(new JsonTextFramer(64).push(broken), [NOT_UTF8, '{"ok":1}']);
+  // A lone surrogate encoded in UTF-8 (CESU) is not UTF-8 either.
+  t.deepEqual(new JsonTextFramer(64).push(Buffer.concat([Buffer.from('["'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"]')])), [NOT_UTF8]);
+});
+
+test('a broken text does not swallow the request on the next line', (t) => {
+  const next = '{"jsonrpc":"2.0","method":"vf.list","id":9}';
+  const cases: [string, string][] = [
+    // A truncated line: the next line's `{` cannot follow a value, and is first on its line.
+    ['{"jsonrpc":"2.0","method":"vf.list"', '{"jsonrpc":"2.0","method":"vf.list"\n'],
+    // An unterminated string: a raw line feed cannot be inside one.
+    ['{"jsonrpc":"2.0","method":"vf.li', '{"jsonrpc":"2.0","method":"vf.li'],
+    // An error in the middle of a line: the rest of that line goes with it.
+    ['{"jsonrpc":"2.0" "method":"x"} trailing', '{"jsonrpc":"2.0" "method":"x"} trailing'],
+    ['{"a":]', '{"a":]'],
+    ['{"a":1}}', '}'],
+  ];
+  for (const [broken, brokenText] of cases) {
+    const bytes = Buffer.from(`${broken}\n${next}\n`);
+    for (let cut = 0; cut <= bytes.length; cut += 1) {
+      const got = frameAll(new JsonTextFramer(1024), [bytes.subarray(0, cut), bytes.subarray(cut)]);
+      t.is(got.at(-1), next, `${broken}, cut at ${cut}`);
+      t.true(got.slice(0, -1).every((text) => typeof text === 'string' && isInvalidJson(text)), `${broken}: ${JSON.stringify(got)}`);
+      t.true(got.includes(brokenText) || got[0] === '{"a":1}', `${broken}: ${JSON.stringify(got)}`);
     }
   }
 });
 
-test('CRLF: only the CR right before LF is removed', (t) => {
-  const framer = new LineFramer(64);
-  t.deepEqual(framer.push(Buffer.from('a\r\nb\rc\r\n\r\nd\r\r\n')), ['a', 'b\rc', 'd\r']);
-  // CR and LF in separate chunks.
-  t.deepEqual(frameAll(new LineFramer(64), [Buffer.from('x\r'), Buffer.from('\ny\r'), Buffer.from('\n')]), ['x', 'y']);
-});
+function isInvalidJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return text === '{"a":1}';
+  } catch {
+    return true;
+  }
+}
 
-test('an unfinished message is held until its newline arrives', (t) => {
-  const framer = new LineFramer(64);
-  t.deepEqual(framer.push(Buffer.from('{"a":')), []);
-  t.is(framer.buffered, 5);
-  t.deepEqual(framer.push(Buffer.from('1}\n{"b"')), ['{"a":1}']);
-  t.is(framer.buffered, 4);
-  t.deepEqual(framer.push(Buffer.from(':2}\n')), ['{"b":2}']);
-  t.is(framer.buffered, 0);
+test('millions of levels of nesting are framed as one text, in one chunk or byte by byte', (t) => {
+  const deep = `${'['.repeat(1_000_000)}${']'.repeat(1_000_000)}`;
+  const framer = new JsonTextFramer(4 * 1024 * 1024);
+  const got = framer.push(Buffer.from(`${deep}{"after":1}`));
+  t.is(got.length, 2);
+  t.is((got[0] as string).length, 2_000_000);
+  t.is(got[1], '{"after":1}');
+  const mixed = `${'[{"a":'.repeat(1000)}1${'}]'.repeat(1000)}`;
+  t.deepEqual(frameAll(new JsonTextFramer(64 * 1024), chunksOf(Buffer.from(mixed), 1)), [mixed]);
 });
 
 const MAX = 4096;
 
-test('a message of exactly the maximum size is accepted, in one chunk or byte by byte', (t) => {
-  const body = 'x'.repeat(MAX);
-  t.deepEqual(new LineFramer(MAX).push(Buffer.from(`${body}\n`)), [body]);
-  t.deepEqual(frameAll(new LineFramer(MAX), chunksOf(Buffer.from(`${body}\n`), 1)), [body]);
-  // The CR of a CRLF ending is part of the line, the LF is not.
-  t.deepEqual(new LineFramer(MAX).push(Buffer.from(`${'x'.repeat(MAX - 1)}\r\n`)), ['x'.repeat(MAX - 1)]);
+test('a text of exactly the maximum size is accepted; whitespace between texts does not count', (t) => {
+  const body = `{"x":"${'x'.repeat(MAX - 8)}"}`;
+  t.is(body.length, MAX);
+  t.deepEqual(new JsonTextFramer(MAX).push(Buffer.from(`${' '.repeat(MAX)}\n${body}   ${body}`)), [body, body]);
+  t.deepEqual(frameAll(new JsonTextFramer(MAX), chunksOf(Buffer.from(body), 1)), [body]);
   // Multi-byte characters count in bytes.
-  const euros = '€'.repeat(MAX / 4); // 3 bytes each: 3/4 of MAX
-  t.deepEqual(new LineFramer(MAX).push(Buffer.from(`${euros}\n`)), [euros]);
+  const euros = `["${'€'.repeat((MAX - 4) / 3)}"]`;
+  t.deepEqual(new JsonTextFramer(MAX).push(Buffer.from(euros)), [euros]);
 });
 
-test('a message of maximum + 1 bytes is refused, and the bytes held for it are released', (t) => {
-  const framer = new LineFramer(MAX);
-  const error = t.throws(() => framer.push(Buffer.from(`${'x'.repeat(MAX + 1)}\n`)), { instanceOf: MessageTooLargeError });
+test('a text of maximum + 1 bytes is refused, the texts before it are kept, and the bytes held for it are released', (t) => {
+  const framer = new JsonTextFramer(MAX);
+  const error = t.throws(() => framer.push(Buffer.from(`{"a":1}\n{"x":"${'x'.repeat(MAX - 7)}"}`)), { instanceOf: MessageTooLargeError });
   t.is(error?.limit, MAX);
+  t.deepEqual(error?.before, ['{"a":1}']);
   t.is(framer.buffered, 0);
+  // Lines count the same way.
+  t.throws(() => new JsonTextFramer(MAX).push(Buffer.from(`${'x'.repeat(MAX + 1)}\n`)), { instanceOf: MessageTooLargeError });
 });
 
-test('maximum + 1 bytes without a newline is refused as soon as the byte over the limit arrives', (t) => {
-  // One chunk.
-  const a = new LineFramer(MAX);
-  t.throws(() => a.push(Buffer.from('x'.repeat(MAX + 1))), { instanceOf: MessageTooLargeError });
-  t.is(a.buffered, 0);
-  // Exactly MAX held, then one more byte.
-  const b = new LineFramer(MAX);
-  t.deepEqual(b.push(Buffer.from('x'.repeat(MAX))), []);
-  t.is(b.buffered, MAX);
-  t.throws(() => b.push(Buffer.from('x')), { instanceOf: MessageTooLargeError });
-  t.is(b.buffered, 0);
-  // Byte by byte: the refusal comes at byte MAX + 1, never later.
-  const c = new LineFramer(MAX);
-  const bytes = Buffer.from('y'.repeat(MAX + 1000));
-  let refusedAt = -1;
-  for (let i = 0; i < bytes.length; i += 1) {
-    try {
-      c.push(bytes.subarray(i, i + 1));
-    } catch (error) {
-      t.true(error instanceof MessageTooLargeError);
-      refusedAt = i + 1;
-      break;
+test('maximum + 1 bytes of an unfinished text is refused as soon as the byte over the limit arrives', (t) => {
+  for (const opening of ['{"x":"', '[', 'junk']) {
+    const bytes = Buffer.from(opening + (opening === '[' ? '1,' : 'y').repeat(MAX));
+    const framer = new JsonTextFramer(MAX);
+    let refusedAt = -1;
+    for (let i = 0; i < bytes.length; i += 1) {
+      try {
+        framer.push(bytes.subarray(i, i + 1));
+      } catch (error) {
+        t.true(error instanceof MessageTooLargeError);
+        refusedAt = i + 1;
+        break;
+      }
+      t.true(framer.buffered <= MAX, 'never holds more than the maximum');
     }
-    t.true(c.buffered <= MAX, 'never holds more than the maximum');
+    t.is(refusedAt, MAX + 1, opening);
+    t.is(framer.buffered, 0);
   }
-  t.is(refusedAt, MAX + 1);
-  t.is(c.buffered, 0);
 });
 
-test('messages that each fit are accepted however many share a chunk', (t) => {
-  const body = 'z'.repeat(MAX);
-  const framer = new LineFramer(MAX);
-  t.deepEqual(framer.push(Buffer.from(`${body}\n${body}\n${body}\n`)), [body, body, body]);
+test('a byte order mark cut short is junk, not silently dropped', (t) => {
+  t.deepEqual(new JsonTextFramer(64).push(Buffer.from([0xef, 0xbb, 0x7b, 0x7d, 0x0a])), [NOT_UTF8]);
+  t.deepEqual(new JsonTextFramer(64).push(Buffer.from([0xef, 0xbb, 0xbf, 0xef, 0xbb, 0xbf, 0x7b, 0x7d])), ['{}']);
 });
 
-/** About 1 MiB of newline-delimited messages of very different sizes and characters. */
-function megabyteStream(): { bytes: Buffer; messages: string[] } {
-  const messages: string[] = [];
+/** About 1 MiB of texts of very different sizes, characters and layouts. */
+function megabyteStream(): { bytes: Buffer; texts: unknown[] } {
+  const texts: unknown[] = [];
   const parts: string[] = [];
   let seed = 12345;
   const rand = (n: number): number => {
     seed = (seed * 1103515245 + 12345) & 0x7fffffff;
     return seed % n;
   };
-  const alphabet = ['a', 'b', 'é', '€', '😀', '"', '\\', ' '];
+  const alphabet = ['a', 'b', 'é', '€', '😀', '"', '\\', ' ', '{', ']', '\n'];
   let bytes = 0;
-  let i = 0;
-  while (bytes < 1024 * 1024) {
+  for (let i = 0; bytes < 1024 * 1024; i += 1) {
     const size = i % 50 === 7 ? 60_000 + rand(40_000) : rand(300);
     let text = '';
     for (let k = 0; k < size; k += 1) text += alphabet[rand(alphabet.length)];
-    const message = JSON.stringify({ i, text });
-    messages.push(message);
-    const ending = i % 3 === 0 ? '\r\n' : '\n';
-    const blank = i % 11 === 0 ? '\n \r\n' : '';
-    const part = `${message}${ending}${blank}`;
+    const value = { i, text, nested: [{ n: i }, []] };
+    texts.push(value);
+    const layout = i % 4;
+    const rendered = layout === 0 ? JSON.stringify(value) : JSON.stringify(value, null, layout);
+    const between = ['', '\n', '\r\n', ' \n\t'][rand(4)] as string;
+    const part = `${i % 3 === 0 ? rendered.replaceAll('\n', '\r\n') : rendered}${between}`;
     parts.push(part);
     bytes += Buffer.byteLength(part);
-    i += 1;
   }
-  return { bytes: Buffer.from(parts.join(''), 'utf8'), messages };
+  return { bytes: Buffer.from(parts.join(''), 'utf8'), texts };
 }
 
-test('1 MiB fed in chunks of 1 byte up to 64 KiB gives the same messages every time', (t) => {
-  const { bytes, messages } = megabyteStream();
+test('1 MiB fed in chunks of 1 byte up to 64 KiB gives the same texts every time', (t) => {
+  const { bytes, texts } = megabyteStream();
   t.true(bytes.length >= 1024 * 1024);
-  const whole = new LineFramer(1024 * 1024).push(bytes);
-  t.deepEqual(whole, messages);
+  t.deepEqual(values(new JsonTextFramer(1024 * 1024).push(bytes)), texts);
   for (const size of [1, 2, 3, 7, 64, 1000, 1500, 4096, 16384, 65535, 65536]) {
-    const framer = new LineFramer(1024 * 1024);
-    const got = frameAll(framer, chunksOf(bytes, size));
-    t.is(got.length, messages.length, `chunks of ${size}`);
-    t.true(got.every((m, k) => m === messages[k]), `chunks of ${size}: messages differ`);
+    const framer = new JsonTextFramer(1024 * 1024);
+    const got = values(frameAll(framer, chunksOf(bytes, size)));
+    t.is(got.length, texts.length, `chunks of ${size}`);
+    t.is(JSON.stringify(got), JSON.stringify(texts), `chunks of ${size}: texts differ`);
     t.is(framer.buffered, 0);
   }
+});
+
+test('property: any objects and arrays, in any layout, split anywhere, come out as they went in', (t) => {
+  const layout = fc.constantFrom<(v: unknown) => string>(
+    (v) => JSON.stringify(v),
+    (v) => JSON.stringify(v, null, 2),
+    (v) => JSON.stringify(v, null, '\t').replaceAll('\n', '\r\n'),
+    (v) => `${JSON.stringify(v)}\n`,
+  );
+  const separator = fc.constantFrom('', ' ', '\n', '\r\n', '\t \n');
+  const topLevel = fc.oneof(fc.dictionary(fc.string(), fc.jsonValue()), fc.array(fc.jsonValue()));
+  fc.assert(fc.property(
+    fc.array(fc.tuple(topLevel, layout, separator), { minLength: 1, maxLength: 8 }),
+    fc.array(fc.nat(), { maxLength: 6 }),
+    (items, cuts) => {
+      const bytes = Buffer.from(items.map(([value, render, between]) => render(value) + between).join(''), 'utf8');
+      const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+      const chunks: Buffer[] = [];
+      let from = 0;
+      for (const point of points) {
+        chunks.push(bytes.subarray(from, point));
+        from = point;
+      }
+      chunks.push(bytes.subarray(from));
+      const framer = new JsonTextFramer(16 * 1024 * 1024);
+      const got = values(frameAll(framer, chunks));
+      // Compare as JSON.stringify does: -0 and 0 are the same text.
+      return JSON.stringify(got) === JSON.stringify(items.map(([value]) => value)) && framer.buffered === 0;
+    },
+  ), { numRuns: 500 });
+  t.pass();
 });
