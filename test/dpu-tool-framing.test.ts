@@ -87,3 +87,19 @@ test('a truncated text on one line does not swallow the request on the next', as
   t.like(replies.find((r) => r.id === null), { error: { code: -32700 } });
   t.like(replies.find((r) => r.id === 'two'), { result: { state: 'RUNNING' } });
 });
+
+test('a client that half-closes after its requests (printf … | nc -N) gets every reply, then the connection closes', async (t) => {
+  const c = await rawConnect(t, agent.tcp);
+  // Two requests, a top-level string complete only at the end of the stream, and a cut object.
+  c.socket.end(`${JSON.stringify(REQUESTS[0])}\n${JSON.stringify(REQUESTS[1], null, 2)}\n"just a string"`);
+  await c.closed;
+  const replies = c.lines.map((line) => JSON.parse(line) as Json);
+  t.is(replies.length, 3);
+  t.is(((replies.find((r) => r.id === 1)?.result as Json).vfs as unknown[]).length, 2);
+  t.like(replies.find((r) => r.id === 'two'), { result: { state: 'RUNNING' } });
+  t.like(replies.find((r) => r.id === null), { error: { code: -32600 } });
+  const cut = await rawConnect(t, agent.tcp);
+  cut.socket.end('{"jsonrpc":"2.0","method":"vf.list","id":');
+  await cut.closed;
+  t.like(JSON.parse(cut.lines[0] ?? 'null'), { id: null, error: { code: -32700 } });
+});

@@ -7,6 +7,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { readFileSync, rmSync, statSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
 import type { Config } from '../schemas/types.ts';
 import { startAgentProcess, tempDir, type AgentProcess } from './support/agent-process.ts';
@@ -43,6 +44,15 @@ test('one peer cannot take every connection slot: past maxConnectionsPerPeer it 
   t.like(refusal, { id: null, error: { code: -32004, data: { code: 'TOO_MANY_CONNECTIONS', limit: 4 } } });
   t.regex(((refusal.error as Json).data as Json).detail as string, /from one peer/);
   await fifth.closed;
+  // A refused client that keeps its side open does not keep the connection: it is not counted anywhere.
+  const lingering = netConnect({ port: agent.tcp.port, host: agent.tcp.host, allowHalfOpen: true });
+  lingering.on('error', () => undefined);
+  t.teardown(() => lingering.destroy());
+  // Its writes are taken until the agent lets go of the socket; the next one is answered with a reset.
+  const poke = setInterval(() => { if (!lingering.destroyed) lingering.write(' '); }, 200);
+  t.teardown(() => clearInterval(poke));
+  await new Promise((resolve) => lingering.once('close', resolve));
+  clearInterval(poke);
   // Another address of this machine is another peer.
   t.true(await answers(t, agent, '127.0.0.2'));
   // A slot freed is a slot back.

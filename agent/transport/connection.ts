@@ -10,6 +10,7 @@
  *   `maxUnsentBytes` the connection is closed and they are dropped.
  * - A message left unfinished for `messageTimeoutMs`, or a connection idle
  *   (nothing received, nothing running) for `idleTimeoutMs`, is closed.
+ * - A client that half-closes gets its answers, then the connection closes.
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
@@ -59,8 +60,13 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
     socket.destroy();
   };
 
+  /** Set when the client has finished sending (a half-close): answer what came, then close. */
+  let ended = false;
+
   const closeIfDone = (): void => {
-    if (farewell !== undefined && unanswered === 0 && queued.length === 0 && !socket.destroyed) socket.end(`${farewell}\n`);
+    if ((farewell === undefined && !ended) || unanswered > 0 || queued.length > 0 || socket.destroyed) return;
+    if (farewell !== undefined) socket.end(`${farewell}\n`);
+    else socket.end();
   };
 
   const armTimers = (): void => {
@@ -71,7 +77,7 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
       clearTimeout(messageTimer);
       messageTimer = undefined;
     }
-    const idle = unanswered === 0 && queued.length === 0 && framer.buffered === 0;
+    const idle = unanswered === 0 && queued.length === 0 && framer.buffered === 0 && !ended;
     if (idle) {
       idleTimer ??= setTimeout(() => close('connection idle for too long; closing it', { timeoutMs: limits.idleTimeoutMs }), limits.idleTimeoutMs).unref();
     } else if (idleTimer !== undefined) {
@@ -106,7 +112,7 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
     while (queued.length > 0 && !waitingForDrain && !session.saturated && !socket.destroyed) {
       dispatch(queued.shift() as FramedText);
     }
-    const blocked = queued.length > 0 || waitingForDrain || farewell !== undefined;
+    const blocked = queued.length > 0 || waitingForDrain || farewell !== undefined || ended;
     if (blocked && !socket.isPaused()) socket.pause();
     else if (!blocked && socket.isPaused() && !socket.destroyed) socket.resume();
     armTimers();
@@ -147,6 +153,17 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
       log.warn({ limit: error.limit }, 'message too large; closing connection');
       farewell = refusals.messageTooLarge(error.limit);
       for (const message of error.before) queued.push(message);
+    }
+    pump();
+    closeIfDone();
+  });
+  // `printf … | nc -N` sends its requests and half-closes: each is still answered.
+  // A text left unfinished at the end goes to the parser as it is (a parse error).
+  socket.on('end', () => {
+    ended = true;
+    if (farewell === undefined) {
+      const rest = framer.end();
+      if (rest !== undefined) queued.push(rest);
     }
     pump();
     closeIfDone();

@@ -271,3 +271,16 @@ test('property: any objects and arrays, in any layout, split anywhere, come out 
   ), { numRuns: 500 });
   t.pass();
 });
+
+test('at the end of the stream the unfinished text is handed on as it is, and the framer starts afresh', (t) => {
+  const framer = new JsonTextFramer(64);
+  t.deepEqual(framer.push(Buffer.from('{"a":1} "tail')), ['{"a":1}']);
+  t.is(framer.end(), '"tail');
+  t.is(framer.buffered, 0);
+  t.is(framer.end(), undefined);
+  t.deepEqual(framer.push(Buffer.from('[1,')), []);
+  t.is(framer.end(), '[1,');
+  t.deepEqual(framer.push(Buffer.from('{}')), ['{}']);
+  t.deepEqual(framer.push(Buffer.from([0xef, 0xbb])), []);
+  t.is(framer.end(), NOT_UTF8);
+});

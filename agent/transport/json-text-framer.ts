@@ -132,6 +132,24 @@ export class JsonTextFramer {
     return this.pendingBytes + this.bomMatched;
   }
 
+  /**
+   * The end of the stream: the text still unfinished, if any, as it is (the
+   * parser answers it: a top-level scalar is complete at the end of the
+   * stream; a cut object or array is a parse error). The framer starts afresh.
+   */
+  end(): FramedText | undefined {
+    const held = this.state === Scan.Between ? undefined : this.take(EMPTY);
+    if (held === undefined && this.bomMatched > 0) {
+      this.bomMatched = 0;
+      return NOT_UTF8;
+    }
+    this.state = Scan.Between;
+    this.depth = 0;
+    this.bomMatched = 0;
+    this.atLineStart = false;
+    return held;
+  }
+
   /** Feeds a chunk; returns the texts it finished, in order. */
   push(chunk: Buffer): FramedText[] {
     const texts: FramedText[] = [];

@@ -14,6 +14,9 @@ import type { TlsCredentials } from './tls-credentials.ts';
 import { applyAccess, bindOwnerOnly, type UnixSocketAccess } from './unix-access.ts';
 import { lockSocketPath, type SocketLock } from './unix-lock.ts';
 
+/** How long a connection refused at the caps may stay to read why, before it is closed. */
+const REFUSED_GRACE_MS = 2000;
+
 export interface TransportLimits extends ConnectionLimits {
   readonly maxConnections: number;
   /** Connections from one IP address (TCP and TLS; Unix sockets are one local peer and not capped apart). */
@@ -125,7 +128,8 @@ export class Listeners {
       this.log.warn({ listen: formatListenAddress(address) }, 'INSECURE: plain TCP beyond loopback; every caller there is the principal "anonymous", unauthenticated and unencrypted');
     }
     const local = isLoopback(address);
-    return createTcpServer({ noDelay: true }, (socket) => {
+    // Half-open: a client that half-closes after its requests still gets the replies.
+    return createTcpServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
       if (!this.admit(socket, listener(), address.kind !== 'unix')) return;
       this.open(socket, address.kind === 'unix' ? 'unix' : 'tcp', listener(), local ? LOCAL_PRINCIPAL : ANONYMOUS_PRINCIPAL, local ? 'local' : 'none');
     });
@@ -142,6 +146,7 @@ export class Listeners {
       rejectUnauthorized: false,
       handshakeTimeout: this.options.limits.tlsHandshakeTimeoutMs,
       noDelay: true,
+      allowHalfOpen: true,
     });
     credentials.onReload((options) => server.setSecureContext(options));
     // Caps apply to the TCP connection, before a handshake costs anything.
@@ -182,7 +187,12 @@ export class Listeners {
       socket.on('error', () => undefined);
       // A TLS client cannot read plain text; it is only closed.
       if (listener.startsWith('tls:')) socket.destroy();
-      else socket.end(`${this.refusals.tooManyConnections(limit, scope)}\n`);
+      else {
+        socket.end(`${this.refusals.tooManyConnections(limit, scope)}\n`);
+        // A refused connection is not counted, so it must not linger: the
+        // client has a moment to read the refusal, then it is gone.
+        setTimeout(() => socket.destroy(), REFUSED_GRACE_MS).unref();
+      }
       return false;
     }
     this.sockets.add(socket);
