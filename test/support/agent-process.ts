@@ -39,6 +39,10 @@ export interface AgentOptions {
   readonly args?: readonly string[];
   readonly env?: NodeJS.ProcessEnv;
   readonly startTimeoutMs?: number;
+  /** Keep every log line in `logs` (default). A long run (the fuzzer) keeps none after start-up. */
+  readonly retainLogs?: boolean;
+  /** Called with every log event, in order. */
+  readonly onLog?: (entry: Record<string, unknown>) => void;
   /** Start the agent under this umask (through /bin/sh), e.g. 0 to see that sockets do not inherit it. */
   readonly umask?: number;
 }
@@ -63,6 +67,7 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
   });
   const logs: string[] = [];
   const logWaiters = new Set<(entry: Record<string, unknown>) => void>();
+  let started = false;
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
   const listening = await new Promise<string[]>((resolve, reject) => {
@@ -73,14 +78,16 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
       const lines = partial.split('\n');
       partial = lines.pop() ?? '';
       for (const line of lines) {
-        logs.push(line);
+        if (options.retainLogs !== false || !started) logs.push(line);
         try {
           const entry = JSON.parse(line) as { msg?: string; listen?: string[] };
           if (entry.msg === 'listening' && entry.listen) {
+            started = true;
             clearTimeout(timer);
             resolve(entry.listen);
           }
           for (const waiter of logWaiters) waiter(entry);
+          options.onLog?.(entry);
         } catch {
           // not a log line
         }
