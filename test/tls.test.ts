@@ -115,6 +115,45 @@ test('a client certificate of the CA gets in; its principal is its first URI SAN
   t.is(typeof event.durationMs, 'number');
 });
 
+test('over mutual TLS: a read-only principal cannot quiesce, one granted a VF cannot touch another, a second principal cannot interfere with a migration, and the owner reconnects and goes on', async (t) => {
+  const { ca, client } = await pki();
+  const reader = await ca.issue({ cn: 'ro', uris: ['spiffe://dc1/host/ro'], usage: 'client' });
+  const other = await ca.issue({ cn: 'hv-99', uris: ['spiffe://dc1/host/hv-99'], usage: 'client' });
+  const agent = await startTlsAgent(t, {
+    authorization: {
+      grants: [
+        { principal: HOST, permissions: ['read', 'migrate'], vfs: ['blob0'] },
+        { principal: 'spiffe://dc1/host/ro', permissions: ['read'] },
+        { principal: 'spiffe://dc1/host/hv-99', permissions: ['read', 'migrate', 'reset'] },
+      ],
+    },
+  });
+  const ro = await agent.connect(reader);
+  t.like(await ro.callError('vf.quiesce', { vf: 'blob0' }), { code: -33012, data: { code: 'UNAUTHORIZED', permission: 'migrate' } });
+  t.is((await ro.call('vf.getState', { vf: 'blob0' })).state, 'RUNNING', 'the refusal changed nothing');
+
+  const owner = await agent.connect(client);
+  t.like(await owner.callError('vf.quiesce', { vf: 'blob1' }), { data: { code: 'UNAUTHORIZED' } });
+  t.deepEqual((await owner.call('vf.list', {})).vfs.map((v) => v.id), ['blob0'], 'vf.list shows only the VFs it may read');
+  t.is((await owner.call('vf.quiesce', { vf: 'blob0' })).state, 'STOP');
+  const first = await owner.call('vf.save', { vf: 'blob0', maxBytes: 100 });
+  t.is(first.offset, 0);
+
+  const intruder = await agent.connect(other);
+  for (const [method, params] of [['vf.save', { vf: 'blob0' }], ['vf.resume', { vf: 'blob0' }], ['vf.reset', { vf: 'blob0' }]] as const) {
+    t.like(await intruder.callError(method, params), { code: -33013, data: { code: 'NOT_SESSION_OWNER', state: 'STOP_COPY' } }, method);
+  }
+
+  // The owner's connection is cut; it reconnects with the same certificate and goes on where it was.
+  owner.destroy();
+  const again = await agent.connect(client);
+  const next = await again.call('vf.save', { vf: 'blob0', maxBytes: 100 });
+  t.is(next.offset, 100);
+  t.is((await again.call('vf.resume', { vf: 'blob0' })).state, 'RUNNING');
+  const refusal = await auditEvent(agent, (e) => e.code === 'NOT_SESSION_OWNER', 'the ownership refusal');
+  t.like(refusal, { principal: 'spiffe://dc1/host/hv-99', outcome: 'refused', vf: 'blob0' });
+});
+
 test('with no URI SAN the principal is the subject CN', async (t) => {
   const { ca } = await pki();
   const agent = await startTlsAgent(t, { authorization: { grants: [{ principal: 'ops-console', permissions: ['read'] }] } });
