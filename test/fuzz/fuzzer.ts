@@ -45,7 +45,8 @@ export interface FuzzReport {
   samples: Finding[];
   replies: number;
   stateChanges: number;
-  rssBeforeMiB: number;
+  /** The agent's RSS at the start and every `rssEvery` cases. */
+  rss: { cases: number; mib: number }[];
   rssAfterMiB: number;
   peakRssMiB: number;
   /** CPU seconds of the agent and of the fuzzer (generating and checking), over the run. */
@@ -56,8 +57,8 @@ export interface FuzzReport {
 
 export interface FuzzOptions {
   readonly hangTimeoutMs?: number;
-  /** Cases run before the first RSS reading (JIT, buffers, caches warmed). */
-  readonly warmupCases?: number;
+  /** Cases between readings of the agent's RSS (default 1000). */
+  readonly rssEvery?: number;
   /**
    * Cases in flight at once (default 4). The state check is made after each
    * group: a change is explained only by a call of that group that succeeded.
@@ -334,7 +335,7 @@ async function runCases(agent: AgentProcess, trail: AuditTrail, cases: Iterable<
     samples: [],
     replies: 0,
     stateChanges: 0,
-    rssBeforeMiB: rssMiB(pid, 'VmRSS'),
+    rss: [{ cases: 0, mib: rssMiB(pid, 'VmRSS') }],
     rssAfterMiB: 0,
     peakRssMiB: 0,
     agentCpuS: 0,
@@ -377,8 +378,11 @@ async function runCases(agent: AgentProcess, trail: AuditTrail, cases: Iterable<
         baseline = await statesOf(control);
         trail.clear();
       }
-      if (report.cases >= (options.warmupCases ?? 500) && report.cases - batch.length < (options.warmupCases ?? 500)) report.rssBeforeMiB = rssMiB(pid, 'VmRSS');
-      if (Math.floor(report.cases / 1000) !== Math.floor((report.cases - batch.length) / 1000)) options.onProgress?.(report);
+      const every = options.rssEvery ?? 1000;
+      if (Math.floor(report.cases / every) !== Math.floor((report.cases - batch.length) / every)) {
+        report.rss.push({ cases: report.cases, mib: rssMiB(pid, 'VmRSS') });
+        options.onProgress?.(report);
+      }
     }
   } finally {
     control.destroy();
