@@ -47,9 +47,21 @@ export interface AgentOptions {
   readonly umask?: number;
 }
 
-/** A temp dir for one test's files (namespace files, configs, sockets). */
+const madeDirs = new Set<string>();
+const liveAgents = new Set<ChildProcess>();
+/** An agent a test left running (a timeout, a failed assertion before its stop) dies with the test process. */
+process.once('exit', () => { for (const child of liveAgents) child.kill('SIGKILL'); });
+
+/**
+ * A temp dir for one test's files (namespace files, configs, sockets). It
+ * is removed when the process exits, whatever the test did: a test may
+ * remove it sooner.
+ */
 export function tempDir(prefix = 'vfmigd-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  if (madeDirs.size === 0) process.once('exit', () => { for (const made of madeDirs) rmSync(made, { recursive: true, force: true }); });
+  madeDirs.add(dir);
+  return dir;
 }
 
 export async function startAgentProcess(options: AgentOptions = {}): Promise<AgentProcess> {
@@ -65,6 +77,8 @@ export async function startAgentProcess(options: AgentOptions = {}): Promise<Age
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  liveAgents.add(child);
+  child.once('exit', () => liveAgents.delete(child));
   const logs: string[] = [];
   const logWaiters = new Set<(entry: Record<string, unknown>) => void>();
   let started = false;
