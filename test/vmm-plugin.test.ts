@@ -2,25 +2,76 @@
  * The VMM side, end to end: the QEMU out-of-band migration plugin
  * (vmm-plugin/build/libvfmigd-plugin.so), loaded and driven by a harness
  * that replays QEMU's own call sequence, against two real agent processes
- * while a guest runs a verifying workload on the VF. Also four VFs at once,
- * the cancel path, and the faults a VMM must survive: agent down, unknown
- * VF, agent killed mid-save, connection cut mid-load. Fault cases run the
- * AddressSanitizer build, so a leak or a memory error fails them.
+ * while a guest runs a verifying workload on the VF, over TCP and over
+ * mutual TLS. Also four VFs at once, the cancel path, and the faults a VMM
+ * must survive: agent down, unknown VF, agent killed mid-save, connection
+ * cut mid-load or mid-save; over TLS also a refused or untrusted
+ * certificate, a name the agent's certificate lacks, a silent peer and
+ * credential files that cannot serve. Fault cases run the AddressSanitizer
+ * build, so a leak or a memory error fails them.
  */
 import test, { type ExecutionContext } from 'ava';
-import { readFileSync } from 'node:fs';
+import { createPrivateKey } from 'node:crypto';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { NvmeEmuVf } from '../schemas/types.ts';
 import { startAgentProcess, tempDir, type AgentProcess } from './support/agent-process.ts';
 import { ASAN_BUILD, runHarness, type HarnessRun } from './support/harness.ts';
 import { copyGuestMemory } from './support/host-port.ts';
-import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig } from './support/migration-rig.ts';
+import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig, type Side } from './support/migration-rig.ts';
+import { makePluginPki, PLUGIN_PRINCIPAL, startTlsSide, tlsAgentConfig, tlsArg, type PluginPki, type TlsArgOptions } from './support/plugin-tls.ts';
+import { writeText } from './support/pki.ts';
 import { RpcClient } from './support/rpc-client.ts';
 
 const MiB = 1024 * 1024;
 
 const tcpArg = (agent: AgentProcess, timeoutMs = 5000): string => `tcp:${agent.tcp.host}:${agent.tcp.port},timeout_ms=${timeoutMs}`;
+
+/** A temp dir for one test's files, removed when the test ends (after its agents: teardowns run last first). */
+function scratchDir(t: ExecutionContext): string {
+  const dir = tempDir();
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+let pkiPromise: Promise<PluginPki> | undefined;
+/** One PKI for the file: key generation is the slow part. */
+function pki(): Promise<PluginPki> {
+  pkiPromise ??= makePluginPki();
+  return pkiPromise;
+}
+
+let tlsAgentPromise: Promise<AgentProcess> | undefined;
+/**
+ * One TLS agent for the TLS tests that need no agent of their own (an agent
+ * start is the costly part of a test here): four VFs with an 8 MB state,
+ * blob0 for the cut mid-save and the others for the clean round trip; the
+ * handshake faults never reach a VF.
+ */
+function sharedTlsAgent(): Promise<AgentProcess> {
+  tlsAgentPromise ??= (async () => startAgentProcess({
+    config: { limits: { maxStateBytes: 64 * MiB }, ...tlsAgentConfig(await pki(), [{ driver: 'blob-bench', options: { vfCount: 4, stateBytes: 8 * MiB } }]) },
+  }))();
+  return tlsAgentPromise;
+}
+
+test.after.always(async () => {
+  await (await tlsAgentPromise?.catch(() => undefined))?.stop();
+  (await pkiPromise?.catch(() => undefined))?.remove();
+});
+
+type Transport = 'tcp' | 'tls';
+const TRANSPORT_NAME: Record<Transport, string> = { tcp: 'TCP', tls: 'mutual TLS' };
+
+async function startSideOver(t: ExecutionContext, transport: Transport, vfs: NvmeEmuVf[]): Promise<Side> {
+  return transport === 'tls' ? startTlsSide(t, await pki(), vfs) : startSide(t, vfs);
+}
+
+async function argOver(transport: Transport, side: Side): Promise<string> {
+  return transport === 'tls' ? tlsArg(side.agent, await pki()) : tcpArg(side.agent);
+}
 
 function assertSucceeded(t: ExecutionContext, run: HarnessRun, devices: number): void {
   t.is(run.code, 0, `harness failed: ${run.stderr}${JSON.stringify(run.reports)}`);
@@ -42,32 +93,49 @@ function assertCleanFailure(t: ExecutionContext, run: HarnessRun, op: string, re
   t.true(run.elapsedMs < withinMs, `took ${run.elapsedMs.toFixed(0)} ms`);
 }
 
-test('QEMU migrates a busy NVMe VF through the plugin: every command completes exactly once, every byte verified', async (t) => {
-  const dir = tempDir();
-  const source = await startSide(t, [vfConfig(dir)]);
-  const destination = await startSide(t, [vfConfig(dir)]);
-  const bdf = vfConfig(dir).bdf;
-  const guest = await busyGuest(source.portOf(bdf), 0x9e40);
-  await pauseWithCommandsInFlight(t, guest.workload);
+/**
+ * Commands the guest runs on the destination before the final check. The
+ * TLS case runs fewer: what it adds is the plugin's transport, and the
+ * destination's device runs the same whichever way the plugin talked.
+ */
+const MORE_COMMANDS: Record<Transport, number> = { tcp: 1500, tls: 300 };
 
-  const stream = join(dir, 'nvme0.stream');
-  const saved = await runHarness({ mode: 'source', arg: tcpArg(source.agent), devices: [{ bdf, stream }] });
-  assertSucceeded(t, saved, 1);
-  t.is((await source.rpc.call('vf.getState', { vf: bdf })).state, 'STOP', 'QEMU leaves the source VF in STOP');
-  const size = readFileSync(stream).readBigUInt64BE(0);
-  t.is(Number(size), saved.reports[0]?.bytes ?? -1, 'the stream holds [be64 size][bytes] as QEMU writes it');
+const migratesBusyVf = test.macro({
+  async exec(t, transport: Transport) {
+    const dir = scratchDir(t);
+    const source = await startSideOver(t, transport, [vfConfig(dir)]);
+    const destination = await startSideOver(t, transport, [vfConfig(dir)]);
+    const bdf = vfConfig(dir).bdf;
+    const guest = await busyGuest(source.portOf(bdf), 0x9e40);
+    await pauseWithCommandsInFlight(t, guest.workload);
 
-  await copyGuestMemory(source.portOf(bdf), destination.portOf(bdf), guest.nvme.memoryRegions());
-  const loaded = await runHarness({ mode: 'destination', arg: tcpArg(destination.agent), devices: [{ bdf, stream }] });
-  assertSucceeded(t, loaded, 1);
-  t.is((await destination.rpc.call('vf.getState', { vf: bdf })).state, 'RUNNING');
+    const stream = join(dir, 'nvme0.stream');
+    const saved = await runHarness({ mode: 'source', arg: await argOver(transport, source), devices: [{ bdf, stream }] });
+    assertSucceeded(t, saved, 1);
+    t.is((await source.rpc.call('vf.getState', { vf: bdf })).state, 'STOP', 'QEMU leaves the source VF in STOP');
+    const size = readFileSync(stream).readBigUInt64BE(0);
+    t.is(Number(size), saved.reports[0]?.bytes ?? -1, 'the stream holds [be64 size][bytes] as QEMU writes it');
 
-  await guest.nvme.attach(destination.portOf(bdf));
-  await finishClean(t, guest, 1500);
+    await copyGuestMemory(source.portOf(bdf), destination.portOf(bdf), guest.nvme.memoryRegions());
+    const loaded = await runHarness({ mode: 'destination', arg: await argOver(transport, destination), devices: [{ bdf, stream }] });
+    assertSucceeded(t, loaded, 1);
+    t.is((await destination.rpc.call('vf.getState', { vf: bdf })).state, 'RUNNING');
+
+    // Over TLS the plugin's calls are its certificate's principal's; over loopback TCP, the local caller's.
+    const expected = transport === 'tls' ? { principal: PLUGIN_PRINCIPAL, authentication: 'mtls' } : { principal: 'local', authentication: 'local' };
+    for (const side of [source, destination]) t.like(await side.agent.waitForLog('vf.setState ok'), { audit: true, ...expected });
+
+    await guest.nvme.attach(destination.portOf(bdf));
+    await finishClean(t, guest, MORE_COMMANDS[transport]);
+  },
+  title: (_, transport: Transport) => `QEMU migrates a busy NVMe VF through the plugin over ${TRANSPORT_NAME[transport]}: every command completes exactly once, every byte verified`,
 });
 
+test(migratesBusyVf, 'tcp');
+test(migratesBusyVf, 'tls');
+
 test('four VFs migrated at once from one harness process, one plugin handle each', async (t) => {
-  const dir = tempDir();
+  const dir = scratchDir(t);
   const vfs = [0, 1, 2, 3].map((i) => vfConfig(dir, i));
   const source = await startSide(t, vfs);
   const destination = await startSide(t, vfs);
@@ -86,7 +154,7 @@ test('four VFs migrated at once from one harness process, one plugin handle each
 });
 
 test('cancel: after a partial save QEMU sets RUNNING again, and the source carries on with nothing lost', async (t) => {
-  const dir = tempDir();
+  const dir = scratchDir(t);
   const source = await startSide(t, [vfConfig(dir)]);
   const bdf = vfConfig(dir).bdf;
   const guest = await busyGuest(source.portOf(bdf), 0xc4c1);
@@ -99,19 +167,25 @@ test('cancel: after a partial save QEMU sets RUNNING again, and the source carri
   await finishClean(t, guest, 1000);
 });
 
-test('fault: no agent at the address: init fails at once with a clear reason', async (t) => {
+/** A loopback port with nothing listening on it. */
+async function closedPort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as { port: number }).port;
   await new Promise<void>((resolve) => server.close(() => resolve()));
-  const run = await runHarness({ build: ASAN_BUILD, mode: 'source', arg: `127.0.0.1:${port},timeout_ms=2000`, devices: [{ bdf: '0000:3b:00.2', stream: join(tempDir(), 's') }] });
+  return port;
+}
+
+test('fault: no agent at the address: init fails at once with a clear reason', async (t) => {
+  const port = await closedPort();
+  const run = await runHarness({ build: ASAN_BUILD, mode: 'source', arg: `127.0.0.1:${port},timeout_ms=2000`, devices: [{ bdf: '0000:3b:00.2', stream: join(scratchDir(t), 's') }] });
   assertCleanFailure(t, run, 'init', /unreachable/i, 5000);
 });
 
 test('fault: a BDF the agent does not know: init fails with the agent\'s reason', async (t) => {
   const agent = await startAgentProcess({ config: { drivers: [{ driver: 'blob-bench', options: {} }] } });
   t.teardown(async () => { await agent.stop(); });
-  const run = await runHarness({ build: ASAN_BUILD, mode: 'source', arg: tcpArg(agent), devices: [{ bdf: '0000:99:00.1', stream: join(tempDir(), 's') }] });
+  const run = await runHarness({ build: ASAN_BUILD, mode: 'source', arg: tcpArg(agent), devices: [{ bdf: '0000:99:00.1', stream: join(scratchDir(t), 's') }] });
   assertCleanFailure(t, run, 'init', /0000:99:00\.1/, 5000);
 });
 
@@ -122,40 +196,170 @@ async function bigStateAgent(t: ExecutionContext): Promise<AgentProcess> {
   return agent;
 }
 const BLOB_BDF = '0000:5e:00.0';
+/** The shared TLS agent's other VFs (blob-bench numbers them on from BLOB_BDF). */
+const SHARED_ROUND_TRIP_BDFS = ['0000:5e:00.1', '0000:5e:00.2', '0000:5e:00.3'];
 
 test('fault: the agent killed in the middle of save: a negative return within the timeout, no crash, no leak', async (t) => {
   const agent = await bigStateAgent(t);
-  const stream = join(tempDir(), 'blob.stream');
+  const dir = scratchDir(t);
+  const stall = stallPoint(dir);
   const running = runHarness({
-    build: ASAN_BUILD, mode: 'source', arg: tcpArg(agent, 2000), devices: [{ bdf: BLOB_BDF, stream }],
-    extraArgs: ['--stall-after-chunks', '2', '--stall-ms', '1500'],
+    build: ASAN_BUILD, mode: 'source', arg: tcpArg(agent, 2000), devices: [{ bdf: BLOB_BDF, stream: join(dir, 'blob.stream') }],
+    extraArgs: stall.args,
   });
-  await waitUntil(async () => (await stateOf(agent)) === 'STOP_COPY');
-  await sleep(200);
+  await stall.reached(running);
   agent.kill();
+  await agent.stop();   // gone, not only signalled, before the next save
+  stall.release();
   assertCleanFailure(t, await running, 'save', /./, 10000);
 });
 
 test('fault: the connection cut in the middle of load: a negative return within the timeout, no crash, no leak', async (t) => {
   const source = await bigStateAgent(t);
   const destination = await bigStateAgent(t);
-  const stream = join(tempDir(), 'blob.stream');
+  const dir = scratchDir(t);
+  const stream = join(dir, 'blob.stream');
   assertSucceeded(t, await runHarness({ mode: 'source', arg: tcpArg(source), devices: [{ bdf: BLOB_BDF, stream }] }), 1);
 
   const proxy = await tcpProxy(destination.tcp.port);
   t.teardown(() => proxy.close());
+  const stall = stallPoint(dir);
   const running = runHarness({
     build: ASAN_BUILD, mode: 'destination', arg: `tcp:127.0.0.1:${proxy.port},timeout_ms=2000`, devices: [{ bdf: BLOB_BDF, stream }],
-    extraArgs: ['--stall-after-chunks', '2', '--stall-ms', '1500'],
+    extraArgs: stall.args,
   });
-  await waitUntil(async () => (await stateOf(destination)) === 'RESUMING');
-  await sleep(200);
+  await stall.reached(running);
+  t.is(await stateOf(destination), 'RESUMING');
   proxy.cut();
+  stall.release();
   assertCleanFailure(t, await running, 'load', /./, 10000);
   // The destination VF is left in RESUMING with part of a stream and nothing applied,
   // until the VMM resets it (vf.reset) or leaves RESUMING, where the incomplete
   // state is refused and the VF stays as it was.
   t.is(await stateOf(destination), 'RESUMING');
+});
+
+/** The failure is reported once, by the op that failed, and shows no key or certificate. */
+function assertOneLine(t: ExecutionContext, run: HarnessRun): void {
+  t.is(run.stderr.match(/^vfmigd-plugin: /gm)?.length ?? 0, 1, `one line: ${run.stderr}`);
+  t.notRegex(run.stderr, /PRIVATE KEY|BEGIN CERTIFICATE/, 'no key or certificate material');
+}
+
+/** The ASan harness over TLS against the shared agent, whose init is expected to fail. */
+async function initOverSharedTls(t: ExecutionContext, options: TlsArgOptions): Promise<HarnessRun> {
+  const agent = await sharedTlsAgent();
+  return runHarness({ build: ASAN_BUILD, mode: 'source', arg: tlsArg(agent, await pki(), { timeoutMs: 2000, ...options }), devices: [{ bdf: BLOB_BDF, stream: join(scratchDir(t), 's') }] });
+}
+
+test('over TLS with servername= (a DNS SAN, sent as SNI, while the host is an IP): three VFs at once, one handle and TLS context each, 8 MB states saved and loaded back in 1 MiB chunks; clean sessions, no leak', async (t) => {
+  const agent = await sharedTlsAgent();
+  const arg = tlsArg(agent, await pki(), { servername: 'localhost' });
+  const dir = scratchDir(t);
+  const devices = SHARED_ROUND_TRIP_BDFS.map((bdf, i) => ({ bdf, stream: join(dir, `blob${i + 1}.stream`) }));
+  const saved = await runHarness({ build: ASAN_BUILD, mode: 'source', arg, devices });
+  assertSucceeded(t, saved, devices.length);
+  t.true(saved.reports.every((r) => (r.bytes ?? 0) > 8 * MiB));
+  // Each destination is the VF it came from: the agent checks the whole state (CRC32C) before it applies it.
+  const loaded = await runHarness({ build: ASAN_BUILD, mode: 'destination', arg, devices });
+  assertSucceeded(t, loaded, devices.length);
+  t.deepEqual(loaded.reports.map((r) => r.bytes), saved.reports.map((r) => r.bytes));
+  t.is(saved.stderr + loaded.stderr, '');
+});
+
+test('fault over TLS: no agent at the address: init fails at once, one clear line', async (t) => {
+  const run = await runHarness({ build: ASAN_BUILD, mode: 'source', arg: tlsArg(undefined, await pki(), { port: await closedPort(), timeoutMs: 2000 }), devices: [{ bdf: BLOB_BDF, stream: join(scratchDir(t), 's') }] });
+  assertCleanFailure(t, run, 'init', /agent unreachable at tls:127\.0\.0\.1:\d+: Connection refused/, 5000);
+  assertOneLine(t, run);
+});
+
+test('fault over TLS: the agent refuses the plugin\'s certificate (another CA): init fails with one clear line, and the agent audits why', async (t) => {
+  const run = await initOverSharedTls(t, { client: (await pki()).outsider });
+  assertCleanFailure(t, run, 'init', /agent\.info to tls:127\.0\.0\.1:\d+: the agent closed the TLS connection before its first response \(as it does when it refuses this plugin's certificate/, 5000);
+  assertOneLine(t, run);
+  const agent = await sharedTlsAgent();
+  await waitUntil(async () => agent.logs.some((l) => /"reason":"client certificate refused: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT)/.test(l)));
+  t.pass();
+});
+
+test('fault over TLS: the plugin does not trust the agent\'s certificate (another CA): the handshake fails, one clear line', async (t) => {
+  // The agent sends its CA after its certificate (OpenSSL builds the chain from its store), hence "self-signed".
+  const run = await initOverSharedTls(t, { ca: (await pki()).otherCa });
+  assertCleanFailure(t, run, 'init', /agent unreachable at tls:127\.0\.0\.1:\d+: TLS handshake failed: certificate verify failed \(self-signed certificate in certificate chain\)/, 5000);
+  assertOneLine(t, run);
+});
+
+test('fault over TLS: a servername the agent\'s certificate does not carry: the handshake fails, one clear line naming it', async (t) => {
+  const run = await initOverSharedTls(t, { servername: 'dpu-9.mgmt' });
+  assertCleanFailure(t, run, 'init', /TLS handshake failed: certificate verify failed \(hostname mismatch: the agent's certificate does not name "dpu-9\.mgmt"\)/, 5000);
+  assertOneLine(t, run);
+});
+
+test('fault over TLS: tls: pointed at the agent\'s plain TCP listener: the handshake fails, one clear line', async (t) => {
+  const run = await initOverSharedTls(t, { port: (await sharedTlsAgent()).tcp.port });
+  assertCleanFailure(t, run, 'init', /agent unreachable at tls:127\.0\.0\.1:\d+: TLS handshake (failed: wrong version number \(the peer does not speak TLS|timed out)/, 5000);
+  assertOneLine(t, run);
+});
+
+test('fault over TLS: a peer that accepts and never answers: the handshake gives up at timeout_ms', async (t) => {
+  const held = new Set<Socket>();
+  const server = createServer((socket) => { held.add(socket); socket.on('error', () => undefined); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => { for (const s of held) s.destroy(); server.close(); });
+  const port = (server.address() as { port: number }).port;
+  const run = await runHarness({ build: ASAN_BUILD, mode: 'source', arg: tlsArg(undefined, await pki(), { port, timeoutMs: 500 }), devices: [{ bdf: BLOB_BDF, stream: join(scratchDir(t), 's') }] });
+  assertCleanFailure(t, run, 'init', /agent unreachable at tls:127\.0\.0\.1:\d+: TLS handshake timed out/, 4000);
+  assertOneLine(t, run);
+  t.true(run.elapsedMs >= 500, 'it waited out the handshake');
+});
+
+test('fault over TLS: credential files that cannot serve fail init, naming the file and never showing what is in it', async (t) => {
+  const p = await pki();
+  const dir = scratchDir(t);
+  const encryptedPem = createPrivateKey(readFileSync(p.plugin.key)).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'not-given' });
+  const encrypted = writeText(dir, 'encrypted.key', encryptedPem.toString());
+  const cases: [string, TlsArgOptions, RegExp][] = [
+    ['a missing key', { client: { cert: p.plugin.cert, key: join(dir, 'missing.key') } }, /key=\S+missing\.key: cannot read it: No such file or directory/],
+    ['the key of another certificate', { client: { cert: p.plugin.cert, key: p.outsider.key } }, /key=\S+outsider\.key is not the private key of the certificate in cert=\S+hv-17\.crt/],
+    ['a key where the certificate goes', { client: { cert: p.plugin.key, key: p.plugin.key } }, /cert=\S+hv-17\.key: holds no PEM certificate/],
+    ['a key where the CA goes', { ca: p.agent.key }, /ca=\S+agent\.key: holds no PEM certificate/],
+    ['an encrypted key (no passphrase prompt)', { client: { cert: p.plugin.cert, key: encrypted } }, /key=\S+encrypted\.key is encrypted: the plugin cannot ask for a passphrase/],
+  ];
+  const keyLines = [p.plugin.key, p.outsider.key, p.agent.key, encrypted]
+    .flatMap((file) => readFileSync(file, 'utf8').split('\n').filter((line) => line !== '' && !line.startsWith('-----')));
+  // Init fails before connecting, so nothing need listen on the port.
+  const runs = await Promise.all(cases.map(([, options]) => runHarness({
+    build: ASAN_BUILD, mode: 'source', arg: tlsArg(undefined, p, { port: 9, ...options }), devices: [{ bdf: BLOB_BDF, stream: join(dir, 's') }],
+  })));
+  for (const [i, [name, , reason]] of cases.entries()) {
+    const run = runs[i];
+    if (run === undefined) throw new Error(`no run for ${name}`);
+    assertCleanFailure(t, run, 'init', reason, 5000);
+    assertOneLine(t, run);
+    t.regex(run.stderr, /^vfmigd-plugin: TLS credentials for tls:127\.0\.0\.1:9: /m, name);
+    t.false(keyLines.some((line) => run.stderr.includes(line)), `${name}: no line of a key in the message`);
+  }
+});
+
+test('fault over TLS: the connection cut in the middle of save: a negative return within the timeout, no crash, no leak; QEMU\'s cancel then reconnects (a new handshake) and the VF runs on', async (t) => {
+  const p = await pki();
+  const agent = await sharedTlsAgent();
+  const dir = scratchDir(t);
+  const proxy = await tcpProxy(agent.tls?.port ?? 0);
+  t.teardown(() => proxy.close());
+  const stall = stallPoint(dir);
+  const running = runHarness({
+    build: ASAN_BUILD, mode: 'source', arg: tlsArg(agent, p, { port: proxy.port, timeoutMs: 2000 }), devices: [{ bdf: BLOB_BDF, stream: join(dir, 'blob.stream') }],
+    extraArgs: stall.args,
+  });
+  await stall.reached(running);
+  t.is(await stateOf(agent), 'STOP_COPY');
+  proxy.cut();
+  stall.release();
+  const run = await running;
+  assertCleanFailure(t, run, 'save', /save: vf\.save to tls:127\.0\.0\.1:\d+: /, 10000);
+  assertOneLine(t, run);
+  t.true((run.reports[0] as { cancelled?: boolean } | undefined)?.cancelled, `the cancel reached the agent again: ${JSON.stringify(run.reports)}`);
+  t.is(await stateOf(agent), 'RUNNING');
 });
 
 async function stateOf(agent: AgentProcess): Promise<string> {
@@ -165,6 +369,24 @@ async function stateOf(agent: AgentProcess): Promise<string> {
   } finally {
     rpc.destroy();
   }
+}
+
+/**
+ * A stall point the test controls (the harness's --stall-file): after
+ * `afterChunks` chunks of 1 MiB the harness creates the file and waits
+ * until the test removes it, so a fault is injected at exactly that point
+ * with no guess of how long the harness takes to get there.
+ */
+function stallPoint(dir: string, afterChunks = 2): { args: string[]; reached(running: Promise<HarnessRun>): Promise<void>; release(): void } {
+  const file = join(dir, 'stalled');
+  return {
+    args: ['--stall-after-chunks', String(afterChunks), '--stall-file', file],
+    reached: (running) => Promise.race([
+      waitUntil(async () => existsSync(file), 20_000),
+      running.then((run) => { throw new Error(`the harness ended before its stall point: ${run.stderr}${JSON.stringify(run.reports)}`); }),
+    ]),
+    release: () => rmSync(file, { force: true }),
+  };
 }
 
 async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 10000): Promise<void> {

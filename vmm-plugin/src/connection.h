@@ -2,24 +2,34 @@
  * One stream connection to the agent: connect, send a message made of
  * several pieces, receive one newline-terminated line. The socket is
  * non-blocking and every wait is a poll() bounded by a deadline, so a dead
- * or silent agent costs at most the timeout, never a hang. Failures close
- * the socket (a half-read or half-written message leaves the stream out of
- * step); the owner may open it again.
+ * or silent agent costs at most the timeout, never a hang; for tls: the
+ * handshake is inside the connect deadline. Failures close the connection
+ * (a half-read or half-written message leaves the stream out of step); the
+ * owner may open it again, and nothing is read from disk then.
+ *
+ * Whether the bytes travel in the clear or in TLS is decided by the
+ * address and hidden here (transport.h): callers see the same calls.
  */
 #ifndef VFM_CONNECTION_H
 #define VFM_CONNECTION_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
 #include "agent-address.h"
+#include "deadline.h"
 #include "failure.h"
 
 /* The largest line we accept: a 4 MiB slice in base64 is 5.6 MB, so this leaves room. */
 #define VFM_MAX_LINE_BYTES (16u * 1024u * 1024u)
 
+struct vfm_transport;
+
 struct vfm_connection {
+    const struct vfm_address *address;  /* owned by the caller, outlives this */
+    struct vfm_transport *transport;    /* made by vfm_connection_prepare; NULL before */
     int fd;                 /* -1 when closed */
     char *buffer;           /* received bytes; grows up to VFM_MAX_LINE_BYTES + 1 */
     size_t capacity;
@@ -28,17 +38,21 @@ struct vfm_connection {
     size_t consumed;        /* length of the line handed out last, with its '\n'; dropped on the next receive */
 };
 
-/* Monotonic time in nanoseconds. */
-int64_t vfm_now_ns(void);
+/* A closed connection to `address` that holds nothing yet (vfm_connection_destroy is safe from here on). */
+void vfm_connection_init(struct vfm_connection *conn, const struct vfm_address *address);
 
-/* A deadline `ms` milliseconds from now. */
-int64_t vfm_deadline_after_ms(int ms);
+/*
+ * Makes everything a connection to the address needs that depends on
+ * configuration (for tls:, reads and checks the CA, certificate and key
+ * and builds the TLS context), so that opening later reads no file. Once;
+ * later calls do nothing. 0 or a negative errno with the reason.
+ */
+int vfm_connection_prepare(struct vfm_connection *conn, struct vfm_failure *failure);
 
-void vfm_connection_init(struct vfm_connection *conn);
+/* Connects (and for tls: completes the handshake) before `deadline`; needs prepare. */
+int vfm_connection_open(struct vfm_connection *conn, int64_t deadline, struct vfm_failure *failure);
 
-/* Connects to `address` before `deadline`; returns 0 or a negative errno with the reason. */
-int vfm_connection_open(struct vfm_connection *conn, const struct vfm_address *address, int64_t deadline,
-                        struct vfm_failure *failure);
+bool vfm_connection_is_open(const struct vfm_connection *conn);
 
 /* Writes all of iov[0..count) before `deadline`; consumes (modifies) the iovec array. */
 int vfm_connection_send(struct vfm_connection *conn, struct iovec *iov, int count, int64_t deadline,
@@ -52,7 +66,7 @@ int vfm_connection_send(struct vfm_connection *conn, struct iovec *iov, int coun
 int vfm_connection_receive_line(struct vfm_connection *conn, int64_t deadline, char **line, size_t *length,
                                 struct vfm_failure *failure);
 
-/* Closes the socket and forgets any buffered bytes; the buffer itself is kept for reuse. */
+/* Closes the socket and forgets any buffered bytes; the buffer and the transport are kept for reuse. */
 void vfm_connection_close(struct vfm_connection *conn);
 
 /* Closes and frees everything. */

@@ -12,7 +12,7 @@
 
 void vfm_rpc_init(struct vfm_rpc *rpc, const struct vfm_address *address)
 {
-    vfm_connection_init(&rpc->conn);
+    vfm_connection_init(&rpc->conn, address);
     rpc->address = address;
     rpc->next_id = 1;
 }
@@ -24,8 +24,12 @@ void vfm_rpc_destroy(struct vfm_rpc *rpc)
 
 int vfm_rpc_connect(struct vfm_rpc *rpc, struct vfm_failure *failure)
 {
-    int rc = vfm_connection_open(&rpc->conn, rpc->address, vfm_deadline_after_ms(rpc->address->timeout_ms), failure);
+    /* A bad credential file is a configuration fault, not an unreachable agent: its reason stands alone. */
+    int rc = vfm_connection_prepare(&rpc->conn, failure);
 
+    if (rc != 0)
+        return rc;
+    rc = vfm_connection_open(&rpc->conn, vfm_deadline_after_ms(rpc->address->timeout_ms), failure);
     if (rc != 0)
         vfm_fail_prefix(failure, "agent unreachable at %s", rpc->address->display);
     return rc;
@@ -213,8 +217,8 @@ int vfm_rpc_call(struct vfm_rpc *rpc, const char *method, json_object *params, c
         count = 2;
     }
 
-    if (rpc->conn.fd < 0) {
-        rc = vfm_connection_open(&rpc->conn, rpc->address, vfm_deadline_after_ms(rpc->address->timeout_ms), failure);
+    if (!vfm_connection_is_open(&rpc->conn)) {
+        rc = vfm_connection_open(&rpc->conn, vfm_deadline_after_ms(rpc->address->timeout_ms), failure);
         if (rc != 0) {
             json_object_put(root);
             vfm_fail_prefix(failure, "%s: agent unreachable at %s", method, rpc->address->display);

@@ -36,7 +36,11 @@ struct vfm_rpc {
 
 void vfm_rpc_init(struct vfm_rpc *rpc, const struct vfm_address *address);
 
-/* Opens the connection now (init wants "unreachable" reported as such). */
+/*
+ * Prepares the transport (for tls:, reads the certificate files: only here,
+ * at init, never later in a migration) and opens the connection now (init
+ * wants "unreachable" reported as such).
+ */
 int vfm_rpc_connect(struct vfm_rpc *rpc, struct vfm_failure *failure);
 
 /*

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "plugin-loader.h"
 
@@ -104,18 +105,41 @@ static int update_pending(struct device_job *job, void *handle, uint64_t *bytes)
     return 0;
 }
 
-/* Sleeps once, when exactly `chunks_done` chunks have moved and that is the stall point; returns the µs slept. */
+static void sleep_ms(long ms)
+{
+    struct timespec pause = { .tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000 };
+
+    while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
+        continue;
+}
+
+/* --stall-file: says "stalled here" by creating the file, then waits for the test to remove it. */
+static void stall_on_file(const char *path)
+{
+    char text[128];
+    FILE *marker = fopen(path, "w");
+
+    if (marker == NULL || fclose(marker) != 0) {
+        fprintf(stderr, "vfmigd-harness: cannot create the stall file %s: %s\n", path, ERRNO_TEXT(text));
+        return;
+    }
+    while (access(path, F_OK) == 0)
+        sleep_ms(5);
+}
+
+/* Stalls once, when exactly `chunks_done` chunks have moved and that is the stall point; returns the µs stalled. */
 static int64_t stall_if_due(const struct device_job *job, long chunks_done)
 {
     const struct harness_options *options = job->options;
-    struct timespec pause = { .tv_sec = options->stall_ms / 1000, .tv_nsec = options->stall_ms % 1000 * 1000000 };
     int64_t started;
 
     if (options->stall_after_chunks < 0 || chunks_done != options->stall_after_chunks)
         return 0;
     started = now_us();
-    while (nanosleep(&pause, &pause) != 0 && errno == EINTR)
-        continue;
+    if (options->stall_file != NULL)
+        stall_on_file(options->stall_file);
+    else
+        sleep_ms(options->stall_ms);
     return now_us() - started;
 }
 

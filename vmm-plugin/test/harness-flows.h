@@ -15,7 +15,8 @@ struct harness_options {
     const char *arg;                 /* x-plugin-arg */
     long precopy_polls;              /* update_pending calls during pre-copy (source) */
     long stall_after_chunks;         /* -1: never stall */
-    long stall_ms;
+    long stall_ms;                   /* the stall sleeps this long, or */
+    const char *stall_file;          /* ... creates this file and waits until it is removed (NULL: stall_ms) */
 };
 
 struct device_job {

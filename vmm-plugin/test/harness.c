@@ -24,8 +24,10 @@ static const char USAGE[] =
     "  cancel       SPEC is BDF: start stop-and-copy, save part of the state, cancel, expect RUNNING\n"
     "options:\n"
     "  --precopy-polls N        update_pending calls during pre-copy (source; default 3)\n"
-    "  --stall-after-chunks K   with --stall-ms MS: sleep MS after K save/load chunks of 1 MiB\n"
-    "  --stall-ms MS\n";
+    "  --stall-after-chunks K   stall once, after K save/load chunks of 1 MiB, as one of these says:\n"
+    "  --stall-ms MS            sleep MS\n"
+    "  --stall-file PATH        create PATH and wait until it is removed\n"
+    "                           (a test then acts at exactly that point, with no guess of how long to wait)\n";
 
 struct device_list {
     struct device_job *jobs;
@@ -92,6 +94,7 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         { "precopy-polls", required_argument, NULL, 'n' },
         { "stall-after-chunks", required_argument, NULL, 'k' },
         { "stall-ms", required_argument, NULL, 's' },
+        { "stall-file", required_argument, NULL, 'f' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -133,6 +136,11 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
                 return usage_error("--stall-ms wants milliseconds");
             stall_ms_given = true;
             break;
+        case 'f':
+            if (optarg[0] == '\0')
+                return usage_error("--stall-file wants a path");
+            options->stall_file = optarg;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             return EXIT_USAGE;
@@ -144,8 +152,10 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         return usage_error("unexpected argument");
     if (options->plugin_path == NULL || options->arg == NULL || devices->count == 0)
         return usage_error("--plugin, --arg and at least one --device are required");
-    if ((options->stall_after_chunks >= 0) != stall_ms_given)
-        return usage_error("--stall-after-chunks and --stall-ms go together");
+    if (stall_ms_given && options->stall_file != NULL)
+        return usage_error("--stall-ms or --stall-file, not both");
+    if ((options->stall_after_chunks >= 0) != (stall_ms_given || options->stall_file != NULL))
+        return usage_error("--stall-after-chunks and --stall-ms (or --stall-file) go together");
     return 0;
 }
 

@@ -1,17 +1,22 @@
 /*
  * Unit tests of the plugin's pure parts (no agent needed): base64 at every
- * padding and against malformed text, the plugin-argument grammar, the
- * v1 <-> v2 state table and the refusal -> errno table. `make check` runs it.
+ * padding and against malformed text, the plugin-argument grammar (tls:
+ * included, and how a credential file that cannot serve is refused), the
+ * v1 <-> v2 state table, the refusal -> errno table, and the TLS transport
+ * against an in-process server (tls-transport-tests.c). `make check` runs it.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent-address.h"
 #include "base64.h"
 #include "refusal-errno.h"
 #include "state-map.h"
+#include "tls-credentials.h"
+#include "tls-transport-tests.h"
 #include "vfio-migration-plugin.h"
 
 static int failures;
@@ -97,8 +102,131 @@ static void test_address(void)
     CHECK(parse("h:1,timeout_ms=600001", &a) == -EINVAL);
     CHECK(parse("h:1,timeout_ms=5s", &a) == -EINVAL);
     CHECK(parse("h:1,timeout_ms", &a) == -EINVAL);
-    CHECK(vfm_address_parse("h:1,ca=/etc/ca.pem", &a, &failure) == -EINVAL &&
-          strstr(failure.text, "unknown option \"ca\"") != NULL);
+    CHECK(vfm_address_parse("h:1,tls_min=1.2", &a, &failure) == -EINVAL &&
+          strstr(failure.text, "unknown option \"tls_min\" (known: timeout_ms, ca, cert, key, servername)") != NULL);
+    CHECK(vfm_address_parse("h:1,timeout_ms=5,timeout_ms=6", &a, &failure) == -EINVAL &&
+          strstr(failure.text, "\"timeout_ms\" is given twice") != NULL);
+}
+
+/* Parses `arg`, expecting -EINVAL with `reason` in the message. */
+static int refused_with(const char *arg, const char *reason)
+{
+    struct vfm_address a;
+    struct vfm_failure failure;
+    int ok = vfm_address_parse(arg, &a, &failure) == -EINVAL && strstr(failure.text, reason) != NULL;
+
+    if (!ok)
+        fprintf(stderr, "  %s -> %s\n", arg, failure.text);
+    return ok;
+}
+
+#define CREDS ",ca=/etc/vfmigd/ca.crt,cert=/etc/vfmigd/hv-17.crt,key=/etc/vfmigd/hv-17.key"
+
+static void test_tls_address(void)
+{
+    struct vfm_address a;
+    char long_path[PATH_MAX + 16];
+    char arg[PATH_MAX + 128];
+    char long_name[VFM_MAX_SERVERNAME + 2];
+
+    CHECK(parse("tls:10.0.0.7:7701" CREDS, &a) == 0 && a.kind == VFM_ADDRESS_TLS && strcmp(a.host, "10.0.0.7") == 0 &&
+          strcmp(a.port, "7701") == 0 && strcmp(a.ca, "/etc/vfmigd/ca.crt") == 0 &&
+          strcmp(a.cert, "/etc/vfmigd/hv-17.crt") == 0 && strcmp(a.key, "/etc/vfmigd/hv-17.key") == 0 &&
+          a.servername[0] == '\0' && a.timeout_ms == VFM_DEFAULT_TIMEOUT_MS &&
+          strcmp(a.display, "tls:10.0.0.7:7701") == 0);
+    CHECK(parse("tls://[::1]:7701,servername=dpu-7.mgmt,timeout_ms=250" CREDS, &a) == 0 && a.kind == VFM_ADDRESS_TLS &&
+          strcmp(a.host, "::1") == 0 && strcmp(a.servername, "dpu-7.mgmt") == 0 && a.timeout_ms == 250);
+    /* Options in any order; relative paths are the user's business. */
+    CHECK(parse("tls:dpu-7.mgmt:7701,key=k.pem,cert=c.pem,ca=ca.pem", &a) == 0 && strcmp(a.key, "k.pem") == 0);
+    CHECK(parse("tls:h:1,servername=10.0.0.7" CREDS, &a) == 0 && strcmp(a.servername, "10.0.0.7") == 0);
+    CHECK(parse("tls:h:1,servername=fe80::1" CREDS, &a) == 0);
+
+    /* Each credential is required, and named when missing. */
+    CHECK(refused_with("tls:h:1", "tls: needs ca=FILE, cert=FILE and key=FILE (ca= is missing)"));
+    CHECK(refused_with("tls:h:1,ca=/a,cert=/b", "(key= is missing)"));
+    CHECK(refused_with("tls:h:1,ca=/a,key=/c", "(cert= is missing)"));
+    CHECK(refused_with("tls:h:1,cert=/b,key=/c", "(ca= is missing)"));
+    /* ... and meaningless, so refused, without TLS. */
+    CHECK(refused_with("h:1,ca=/etc/ca.pem", "ca= is only for tls: addresses"));
+    CHECK(refused_with("tcp:h:1,cert=/b", "cert= is only for tls: addresses"));
+    CHECK(refused_with("unix:/run/s,key=/c", "key= is only for tls: addresses"));
+    CHECK(refused_with("tcp://h:1,servername=dpu", "servername= is only for tls: addresses"));
+    CHECK(refused_with("tls:h:1,ca=,cert=/b,key=/c", "ca= needs a file path"));
+    CHECK(refused_with("tls:h:1,ca=/a,cert=/b,key=", "key= needs a file path"));
+    CHECK(refused_with("tls:h:1,ca=/a,ca=/a2,cert=/b,key=/c", "\"ca\" is given twice"));
+    CHECK(refused_with("tls:h:1,servername=a,servername=b" CREDS, "\"servername\" is given twice"));
+    CHECK(refused_with("tls:h:1,servername=" CREDS, "is not a DNS name"));
+    CHECK(refused_with("tls:h:1,servername=dpu 7" CREDS, "is not a DNS name"));
+    CHECK(refused_with("tls:h:1,servername=*.mgmt" CREDS, "is not a DNS name"));
+    CHECK(refused_with("tls:h:1,servername=dpu..mgmt" CREDS, "is not a DNS name"));
+    CHECK(refused_with("tls:h:1,servername=.mgmt" CREDS, "is not a DNS name"));
+    CHECK(refused_with("tls:h:1,servername=dpu.mgmt." CREDS, "is not a DNS name"));
+    memset(long_name, 'a', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    snprintf(arg, sizeof(arg), "tls:h:1,servername=%s" CREDS, long_name);
+    CHECK(refused_with(arg, "is not a DNS name of at most 253 characters"));
+    memset(long_path, 'p', sizeof(long_path) - 1);
+    long_path[0] = '/';
+    long_path[sizeof(long_path) - 1] = '\0';
+    snprintf(arg, sizeof(arg), "tls:h:1,ca=/a,cert=%s,key=/c", long_path);
+    CHECK(refused_with(arg, "cert= path is longer than"));
+    /* The address part follows the tcp: grammar. */
+    CHECK(refused_with("tls::7701" CREDS, "has no usable host"));
+    CHECK(refused_with("tls:" CREDS, "\"\" is not HOST:PORT"));
+    CHECK(refused_with("tls:h" CREDS, "is not HOST:PORT"));
+    CHECK(refused_with("tls:::1:7701" CREDS, "is not HOST:PORT (an IPv6 host goes in brackets)"));
+    CHECK(refused_with("tls://h:0" CREDS, "the port is not a number"));
+    CHECK(refused_with("tls:h:1,ca" CREDS, "option \"ca\" is not NAME=VALUE"));
+}
+
+static void test_tls_peer_name(void)
+{
+    struct vfm_address a;
+    char name[256];
+    bool is_ip;
+
+    CHECK(parse("tls:10.0.0.7:7701" CREDS, &a) == 0);
+    vfm_tls_peer_name(&a, name, sizeof(name), &is_ip);
+    CHECK(strcmp(name, "10.0.0.7") == 0 && is_ip);
+    CHECK(parse("tls:[fe80::1%eth0]:7701" CREDS, &a) == 0);
+    vfm_tls_peer_name(&a, name, sizeof(name), &is_ip);
+    CHECK(strcmp(name, "fe80::1") == 0 && is_ip);   /* the zone is the host's, not the certificate's */
+    CHECK(parse("tls:dpu-7.mgmt:7701" CREDS, &a) == 0);
+    vfm_tls_peer_name(&a, name, sizeof(name), &is_ip);
+    CHECK(strcmp(name, "dpu-7.mgmt") == 0 && !is_ip);
+    CHECK(parse("tls:10.0.0.7:7701,servername=dpu-7.mgmt" CREDS, &a) == 0);
+    vfm_tls_peer_name(&a, name, sizeof(name), &is_ip);
+    CHECK(strcmp(name, "dpu-7.mgmt") == 0 && !is_ip);
+    CHECK(parse("tls:dpu-7.mgmt:7701,servername=::1" CREDS, &a) == 0);
+    vfm_tls_peer_name(&a, name, sizeof(name), &is_ip);
+    CHECK(strcmp(name, "::1") == 0 && is_ip);
+}
+
+/* Credential files that cannot serve are refused at init, each naming its option and path. */
+static void test_tls_credential_files(void)
+{
+    char empty[] = "/tmp/vfmigd-unit-XXXXXX";
+    int fd = mkstemp(empty);
+    struct vfm_address a;
+    struct vfm_failure failure;
+    char arg[256];
+    SSL_CTX *ctx = NULL;
+
+    CHECK(fd >= 0);
+    if (fd < 0)
+        return;
+    close(fd);
+    CHECK(parse("tls:127.0.0.1:1,ca=/nonexistent/ca.crt,cert=/b,key=/c", &a) == 0);
+    CHECK(vfm_tls_context_new(&a, &ctx, &failure) == -ENOENT && ctx == NULL &&
+          strstr(failure.text, "ca=/nonexistent/ca.crt: cannot read it: No such file or directory") != NULL);
+    CHECK(parse("tls:127.0.0.1:1,ca=/,cert=/b,key=/c", &a) == 0);
+    CHECK(vfm_tls_context_new(&a, &ctx, &failure) == -EINVAL &&
+          strstr(failure.text, "ca=/: not a PEM file (not a regular file)") != NULL);
+    snprintf(arg, sizeof(arg), "tls:127.0.0.1:1,ca=%s,cert=%s,key=%s", empty, empty, empty);
+    CHECK(parse(arg, &a) == 0);
+    CHECK(vfm_tls_context_new(&a, &ctx, &failure) == -EINVAL &&
+          strstr(failure.text, "holds no PEM certificate") != NULL && strncmp(failure.text, "ca=", 3) == 0);
+    unlink(empty);
 }
 
 static void test_state_map(void)
@@ -152,8 +280,12 @@ int main(void)
     test_base64_round_trips();
     test_base64_rejects();
     test_address();
+    test_tls_address();
+    test_tls_peer_name();
+    test_tls_credential_files();
     test_state_map();
     test_refusals();
+    failures += run_tls_transport_tests();
     if (failures != 0) {
         fprintf(stderr, "unit tests: %d check(s) failed\n", failures);
         return 1;
