@@ -69,20 +69,21 @@ export interface FuzzOptions {
 
 type Json = Record<string, unknown>;
 
+/** The fuzz agent's batch limit (cases.ts makes batches on both sides of it). */
+const MAX_BATCH_LENGTH = 32;
+
 /** The fuzz agent: two blob-bench VFs and one nvme-emu VF with its host port, guest memory capped. */
 function fuzzAgentConfig(namespacePath: string): Config {
   return {
     listen: ['tcp://127.0.0.1:0'],
     logLevel: 'info',
-    limits: { maxBatchLength: 32, maxInFlightPerConnection: 32, maxConnectionsPerPeer: 64 },
+    limits: { maxBatchLength: MAX_BATCH_LENGTH, maxInFlightPerConnection: MAX_BATCH_LENGTH, maxConnectionsPerPeer: 64 },
     drivers: [
       { driver: 'blob-bench', options: { vfCount: 2, stateBytes: 8192, p2p: true } },
       { driver: 'nvme-emu', options: { hostPort: true, maxGuestMemoryBytes: 16 * 1024 * 1024, vfs: [{ id: 'nvme0', bdf: '0000:3b:00.2', namespaces: [{ path: namespacePath, sizeBytes: 1024 * 1024 }] }] } },
     ],
   };
 }
-
-export const MAX_BATCH_LENGTH = 32;
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
