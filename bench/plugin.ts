@@ -7,8 +7,6 @@
  * done with direct JSON-RPC calls from a client (the baseline). The VF goes
  * back and forth between two agents; the two paths alternate run by run.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { NvmeEmuVf } from '../schemas/types.ts';
@@ -73,7 +71,7 @@ export async function pluginPath(runs: number): Promise<BenchRow[]> {
   const dir = tempDir('vfmigd-plugin-bench-');
   const vf: NvmeEmuVf = { id: 'nvme0', bdf: BDF, namespaces: [{ path: join(dir, 'ns.img'), sizeBytes: 16 * 1024 * 1024 }] };
   const agents = [await startAgent(vf), await startAgent(vf)] as const;
-  const stream = join(mkdtempSync(join(tmpdir(), 'vfmigd-stream-')), 'state');
+  const stream = join(dir, 'state.stream');
   try {
     // A guest sets up 16 I/O queue pairs, so the state is that of a VF in use.
     const nvme = new GuestNvme(rpcHostPort((m, p) => agents[0].client.call(m, p), BDF));
