@@ -8,9 +8,9 @@
  *
  * Why the result is exact:
  * - A JSON string cannot hold an unescaped `"`, so the text from an
- *   unescaped `"data":"` to the next `"` is a string; with no backslash in
- *   it, and only base64 characters (so no control character either), its
- *   value is the text itself, and JSON.parse would accept it.
+ *   unescaped `"data":"` to the next `"` is a string; holding only base64
+ *   characters (so no backslash and no control character), its value is
+ *   the text itself, and JSON.parse would accept it.
  * - The lifted string is replaced by a string holding a NUL. A text with no
  *   `\u0000` in it holds no NUL in any string (a NUL can only be written
  *   as that escape), so if the rest parses and `params.data` is that
@@ -34,7 +34,7 @@ export function parseMessage(text: string): unknown {
   const valueEnd = text.indexOf('"', valueStart);
   if (valueEnd === -1 || valueEnd - valueStart < LARGE_MESSAGE / 2) return JSON.parse(text);
   const value = text.slice(valueStart, valueEnd);
-  if (value.includes('\\') || !isStrictBase64(value) || text.includes(MARKER_TEXT)) return JSON.parse(text);
+  if (!isStrictBase64(value) || text.includes(MARKER_TEXT)) return JSON.parse(text);
   const rest: unknown = JSON.parse(`${text.slice(0, valueStart)}${MARKER_TEXT}${text.slice(valueEnd)}`);
   if (typeof rest !== 'object' || rest === null || Array.isArray(rest)) return JSON.parse(text);
   const params = (rest as { params?: unknown }).params;
