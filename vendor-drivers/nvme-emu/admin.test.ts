@@ -1,7 +1,7 @@
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startDriver, startWithIoQueue, TEST_NAMESPACE_BYTES } from './test-fixtures.ts';
-import { DATA, IO_QUEUES, pattern, sqe } from './test-guest.ts';
+import { startDriver, startWithIoQueue, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
+import { DATA, IO_QUEUES, pattern, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 const IDENTIFY = 0x06;
 const BUF = 0x400000;

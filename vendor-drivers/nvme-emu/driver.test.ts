@@ -5,7 +5,7 @@ import { pino } from 'pino';
 import { DriverError } from '../driver.ts';
 import { generatedBdf } from './derived-ids.ts';
 import { createNvmeEmuDriver } from './index.ts';
-import { startWithIoQueue, tempDir } from './test-fixtures.ts';
+import { startWithIoQueue, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
 
 test('generated BDFs start at 3b:00.2 and carry into device and bus numbers', (t) => {
   t.is(generatedBdf(0), '0000:3b:00.2');

@@ -12,8 +12,8 @@ import { DriverError } from '../driver.ts';
 import { createNvmeEmuDriver } from './index.ts';
 import { GuestMemory, GuestMemoryFullError } from './guest-memory.ts';
 import { DEFAULTS } from './options.ts';
-import { farDeadline, startWithIoQueue } from './test-fixtures.ts';
-import { DATA, IO_QUEUES, pattern, sqe } from './test-guest.ts';
+import { farDeadline, startWithIoQueue } from '../../test/support/nvme-emu/fixtures.ts';
+import { DATA, IO_QUEUES, pattern, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 const PAGE = 4096;
 const READ = 0x02;

@@ -2,8 +2,8 @@ import test from 'ava';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startDriver, startWithIoQueue, TEST_NAMESPACE_BYTES } from './test-fixtures.ts';
-import { DATA, pattern, setU64, sqe } from './test-guest.ts';
+import { startDriver, startWithIoQueue, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
+import { DATA, pattern, setU64, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 const WRITE = 0x01;
 const READ = 0x02;

@@ -1,8 +1,8 @@
 import test from 'ava';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { DriverError } from '../driver.ts';
-import { farDeadline, startDriver, startWithIoQueue, tempDir } from './test-fixtures.ts';
-import { copyGuestMemory, DATA, pattern, sqe, type TestGuest } from './test-guest.ts';
+import { farDeadline, startDriver, startWithIoQueue, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
+import { copyGuestMemory, DATA, pattern, sqe, type TestGuest } from '../../test/support/nvme-emu/test-guest.ts';
 
 const WRITE = 0x01;
 const READ = 0x02;

@@ -1,7 +1,7 @@
 import test from 'ava';
 import { DriverError } from '../driver.ts';
-import { startDriver } from './test-fixtures.ts';
-import { ADMIN_CQ, ADMIN_SQ } from './test-guest.ts';
+import { startDriver } from '../../test/support/nvme-emu/fixtures.ts';
+import { ADMIN_CQ, ADMIN_SQ } from '../../test/support/nvme-emu/test-guest.ts';
 
 test('CAP, VS and reset values describe an NVMe 2.1 controller', async (t) => {
   const f = await startDriver({ maxQueueEntries: 256 });

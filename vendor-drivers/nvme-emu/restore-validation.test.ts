@@ -2,8 +2,8 @@ import test, { type ExecutionContext } from 'ava';
 import { join } from 'node:path';
 import type { DeviceStateImage } from '../driver.ts';
 import { DriverError } from '../driver.ts';
-import { farDeadline, type Fixture, reseal, startDriver, startWithIoQueue, tempDir, TEST_NAMESPACE_BYTES } from './test-fixtures.ts';
-import { sqe } from './test-guest.ts';
+import { farDeadline, type Fixture, reseal, startDriver, startWithIoQueue, tempDir, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
+import { sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 const SQ_ENTRY = 56;
 

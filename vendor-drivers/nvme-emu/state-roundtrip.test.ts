@@ -1,8 +1,8 @@
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeState } from './state-decode.ts';
-import { farDeadline, startDriver, tempDir } from './test-fixtures.ts';
-import { copyGuestMemory, DATA, sqe } from './test-guest.ts';
+import { farDeadline, startDriver, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
+import { copyGuestMemory, DATA, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 test('every part of the controller state survives save and restore byte for byte', async (t) => {
   const dataDir = await tempDir(t);

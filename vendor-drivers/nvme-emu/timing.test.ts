@@ -5,8 +5,8 @@
  */
 import test from 'ava';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { farDeadline, startDriver, tempDir } from './test-fixtures.ts';
-import { copyGuestMemory, DATA, sqe } from './test-guest.ts';
+import { farDeadline, startDriver, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
+import { copyGuestMemory, DATA, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 /** Measured rounds, after one warm-up round (file creation, JIT). */
 const ROUNDS = 100;

@@ -4,7 +4,7 @@
  * another VF (after copying guest memory), as a migrated VM would.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { HostPort } from '../driver.ts';
+import type { HostPort } from '../../../vendor-drivers/driver.ts';
 
 export const ADMIN_SQ = 0x10000;
 export const ADMIN_CQ = 0x20000;

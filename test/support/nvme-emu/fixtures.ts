@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { pino } from 'pino';
-import type { NvmeEmuOptions } from '../../schemas/types.ts';
-import type { HostPort, VendorDriver } from '../driver.ts';
-import { createNvmeEmuDriver } from './index.ts';
+import type { NvmeEmuOptions } from '../../../schemas/types.ts';
+import type { HostPort, VendorDriver } from '../../../vendor-drivers/driver.ts';
+import { createNvmeEmuDriver } from '../../../vendor-drivers/nvme-emu/index.ts';
 import { TestGuest } from './test-guest.ts';
 
 export const TEST_NAMESPACE_BYTES = 16 * 1024 * 1024;
