@@ -136,6 +136,16 @@ export class DriverError extends Error {
   }
 }
 
+/**
+ * Calls per VF: the core makes at most one of `setRunLevel`,
+ * `captureState`, `restoreState` and `reset` at a time on a VF, in the
+ * order its callers asked (its per-VF serial queue), so a driver needs no
+ * queue of its own and a reset never lands inside a drain. Calls on
+ * different VFs may overlap. `describe`, `estimateStateBytes`,
+ * `checkCompatible` and the host port are not queued: they must be safe
+ * while a queued call is under way (the host port must be, since a drain
+ * waits for the guest's doorbells).
+ */
 export interface VendorDriver {
   /** Registry name, e.g. `nvme-emu`. */
   readonly name: string;

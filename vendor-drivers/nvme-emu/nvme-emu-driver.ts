@@ -30,7 +30,6 @@ import { createHostPort } from './host-port.ts';
 import { deviceIdentity, identityDifference } from './identity.ts';
 import { NamespaceStore } from './namespace-store.ts';
 import { resolveOptions, type ResolvedOptions, type VfConfig } from './options.ts';
-import { SerialQueue } from './serial-queue.ts';
 import { ServiceClock } from './service-clock.ts';
 import { decodeState } from './state-decode.ts';
 import { encodeState } from './state-encode.ts';
@@ -44,7 +43,6 @@ interface Vf {
   readonly namespaces: readonly NamespaceStore[];
   readonly controller: NvmeController;
   readonly hostPort: HostPort | undefined;
-  readonly control: SerialQueue;
 }
 
 export class NvmeEmuDriver implements VendorDriver {
@@ -91,25 +89,21 @@ export class NvmeEmuDriver implements VendorDriver {
     };
   }
 
-  setRunLevel(vfId: string, level: RunLevel, options: RunLevelOptions): Promise<RunLevelChange> {
+  async setRunLevel(vfId: string, level: RunLevel, options: RunLevelOptions): Promise<RunLevelChange> {
     const vf = this.#vf(vfId);
-    return vf.control.run(async () => {
-      const started = performance.now();
-      const from = vf.controller.runLevel;
-      const drainedCommands = await vf.controller.setRunLevel(level, options.deadline);
-      this.#vfLog(vfId).debug({ from, to: level, drainedCommands, ms: round(performance.now() - started) }, 'run level changed');
-      return { drainedCommands };
-    });
+    const started = performance.now();
+    const from = vf.controller.runLevel;
+    const drainedCommands = await vf.controller.setRunLevel(level, options.deadline);
+    this.#vfLog(vfId).debug({ from, to: level, drainedCommands, ms: round(performance.now() - started) }, 'run level changed');
+    return { drainedCommands };
   }
 
-  captureState(vfId: string): Promise<DeviceStateImage> {
+  async captureState(vfId: string): Promise<DeviceStateImage> {
     const vf = this.#vf(vfId);
-    return vf.control.run(() => {
-      requireStopped(vf, 'captureState');
-      const payload = encodeState(vf.controller.snapshot());
-      this.#vfLog(vfId).debug({ bytes: payload.length }, 'state captured');
-      return { format: STATE_FORMAT, identity: vf.identity, payload };
-    });
+    requireStopped(vf, 'captureState');
+    const payload = encodeState(vf.controller.snapshot());
+    this.#vfLog(vfId).debug({ bytes: payload.length }, 'state captured');
+    return { format: STATE_FORMAT, identity: vf.identity, payload };
   }
 
   checkCompatible(vfId: string, format: StateFormat, identity: DeviceIdentity): void {
@@ -124,16 +118,14 @@ export class NvmeEmuDriver implements VendorDriver {
     if (difference) throw new DriverError('incompatible-state', difference);
   }
 
-  restoreState(vfId: string, image: DeviceStateImage): Promise<void> {
+  async restoreState(vfId: string, image: DeviceStateImage): Promise<void> {
     const vf = this.#vf(vfId);
-    return vf.control.run(() => {
-      requireStopped(vf, 'restoreState');
-      this.checkCompatible(vfId, image.format, image.identity);
-      const snapshot = decodeState(image.payload);
-      validateSnapshot(snapshot, vf.profile);
-      vf.controller.restore(snapshot);
-      this.#vfLog(vfId).info({ bytes: image.payload.length, ioQueues: snapshot.ioSqs.length }, 'state restored');
-    });
+    requireStopped(vf, 'restoreState');
+    this.checkCompatible(vfId, image.format, image.identity);
+    const snapshot = decodeState(image.payload);
+    validateSnapshot(snapshot, vf.profile);
+    vf.controller.restore(snapshot);
+    this.#vfLog(vfId).info({ bytes: image.payload.length, ioQueues: snapshot.ioSqs.length }, 'state restored');
   }
 
   estimateStateBytes(vfId: string): number {
@@ -141,12 +133,9 @@ export class NvmeEmuDriver implements VendorDriver {
     return encodeState(this.#vf(vfId).controller.snapshot()).length;
   }
 
-  reset(vfId: string): Promise<void> {
-    const vf = this.#vf(vfId);
-    return vf.control.run(() => {
-      vf.controller.resetFunction();
-      this.#vfLog(vfId).info('function level reset');
-    });
+  async reset(vfId: string): Promise<void> {
+    this.#vf(vfId).controller.resetFunction();
+    this.#vfLog(vfId).info('function level reset');
   }
 
   async health(): Promise<readonly HealthCheck[]> {
@@ -176,7 +165,6 @@ export class NvmeEmuDriver implements VendorDriver {
       namespaces,
       controller,
       hostPort: options.hostPort ? createHostPort(controller) : undefined,
-      control: new SerialQueue(),
     };
   }
 
