@@ -3,7 +3,9 @@
  * a new error or method that is not documented fails here.
  */
 import test from 'ava';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { SCHEMAS_DIR } from '../agent/rpc/schema-registry.ts';
 import { ERROR_CATALOGUE, ERROR_NAMES } from '../agent/rpc/error-catalogue.ts';
 import { schemas } from './support/rpc-client.ts';
 import { configTable, errorTable, methodTable, readSection } from './support/readme-tables.ts';
@@ -45,5 +47,17 @@ test('codes are unique and in their documented bands', (t) => {
     const server = code <= -32000 && code >= -32099;
     const application = code <= -33000 && code >= -33099;
     t.true(standard || server || application, `code ${code} is outside every band`);
+  }
+});
+
+test('every driver a config can name has schemas/drivers/<name>.json with the $defs/details of its VFs', (t) => {
+  const config = JSON.parse(readFileSync(join(SCHEMAS_DIR, 'config.json'), 'utf8')) as { properties: { drivers: { items: { properties: { driver: { enum: string[] } } } } } };
+  const names = config.properties.drivers.items.properties.driver.enum;
+  t.true(names.length >= 2);
+  for (const name of names) {
+    const file = join(SCHEMAS_DIR, 'drivers', `${name}.json`);
+    t.true(existsSync(file), `${file} is missing`);
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { $defs?: { details?: { type?: string } } };
+    t.is(doc.$defs?.details?.type, 'object', `${name}: $defs/details is missing`);
   }
 });

@@ -11,8 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { NvmeEmuOptions } from '../schemas/types.ts';
-import type { VendorDriver } from '../vendor-drivers/driver.ts';
-import { createNvmeEmuDriver } from '../vendor-drivers/nvme-emu/index.ts';
+import { createNvmeEmuDriver, type NvmeEmuDriver } from '../vendor-drivers/nvme-emu/index.ts';
 import { FEATURE, LOG_PAGE, nvmFlush, nvmRead, nvmWrite } from './support/guest-nvme-commands.ts';
 import { NvmeProtocolError, NvmeStatusError } from './support/guest-nvme-errors.ts';
 import { GuestMemoryAllocator, planPrps } from './support/guest-nvme-memory.ts';
@@ -52,13 +51,11 @@ async function emuOptions(t: ExecutionContext, extra: Partial<NvmeEmuOptions> = 
   };
 }
 
-async function startDriver(t: ExecutionContext, options: NvmeEmuOptions): Promise<{ driver: VendorDriver; port: GuestHostPort }> {
+async function startDriver(t: ExecutionContext, options: NvmeEmuOptions): Promise<{ driver: NvmeEmuDriver; port: GuestHostPort }> {
   const driver = await createNvmeEmuDriver(options);
   await driver.start(pino({ level: 'silent' }));
   t.teardown(() => driver.stop());
-  const hostPort = driver.hostPort(VF);
-  if (hostPort === undefined) throw new Error('nvme-emu has no host port for the VF although hostPort is on');
-  return { driver, port: inProcessHostPort(hostPort) };
+  return { driver, port: inProcessHostPort(driver.hostPort(VF)) };
 }
 
 /** An enabled guest with `queues` I/O queue pairs (qid n uses MSI-X vector n). */
@@ -236,8 +233,8 @@ test('verifying workload on a 4 KiB-block namespace', async (t) => {
 
 /** Moves the VF's device state from `source` to `destination` the way the agent core does; returns timings in ms. */
 async function migrate(
-  source: { driver: VendorDriver; port: GuestHostPort },
-  destination: { driver: VendorDriver; port: GuestHostPort },
+  source: { driver: NvmeEmuDriver; port: GuestHostPort },
+  destination: { driver: NvmeEmuDriver; port: GuestHostPort },
   nvme: GuestNvme,
   viaP2p: boolean,
 ): Promise<{ drained: number; stopMs: number; captureMs: number; copyMs: number; restoreMs: number; resumeMs: number; downtimeMs: number; stateBytes: number; memoryBytes: number }> {
@@ -362,7 +359,6 @@ test('doorbells rung after the source stopped reach the destination with the sav
 test('rpcHostPort: the driver works over a JSON-RPC-shaped loopback, and malformed results fail clearly', async (t) => {
   const { driver } = await startDriver(t, await emuOptions(t));
   const hostPort = driver.hostPort(VF);
-  if (hostPort === undefined) throw new Error('no host port');
   const methods: Record<string, (p: Record<string, unknown>) => unknown> = {
     'emu.mmioRead': (p) => ({ value: hostPort.mmioRead32(Number(p['offset'])) }),
     'emu.mmioWrite': (p) => (hostPort.mmioWrite32(Number(p['offset']), Number(p['value'])), {}),

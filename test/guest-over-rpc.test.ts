@@ -11,6 +11,13 @@ import { GuestNvme } from './support/guest-nvme.ts';
 import { rpcHostPort } from './support/host-port.ts';
 import { RpcClient } from './support/rpc-client.ts';
 import { VerifyingWorkload } from './support/verifying-workload.ts';
+import type { NvmeEmuDetails, VfGetResult } from '../schemas/types.ts';
+
+/** An nvme-emu VF's details (the RpcClient has checked them against their schema). */
+function nvmeDetails(described: VfGetResult): NvmeEmuDetails {
+  if (described.driver !== 'nvme-emu') throw new Error(`not an nvme-emu VF: ${described.driver}`);
+  return described.details as NvmeEmuDetails;
+}
 
 test('the guest enables, identifies and runs a verified workload through the host port', async (t) => {
   const dir = tempDir();
@@ -37,15 +44,15 @@ test('the guest enables, identifies and runs a verified workload through the hos
   t.is<unknown, unknown>(controller.serialNumber, described.identity.serialNumber);
   t.is<unknown, unknown>(controller.subnqn, described.identity.subnqn);
   t.is<unknown, unknown>(controller.cntlid, described.identity.cntlid);
-  t.deepEqual(await nvme.activeNamespaces(), described.namespaces.map((n) => n.nsid));
+  t.deepEqual(await nvme.activeNamespaces(), nvmeDetails(described).namespaces.map((n) => n.nsid));
   const namespace = await nvme.identifyNamespace(1);
   t.is(namespace.lbaBytes, 4096);
-  t.is(namespace.nsze * namespace.lbaBytes, described.namespaces[0]?.sizeBytes ?? -1);
-  t.is(namespace.nguid, described.namespaces[0]?.nguid ?? '');
+  t.is(namespace.nsze * namespace.lbaBytes, nvmeDetails(described).namespaces[0]?.sizeBytes ?? -1);
+  t.is(namespace.nguid, nvmeDetails(described).namespaces[0]?.nguid ?? '');
 
   await nvme.setNumberOfQueues(4);
   for (let qid = 1; qid <= 4; qid += 1) await nvme.createIoQueuePair(qid, 128, qid);
-  t.is((await rpc.call('vf.get', { vf: 'nvme0' })).queues.active, 4, 'vf.get counts the queues the guest created');
+  t.is(nvmeDetails(await rpc.call('vf.get', { vf: 'nvme0' })).queues.active, 4, 'vf.get counts the queues the guest created');
 
   const workload = await VerifyingWorkload.create(nvme, { nsid: 1, queueIds: [1, 2, 3, 4], seed: 0x9e57, queueDepth: 64, initialContent: 'zeroes', lbaCount: 2048 });
   await workload.runUntil(800);

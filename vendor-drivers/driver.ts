@@ -19,6 +19,8 @@ export interface DriverCapabilities {
   readonly preCopy: boolean;
   /** Device DMA dirty-page tracking of guest memory. */
   readonly dirtyTracking: boolean;
+  /** The driver's VFs have a host port (`hostPort` returns one): software VFs, for test guests. */
+  readonly hostPort: boolean;
 }
 
 /** A device-state format a driver can produce or accept. */
@@ -37,16 +39,6 @@ export interface DeviceIdentity {
   readonly [key: string]: JsonValue;
 }
 
-/** A namespace (or other block store) that a storage VF exposes. */
-export interface NamespaceInfo {
-  readonly nsid: number;
-  readonly sizeBytes: number;
-  readonly blockSize: number;
-  readonly nguid?: string;
-  readonly eui64?: string;
-  readonly uuid?: string;
-}
-
 export interface VfDescriptor {
   /** Stable id, unique within this agent (e.g. `nvme0`). */
   readonly id: string;
@@ -56,23 +48,30 @@ export interface VfDescriptor {
   readonly kind: string;
 }
 
-export interface VfDescription extends VfDescriptor {
+export interface VfDescription<Details extends object = object> extends VfDescriptor {
   readonly identity: DeviceIdentity;
-  /** I/O queue pairs: the most the VF offers and how many the guest created. */
-  readonly queues: { readonly max: number; readonly active: number };
-  readonly namespaces: readonly NamespaceInfo[];
+  /**
+   * What the driver tells about the VF beyond the core's view (for example
+   * queues and namespaces), as plain JSON data: it must match `$defs/details` of
+   * the driver's schema file, `schemas/drivers/<name>.json` (the type
+   * generated from it is the natural `Details`), and `vf.get` returns it
+   * as is.
+   */
+  readonly details: Details;
 }
 
 /**
  * How far a VF is from running, as the VFIO states need it:
- * - `running`: RUNNING (and PRE_COPY): fetches and executes commands, DMA, interrupts.
- * - `p2p-quiesced`: RUNNING_P2P: fetches no new commands; commands already
- *   fetched complete (completions and interrupts are still posted, and
- *   completion-queue head doorbells still act, or a drain into a full
- *   completion queue could never finish). Submission doorbells are latched.
- * - `stopped`: STOP, STOP_COPY, RESUMING: no command execution, no DMA, no
- *   interrupts, no change to device state. Register reads still answer;
- *   register writes (doorbells) are latched and acted on after a return to running.
+ * - `running`: RUNNING (and PRE_COPY): takes new work from the guest and
+ *   does it, with DMA and interrupts.
+ * - `p2p-quiesced`: RUNNING_P2P: takes no new work; work already taken
+ *   completes (its completions and interrupts are still delivered, and the
+ *   guest's acknowledgements of them still act, or a drain that waits for
+ *   room to complete into could never finish). New work the guest posts
+ *   is latched.
+ * - `stopped`: STOP, STOP_COPY, RESUMING: no work, no DMA, no interrupts,
+ *   no change to device state. Register reads still answer; register
+ *   writes are latched and acted on after a return to running.
  */
 export type RunLevel = 'running' | 'p2p-quiesced' | 'stopped';
 
@@ -144,7 +143,7 @@ export class DriverError extends Error {
  * different VFs may overlap. `describe`, `estimateStateBytes`,
  * `checkCompatible` and the host port are not queued: they must be safe
  * while a queued call is under way (the host port must be, since a drain
- * waits for the guest's doorbells).
+ * waits for the guest to acknowledge completions).
  */
 export interface VendorDriver {
   /** Registry name, e.g. `nvme-emu`. */
@@ -166,7 +165,7 @@ export interface VendorDriver {
    * fetching and waits until every fetched command has completed. If that
    * does not happen by the deadline, the driver returns the VF to the run
    * level it had and throws a `quiesce-timeout` DriverError: a failed call
-   * changes nothing. Going up resumes work, including doorbells latched
+   * changes nothing. Going up resumes work, including work latched
    * while stopped.
    */
   setRunLevel(vfId: string, level: RunLevel, options: RunLevelOptions): Promise<RunLevelChange>;
@@ -186,6 +185,6 @@ export interface VendorDriver {
   reset(vfId: string): Promise<void>;
 
   health(): Promise<readonly HealthCheck[]>;
-  /** The host port of the VF, or undefined when the driver has none or it is off. */
-  hostPort(vfId: string): HostPort | undefined;
+  /** The host port of the VF: present when `capabilities.hostPort` is true. */
+  hostPort?(vfId: string): HostPort;
 }

@@ -25,7 +25,7 @@ const SECOND = 1000;
 /** A driver of one VF whose run-level changes can be made to fail or to wait. */
 class FakeDriver implements VendorDriver {
   readonly name = 'fake';
-  readonly capabilities = { p2p: true, preCopy: false, dirtyTracking: false };
+  get capabilities() { return { p2p: true, preCopy: false, dirtyTracking: false, hostPort: this.port !== undefined }; }
   readonly stateFormats = [FORMAT];
   level: RunLevel = 'running';
   payload = Buffer.from('the device state of the fake VF');
@@ -36,7 +36,7 @@ class FakeDriver implements VendorDriver {
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
   listVfs() { return [{ id: 'vf0', bdf: '0000:01:00.1', kind: 'fake' }]; }
-  describe(id: string) { return { id, bdf: '0000:01:00.1', kind: 'fake', identity: IDENTITY, queues: { max: 0, active: 0 }, namespaces: [] }; }
+  describe(id: string) { return { id, bdf: '0000:01:00.1', kind: 'fake', identity: IDENTITY, details: {} }; }
   async setRunLevel(_id: string, level: RunLevel): Promise<RunLevelChange> {
     await this.onRunLevel(this.level, level);
     this.level = level;
@@ -53,7 +53,10 @@ class FakeDriver implements VendorDriver {
   estimateStateBytes(): number { return this.payload.length; }
   async reset(): Promise<void> { this.level = 'running'; }
   async health() { return []; }
-  hostPort(): HostPort | undefined { return this.port; }
+  hostPort(): HostPort {
+    if (this.port === undefined) throw new Error('no host port: capabilities.hostPort is false');
+    return this.port;
+  }
 }
 
 const LIMITS: VfMachineLimits = { maxStateBytes: 1 << 20, maxQueuedCalls: 8 };

@@ -225,17 +225,16 @@ export class VfMachine {
   }
 
   /**
-   * A host-port access (emu.*). Not queued: a guest keeps ringing doorbells
+   * A host-port access (emu.*). Not queued: a guest keeps posting work (ringing doorbells)
    * while a quiesce is in progress, as it would on real hardware. A refused
    * access carries the VF's state like every other refusal.
    */
   hostAccess<T>(access: (port: HostPort) => T): T {
-    const port = this.driver.hostPort(this.vf.id);
-    if (port === undefined) {
+    if (!this.driver.capabilities.hostPort || this.driver.hostPort === undefined) {
       throw new Fault('FEATURE_DISABLED', `VF ${this.vf.id} has no host port (driver ${this.driver.name}; set hostPort in its options)`, { state: this.currentState });
     }
     try {
-      return access(port);
+      return access(this.driver.hostPort(this.vf.id));
     } catch (error) {
       // A refused access is the caller's fault, not a driver failure.
       if (error instanceof DriverError && error.kind === 'invalid-access') {

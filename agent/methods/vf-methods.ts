@@ -24,8 +24,7 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       return {
         ...summary,
         capabilities: { ...capabilities },
-        queues: { ...description.queues },
-        namespaces: description.namespaces.map((ns) => ({ ...ns })),
+        details: description.details,
         stateFormats: stateFormats.map((f) => ({ ...f })),
         identity: { ...description.identity },
       };

@@ -5,7 +5,7 @@
  * removed (the schemas reject them with `additionalProperties: false`).
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
 import type { Permission } from './permissions.ts';
@@ -42,6 +42,8 @@ export class SchemaRegistry {
   readonly ajv: Ajv2020;
   readonly methods: ReadonlyMap<string, MethodSchema>;
   readonly common: SchemaDocument;
+  /** schemas/drivers/<name>.json by driver name: its options, and the `$defs/details` of its VFs. */
+  readonly drivers: ReadonlyMap<string, SchemaDocument>;
   /** The permission names, from common.json. */
   readonly permissions: readonly Permission[];
   private readonly configValidator: ValidateFunction;
@@ -49,14 +51,20 @@ export class SchemaRegistry {
   constructor(schemasDir: string = SCHEMAS_DIR) {
     this.ajv = new Ajv2020({ strict: true, allowUnionTypes: true, discriminator: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false });
     // Annotations of our own, carried for docs and OpenRPC.
-    this.ajv.addVocabulary(['x-errors', 'x-summary', 'x-permission']);
+    this.ajv.addVocabulary(['x-errors', 'x-summary', 'x-permission', 'x-driver-details']);
     this.common = readJson(join(schemasDir, 'common.json'));
     this.ajv.addSchema(this.common);
     this.permissions = ((this.common.$defs as { permission: { enum: Permission[] } }).permission.enum);
-    for (const file of jsonFiles(join(schemasDir, 'drivers'))) this.ajv.addSchema(readJson(file));
+    const drivers = new Map<string, SchemaDocument>();
+    for (const file of jsonFiles(join(schemasDir, 'drivers'))) {
+      const doc = readJson(file);
+      this.ajv.addSchema(doc);
+      drivers.set(basename(file, '.json'), doc);
+    }
+    this.drivers = drivers;
     const methods = new Map<string, MethodSchema>();
     for (const file of jsonFiles(join(schemasDir, 'methods'))) {
-      const doc = readJson(file);
+      const doc = withDriverDetails(readJson(file), drivers);
       this.ajv.addSchema(doc);
       const method = this.compileMethod(doc, file);
       methods.set(method.name, method);
@@ -98,6 +106,26 @@ export class SchemaRegistry {
       validateResult: compile('result'),
     };
   }
+}
+
+/**
+ * A property marked `"x-driver-details": true` holds what a VF's driver
+ * tells about it: it must match `$defs/details` of that driver's schema
+ * file, the driver being named by the object's `driver` property. One
+ * if/then per driver file is added to the object's schema, so a new
+ * driver's details are checked as soon as its schema file is there.
+ */
+function withDriverDetails(doc: SchemaDocument, drivers: ReadonlyMap<string, SchemaDocument>): SchemaDocument {
+  const result = (doc.$defs as { result?: SchemaDocument } | undefined)?.result;
+  const properties = (result?.properties ?? {}) as Record<string, SchemaDocument>;
+  const marked = Object.keys(properties).filter((name) => properties[name]?.['x-driver-details'] === true);
+  if (result === undefined || marked.length === 0) return doc;
+  const branches = [...drivers].filter(([, driver]) => (driver.$defs as Record<string, unknown> | undefined)?.details !== undefined).map(([name, driver]) => ({
+    if: { type: 'object', properties: { driver: { const: name } }, required: ['driver'] },
+    then: { type: 'object', properties: Object.fromEntries(marked.map((property) => [property, { $ref: `${String(driver.$id)}#/$defs/details` }])) },
+  }));
+  result.allOf = [...((result.allOf ?? []) as unknown[]), ...branches];
+  return doc;
 }
 
 /** ajv's errors as `{path, message}`, e.g. `{path: "/maxBytes", message: "must be <= 4194304"}`. */

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BlobBenchOptions } from '../../schemas/types.ts';
 import {
-  DriverError, type DeviceIdentity, type DeviceStateImage, type HealthCheck, type HostPort, type RunLevel,
+  DriverError, type DeviceIdentity, type DeviceStateImage, type HealthCheck, type RunLevel,
   type RunLevelChange, type StateFormat, type VendorDriver, type VfDescription, type VfDescriptor,
 } from '../driver.ts';
 
@@ -39,7 +39,7 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
 
   return {
     name: 'blob-bench',
-    capabilities: { p2p: options.p2p ?? false, preCopy: false, dirtyTracking: false },
+    capabilities: { p2p: options.p2p ?? false, preCopy: false, dirtyTracking: false, hostPort: false },
     stateFormats: [FORMAT],
     async start(_log: Logger): Promise<void> {
       for (const vf of vfs.values()) vf.state = buildState(stateBytes, vf.generation);
@@ -50,7 +50,7 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
     listVfs: () => [...vfs.values()].map((v) => v.descriptor),
     describe(id: string): VfDescription {
       const vf = vfOf(id);
-      return { ...vf.descriptor, identity: identityOf(vf), queues: { max: 0, active: 0 }, namespaces: [] };
+      return { ...vf.descriptor, identity: identityOf(vf), details: { stateBytes } };
     },
     async setRunLevel(id: string, level: RunLevel): Promise<RunLevelChange> {
       const vf = vfOf(id);
@@ -94,7 +94,6 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
     async health(): Promise<readonly HealthCheck[]> {
       return [{ name: 'blob-bench', ok: true, detail: `${vfs.size} VFs with ${stateBytes}-byte states` }];
     },
-    hostPort: (): HostPort | undefined => undefined,
   };
 }
 

@@ -18,19 +18,20 @@ test('generated BDFs start at 3b:00.2 and carry into device and bus numbers', (t
 test('defaults: four nvme VFs, P2P advertised, no pre-copy or dirty tracking, no host port', (t) => {
   const driver = createNvmeEmuDriver({});
   t.is(driver.name, 'nvme-emu');
-  t.deepEqual(driver.capabilities, { p2p: true, preCopy: false, dirtyTracking: false });
+  t.deepEqual(driver.capabilities, { p2p: true, preCopy: false, dirtyTracking: false, hostPort: false });
   t.deepEqual(driver.stateFormats, [{ name: 'nvme-controller-state+vfmigd-nvme-emu', version: 1 }]);
   t.deepEqual(
     driver.listVfs().map((vf) => `${vf.id}@${vf.bdf}:${vf.kind}`),
     ['nvme0@0000:3b:00.2:nvme', 'nvme1@0000:3b:00.3:nvme', 'nvme2@0000:3b:00.4:nvme', 'nvme3@0000:3b:00.5:nvme'],
   );
   const description = driver.describe('nvme1');
-  t.deepEqual(description.queues, { max: 16, active: 0 });
-  t.is(description.namespaces[0]?.sizeBytes, 1024 ** 3);
-  t.is(description.namespaces[0]?.blockSize, 512);
+  t.deepEqual(description.details.queues, { max: 16, active: 0 });
+  t.is(description.details.namespaces[0]?.sizeBytes, 1024 ** 3);
+  t.is(description.details.namespaces[0]?.blockSize, 512);
   t.is(description.identity.model, 'vfmigd/nvme-emu');
   t.is(description.identity.mqes, 1023);
-  t.is(driver.hostPort('nvme0'), undefined);
+  t.false(driver.capabilities.hostPort, 'no host port unless configured');
+  t.throws(() => driver.hostPort('nvme0'));
   t.is(createNvmeEmuDriver({ p2p: false }).capabilities.p2p, false);
   t.is(t.throws(() => driver.describe('nvme9'), { instanceOf: DriverError })?.kind, 'driver-failure');
 });

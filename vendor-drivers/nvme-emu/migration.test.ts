@@ -167,7 +167,7 @@ test('reset() is a function-level reset: disabled controller, running, guest mem
   t.is(f.port.mmioRead32(0x14), 0, 'CC');
   t.is(f.port.mmioRead32(0x1c), 0, 'CSTS');
   t.is(f.port.mmioRead32(0x28), 0, 'ASQ');
-  t.is(f.driver.describe('nvme0').queues.active, 0);
+  t.is(f.driver.describe('nvme0').details.queues.active, 0);
   t.deepEqual(f.port.memRead(DATA, 64), pattern(64, 9));
   await f.guest.enable();
   t.is((await f.guest.admin({ opcode: 0x06, prp1: 0x400000, cdw10: 1 })).status, 0, 'usable again, and running');

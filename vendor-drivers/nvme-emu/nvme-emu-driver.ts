@@ -7,7 +7,7 @@
  * first use and a single timer serves every VF's service times.
  */
 import { pino, type Logger } from 'pino';
-import type { NvmeEmuOptions } from '../../schemas/types.ts';
+import type { NvmeEmuDetails, NvmeEmuOptions } from '../../schemas/types.ts';
 import {
   type DeviceIdentity,
   type DeviceStateImage,
@@ -58,7 +58,7 @@ export class NvmeEmuDriver implements VendorDriver {
 
   constructor(options: NvmeEmuOptions) {
     const resolved = resolveOptions(options);
-    this.capabilities = Object.freeze({ p2p: resolved.p2p, preCopy: false, dirtyTracking: false });
+    this.capabilities = Object.freeze({ p2p: resolved.p2p, preCopy: false, dirtyTracking: false, hostPort: options.hostPort === true });
     for (const config of resolved.vfs) this.#vfs.set(config.id, this.#createVf(config, resolved));
   }
 
@@ -79,13 +79,15 @@ export class NvmeEmuDriver implements VendorDriver {
     return [...this.#vfs.values()].map((vf) => vf.descriptor);
   }
 
-  describe(vfId: string): VfDescription {
+  describe(vfId: string): VfDescription<NvmeEmuDetails> {
     const vf = this.#vf(vfId);
     return {
       ...vf.descriptor,
       identity: vf.identity,
-      queues: { max: vf.profile.maxIoQueues, active: vf.controller.core.ioSqs.size },
-      namespaces: vf.profile.namespaces.map((ns) => ({ ...ns })),
+      details: {
+        queues: { max: vf.profile.maxIoQueues, active: vf.controller.core.ioSqs.size },
+        namespaces: vf.profile.namespaces.map((ns) => ({ ...ns })),
+      },
     };
   }
 
@@ -143,8 +145,10 @@ export class NvmeEmuDriver implements VendorDriver {
     return Promise.all(checks);
   }
 
-  hostPort(vfId: string): HostPort | undefined {
-    return this.#vf(vfId).hostPort;
+  hostPort(vfId: string): HostPort {
+    const port = this.#vf(vfId).hostPort;
+    if (port === undefined) throw new DriverError('driver-failure', `VF ${vfId} has no host port: hostPort is off in the nvme-emu options`);
+    return port;
   }
 
   #createVf(config: VfConfig, options: ResolvedOptions): Vf {

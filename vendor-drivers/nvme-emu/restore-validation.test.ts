@@ -52,7 +52,7 @@ test('a valid image loads, and the same image is refused after being damaged', a
   flipped[SQ_ENTRY + 2] = (flipped[SQ_ENTRY + 2] ?? 0) ^ 0x40;
   await refused(t, destination, { ...image, payload: flipped }, 'corrupt-state', /checksum mismatch/);
   await destination.driver.restoreState('nvme0', image);
-  t.is(destination.driver.describe('nvme0').queues.active, 1);
+  t.is(destination.driver.describe('nvme0').details.queues.active, 1);
 });
 
 test('sealed but inconsistent payloads are refused with the offending field', async (t) => {

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { pino } from 'pino';
 import type { NvmeEmuOptions } from '../../../schemas/types.ts';
-import type { HostPort, VendorDriver } from '../../../vendor-drivers/driver.ts';
-import { createNvmeEmuDriver } from '../../../vendor-drivers/nvme-emu/index.ts';
+import type { HostPort } from '../../../vendor-drivers/driver.ts';
+import { createNvmeEmuDriver, type NvmeEmuDriver } from '../../../vendor-drivers/nvme-emu/index.ts';
 import { TestGuest } from './test-guest.ts';
 
 export const TEST_NAMESPACE_BYTES = 16 * 1024 * 1024;
 
 export interface Fixture {
-  readonly driver: VendorDriver;
+  readonly driver: NvmeEmuDriver;
   readonly port: HostPort;
   readonly guest: TestGuest;
   readonly dataDir: string;
@@ -32,7 +32,6 @@ export async function startDriver(options: NvmeEmuOptions = {}, dataDir?: string
   const driver = createNvmeEmuDriver({ dataDir: dir, vfCount: 1, namespaceBytes: TEST_NAMESPACE_BYTES, hostPort: true, ...options });
   await driver.start(pino({ enabled: false }));
   const port = driver.hostPort('nvme0');
-  if (!port) throw new Error('host port is off');
   return {
     driver,
     port,
