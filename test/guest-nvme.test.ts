@@ -250,7 +250,7 @@ async function migrate(
   const t3 = performance.now();
   // The destination VF goes RUNNING -> STOP -> RESUMING before it takes a state.
   await destination.driver.setRunLevel(VF, 'stopped', { deadline: deadline() });
-  destination.driver.checkCompatible(VF, image.format, image.identity);
+  destination.driver.checkIdentity(VF, image.identity);
   await destination.driver.restoreState(VF, image);
   const t4 = performance.now();
   await destination.driver.setRunLevel(VF, 'running', { deadline: deadline() });

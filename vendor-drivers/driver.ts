@@ -141,7 +141,7 @@ export class DriverError extends Error {
  * order its callers asked (its per-VF serial queue), so a driver needs no
  * queue of its own and a reset never lands inside a drain. Calls on
  * different VFs may overlap. `describe`, `estimateStateBytes`,
- * `checkCompatible` and the host port are not queued: they must be safe
+ * `checkIdentity` and the host port are not queued: they must be safe
  * while a queued call is under way (the host port must be, since a drain
  * waits for the guest to acknowledge completions).
  */
@@ -172,10 +172,17 @@ export interface VendorDriver {
 
   /** Read the whole device state; the VF is `stopped`. */
   captureState(vfId: string): Promise<DeviceStateImage>;
-  /** Throws `incompatible-state` if a state of this format and identity cannot be loaded into the VF. */
-  checkCompatible(vfId: string, format: StateFormat, identity: DeviceIdentity): void;
   /**
-   * Validate the whole image, then apply it; the VF is `stopped` and stays so.
+   * Throws `incompatible-state` if a state made by a VF of this identity
+   * cannot be loaded into this one. Formats are the core's business: it
+   * matches a state's format against `stateFormats`, in one place, before it
+   * asks this.
+   */
+  checkIdentity(vfId: string, identity: DeviceIdentity): void;
+  /**
+   * Validate the whole payload, then apply it; the VF is `stopped` and stays
+   * so. The core has already checked the image's format and identity (with
+   * `checkIdentity`); what the payload itself says is the driver's to check.
    * Throws `corrupt-state` or `incompatible-state` without touching the VF.
    */
   restoreState(vfId: string, image: DeviceStateImage): Promise<void>;

@@ -45,7 +45,7 @@ class FakeDriver implements VendorDriver {
   async captureState(): Promise<DeviceStateImage> {
     return { format: FORMAT, identity: IDENTITY, payload: Buffer.from(this.payload) };
   }
-  checkCompatible(): void {}
+  checkIdentity(): void {}
   async restoreState(_id: string, image: DeviceStateImage): Promise<void> {
     if (Buffer.from(image.payload).toString().startsWith('bad')) throw new DriverError('corrupt-state', 'the payload says it is bad');
     this.payload = Buffer.from(image.payload);

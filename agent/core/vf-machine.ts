@@ -401,7 +401,7 @@ export class VfMachine {
         const known = this.driver.stateFormats.map((f) => `${f.name} v${f.version}`).join(', ');
         throw new Fault('STATE_INCOMPATIBLE', `state format ${image.format.name} v${image.format.version} is not one VF ${this.vf.id} loads (${known})`);
       }
-      this.driver.checkCompatible(this.vf.id, image.format, image.identity);
+      this.driver.checkIdentity(this.vf.id, image.identity);
       await this.driver.restoreState(this.vf.id, image);
       log.info({ phase: 'load', totalBytes: buffer.received, format: image.format.name }, 'state applied');
     } catch (error) {

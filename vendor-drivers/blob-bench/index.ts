@@ -67,7 +67,7 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
       if (vf.level !== 'stopped') fail(`VF ${id} is ${vf.level}; capture needs it stopped`);
       return { format: FORMAT, identity: identityOf(vf), payload: vf.state };
     },
-    checkCompatible(id: string, _format: StateFormat, identity: DeviceIdentity): void {
+    checkIdentity(id: string, identity: DeviceIdentity): void {
       const mine = identityOf(vfOf(id));
       for (const key of ['model', 'stateBytes'] as const) {
         if (identity[key] !== mine[key]) {

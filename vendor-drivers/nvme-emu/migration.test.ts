@@ -49,7 +49,7 @@ test('quiesce drains fetched commands; unfetched and latched ones run on a resto
   t.teardown(destination.close);
   await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
   copyGuestMemory(source.port, destination.port, [...guest.queueRanges(), { address: DATA, length: 32 * PAGE }]);
-  destination.driver.checkCompatible('nvme0', image.format, image.identity);
+  destination.driver.checkIdentity('nvme0', image.identity);
   await destination.driver.restoreState('nvme0', image);
   guest.moveTo(destination.port);
   await sleep(20);

@@ -108,22 +108,14 @@ export class NvmeEmuDriver implements VendorDriver {
     return { format: STATE_FORMAT, identity: vf.identity, payload };
   }
 
-  checkCompatible(vfId: string, format: StateFormat, identity: DeviceIdentity): void {
-    const vf = this.#vf(vfId);
-    if (!this.stateFormats.some((f) => f.name === format.name && f.version === format.version)) {
-      throw new DriverError(
-        'incompatible-state',
-        `state format ${format.name} v${format.version} is not loadable; nvme-emu loads ${STATE_FORMAT.name} v${STATE_FORMAT.version}`,
-      );
-    }
-    const difference = identityDifference(identity, vf.identity);
+  checkIdentity(vfId: string, identity: DeviceIdentity): void {
+    const difference = identityDifference(identity, this.#vf(vfId).identity);
     if (difference) throw new DriverError('incompatible-state', difference);
   }
 
   async restoreState(vfId: string, image: DeviceStateImage): Promise<void> {
     const vf = this.#vf(vfId);
     requireStopped(vf, 'restoreState');
-    this.checkCompatible(vfId, image.format, image.identity);
     const snapshot = decodeState(image.payload);
     validateSnapshot(snapshot, vf.profile);
     vf.controller.restore(snapshot);
