@@ -146,6 +146,8 @@ test('session ownership: a migration belongs to the principal that began it, on 
   t.like(await call(agent, 'vf.quiesce', { vf: 'blob0' }, owner), { result: { state: 'STOP' } });
   const slice = await call(agent, 'vf.save', { vf: 'blob0', maxBytes: 100 }, owner);
   t.like(slice, { result: { offset: 0, length: 100 } });
+  const session = (slice.result as Json).session as string;
+  t.like(await call(agent, 'vf.get', { vf: 'blob0' }, owner), { result: { session: { id: session, kind: 'save', owner: HOST, phase: 'stop-copy', bytes: 100 } } });
 
   // Another host, granted migrate and reset, may neither go on nor cancel nor reset.
   const intruder = tlsPeer(OTHER_HOST);
@@ -156,8 +158,9 @@ test('session ownership: a migration belongs to the principal that began it, on 
   t.like(await call(agent, 'vf.getState', { vf: 'blob0' }, intruder), { result: { state: 'STOP_COPY' } }, 'reads are not refused');
   t.like(await call(agent, 'vf.pending', { vf: 'blob0' }, intruder), { result: { pendingBytes: ((slice.result as Json).totalBytes as number) - 100 } }, 'and the stream did not move');
 
-  // The owner, on a new connection (it reconnected), goes on where it was.
-  t.like(await call(agent, 'vf.save', { vf: 'blob0', maxBytes: 100 }, { ...owner, connectionId: 42, remote: '192.0.2.17:50001' }), { result: { offset: 100 } });
+  // The owner, on a new connection (it reconnected), goes on where it was, in the same session.
+  t.like(await call(agent, 'vf.save', { vf: 'blob0', maxBytes: 100, session }, { ...owner, connectionId: 42, remote: '192.0.2.17:50001' }), { result: { offset: 100, session } });
+  t.like(await call(agent, 'vf.save', { vf: 'blob0', maxBytes: 100, session: '00000000-0000-4000-8000-000000000000' }, owner), { error: { code: -33014, data: { code: 'SESSION_UNKNOWN', session, state: 'STOP_COPY' } } });
   // An admin may act on it: a reset ends the migration, and the VF belongs to nobody.
   t.like(await call(agent, 'vf.reset', { vf: 'blob0' }, tlsPeer('ops-alice')), { result: { state: 'RUNNING' } });
   t.like(await call(agent, 'vf.quiesce', { vf: 'blob0' }, intruder), { result: { state: 'STOP' } }, 'now anyone granted migrate may begin one');

@@ -37,7 +37,8 @@ test('log events are JSON lines bound to connection, method, VF and phase, and c
     t.true(e.vf === 'blob0' || e.vf === 'blob1', 'bound to the VF');
     t.is(e.phase, 'transition');
   }
-  t.truthy(events.find((e) => e.msg === 'save stream opened' && e.phase === 'save' && e.vf === 'blob0'));
+  t.truthy(events.find((e) => e.msg === 'save session opened' && e.phase === 'save' && e.vf === 'blob0' && e.session === slice.session));
+  t.truthy(events.find((e) => e.msg === 'resume session opened' && e.phase === 'load' && e.vf === 'blob1'));
   t.truthy(events.find((e) => e.msg === 'state applied' && e.phase === 'load' && e.vf === 'blob1'));
   // A state payload never reaches the log, not even a piece of it.
   const needle = slice.data.slice(100, 164);

@@ -15,7 +15,8 @@ export type FaultName =
   | 'DEVICE_ACCESS'
   | 'FEATURE_DISABLED'
   | 'DRIVER_FAILURE'
-  | 'NOT_SESSION_OWNER';
+  | 'NOT_SESSION_OWNER'
+  | 'SESSION_UNKNOWN';
 
 /** Facts a caller needs to act on a fault (current state, expected offset, ...). */
 export type FaultDetails = Record<string, string | number | boolean | null | string[]>;

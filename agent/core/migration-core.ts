@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { DriverCapabilities, HealthCheck, HostPort, StateFormat, VendorDriver, VfDescription } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
+import type { SessionInfo } from './migration-session.ts';
 import { VfMachine, type VfMachineLimits } from './vf-machine.ts';
 import type { VfioStateName } from './vfio-states.ts';
 
@@ -22,6 +23,8 @@ export interface VfDetails extends VfSummary {
   readonly capabilities: DriverCapabilities;
   readonly stateFormats: readonly StateFormat[];
   readonly description: VfDescription;
+  /** The save or resume session open on the VF, if any. */
+  readonly session: SessionInfo | undefined;
 }
 
 export interface DriverSummary {
@@ -85,6 +88,7 @@ export class MigrationCore {
       capabilities: machine.driver.capabilities,
       stateFormats: machine.driver.stateFormats,
       description: machine.driver.describe(machine.vf.id),
+      session: machine.sessionInfo,
     };
   }
 

@@ -16,7 +16,7 @@ import {
 import { Fault, type FaultName } from './faults.ts';
 import { bufferSlice, type SliceSource } from './load-buffer.ts';
 import { encodeEnvelope } from './state-envelope.ts';
-import { VfMachine, type VfMachineLimits } from './vf-machine.ts';
+import { AGENT_CALLER, VfMachine, type VfMachineLimits } from './vf-machine.ts';
 
 const FORMAT = { name: 'fake', version: 1 };
 const IDENTITY = { model: 'vfmigd/fake' };
@@ -89,6 +89,9 @@ async function refusal(promise: Promise<unknown>): Promise<Fault> {
   throw new Error('the call succeeded; a refusal was expected');
 }
 
+/** A session id no VF has open. */
+const NOT_OPEN = '00000000-0000-4000-8000-000000000000';
+
 /** The state the RESUMING setups load, in part. */
 const INCOMING = stream('a state from elsewhere');
 
@@ -124,6 +127,8 @@ const REFUSALS: Record<string, (vf: VfMachine) => Promise<unknown>> = {
   },
   'load that completes the header with garbage': (vf) => vf.load(10, bufferSlice(Buffer.alloc(30, 0x41)), SECOND),
   'load that runs past the announced length': (vf) => vf.load(30, bufferSlice(Buffer.concat([INCOMING.subarray(30), Buffer.from('extra')])), SECOND),
+  'save naming a session that is not open': (vf) => vf.save(10, undefined, SECOND, AGENT_CALLER, NOT_OPEN),
+  'load naming a session that is not open': (vf) => vf.load(0, bufferSlice(INCOMING.subarray(0, 10)), SECOND, AGENT_CALLER, NOT_OPEN),
   'setState ERROR': (vf) => vf.setState('ERROR', SECOND),
   'setState PRE_COPY': (vf) => vf.setState('PRE_COPY', SECOND),
 };
@@ -304,4 +309,43 @@ test('host-port refusals say the state too', (t: ExecutionContext) => {
   t.is(fault?.fault, 'DEVICE_ACCESS');
   t.is(fault?.details.state, 'RUNNING');
   t.deepEqual(vf.hostAccess((port) => port.interruptCounts()), []);
+});
+
+test('a save is a session: its id comes with every slice, its owner is the principal that opened it, and it ends with the stream', async (t) => {
+  const { vf } = machine();
+  const host = { principal: 'spiffe://dc1/host/hv-17', admin: false };
+  await vf.quiesce(SECOND, host);
+  t.is(vf.sessionInfo, undefined, 'STOP opens no session');
+  const first = await vf.save(10, undefined, SECOND, host);
+  t.regex(first.session, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+  t.like(vf.sessionInfo, { id: first.session, kind: 'save', vf: 'vf0', owner: host.principal, phase: 'stop-copy', bytes: 10 });
+  const info = vf.sessionInfo;
+  t.true(Date.parse(info?.createdAt ?? '') <= Date.parse(info?.lastActivityAt ?? ''));
+  const second = await vf.save(10, undefined, SECOND, host, first.session);
+  t.is(second.session, first.session);
+  t.is(second.offset, 10);
+  const wrong = await refusal(vf.save(10, undefined, SECOND, host, NOT_OPEN));
+  t.is(wrong.fault, 'SESSION_UNKNOWN');
+  t.is(wrong.details.session, first.session, 'the refusal names the open session');
+  t.is((await vf.save(10, undefined, SECOND, host)).offset, 20, 'the refused call moved nothing');
+  await vf.setState('STOP', SECOND, host);
+  t.is(vf.sessionInfo, undefined, 'STOP_COPY → STOP ends the session');
+  const again = await refusal(vf.save(10, undefined, SECOND, host, first.session));
+  t.is(again.fault, 'SESSION_UNKNOWN', 'an ended session cannot be continued');
+  t.is(again.details.session, null);
+  t.is(vf.state, 'STOP', 'and the refusal opened no new one');
+  t.not((await vf.save(10, undefined, SECOND, host)).session, first.session, 'a new save is a new session');
+});
+
+test('a resume is a session too: opened by the first load, named by the next, ended by the commit', async (t) => {
+  const { vf } = machine();
+  await vf.quiesce(SECOND);
+  const whole = stream('the state to load');
+  const first = await vf.load(0, bufferSlice(whole.subarray(0, 30)), SECOND);
+  t.like(vf.sessionInfo, { id: first.session, kind: 'resume', phase: 'resuming', owner: 'agent', bytes: 30 });
+  t.is((await refusal(vf.load(30, bufferSlice(whole.subarray(30)), SECOND, AGENT_CALLER, NOT_OPEN))).fault, 'SESSION_UNKNOWN');
+  const rest = await vf.load(30, bufferSlice(whole.subarray(30)), SECOND, AGENT_CALLER, first.session);
+  t.true(rest.complete);
+  await vf.resume(SECOND);
+  t.is(vf.sessionInfo, undefined);
 });

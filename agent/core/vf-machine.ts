@@ -17,7 +17,8 @@ import type { Logger } from 'pino';
 import type { HostPort, RunLevel, VendorDriver, VfDescriptor } from '../../vendor-drivers/driver.ts';
 import { DriverError } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
-import { LoadBuffer, type SliceSource } from './load-buffer.ts';
+import type { SliceSource } from './load-buffer.ts';
+import { ResumeSession, SaveSession, type SaveSlice, type SessionInfo } from './migration-session.ts';
 import { SerialQueue } from './serial-queue.ts';
 import { decodeEnvelope, encodeEnvelope, envelopeOverhead } from './state-envelope.ts';
 import { SAVING_STATES, routeTo, type MigrationFeatures, type VfioStateName } from './vfio-states.ts';
@@ -38,16 +39,13 @@ export interface TransitionResult {
   readonly elapsedMs: number;
 }
 
-export interface SaveSlice {
-  readonly data: Buffer;
-  readonly offset: number;
-  readonly remaining: number;
-  readonly totalBytes: number;
-  readonly eof: boolean;
+export interface SessionSlice extends SaveSlice {
+  readonly session: string;
 }
 
 export interface LoadProgress {
   readonly state: VfioStateName;
+  readonly session: string;
   readonly received: number;
   readonly totalBytes: number | null;
   readonly complete: boolean;
@@ -93,17 +91,13 @@ export interface Caller {
 /** The agent acting on its own (and unit tests): holds every right. */
 export const AGENT_CALLER: Caller = { principal: 'agent', admin: true };
 
-interface SaveStream {
-  readonly bytes: Buffer;
-  cursor: number;
-}
+type Session = SaveSession | ResumeSession;
 
-/** What a refused call puts back. The load buffer needs no copy: a refused slice leaves it as it was. */
+/** What a refused call puts back. A resume session needs no copy: a refused slice leaves it as it was. */
 interface UndoPoint {
   readonly state: VfioStateName;
-  readonly saveStream: SaveStream | undefined;
-  readonly saveCursor: number;
-  readonly loadBuffer: LoadBuffer | undefined;
+  readonly session: Session | undefined;
+  readonly saveMark: number;
 }
 
 export class VfMachine {
@@ -111,8 +105,8 @@ export class VfMachine {
   readonly driver: VendorDriver;
   readonly features: MigrationFeatures;
   private currentState: VfioStateName = 'RUNNING';
-  private saveStream: SaveStream | undefined;
-  private loadBuffer: LoadBuffer | undefined;
+  /** The save or resume session open on the VF. */
+  private session: Session | undefined;
   /** Where the running call goes back to if it is refused. */
   private undoPoint: UndoPoint | undefined;
   /** The principal whose migration this VF is in, from its first step away from RUNNING until it runs again. */
@@ -140,64 +134,66 @@ export class VfMachine {
     return this.migrationOwner;
   }
 
+  /** The session open on the VF, as plain data. */
+  get sessionInfo(): SessionInfo | undefined {
+    return this.session?.info();
+  }
+
   setState(target: VfioStateName, timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<TransitionResult> {
-    return this.call(caller, (log) => this.transition(target, timeoutMs, log));
+    return this.call(caller, (log) => this.transition(target, timeoutMs, caller, log));
   }
 
   /** → STOP (through RUNNING_P2P where supported); a no-op on a VF that is already stopped. */
   quiesce(timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<TransitionResult> {
     return this.call(caller, async (log) => {
       if (STOPPED_STATES.has(this.currentState)) return this.unchanged();
-      return this.transition('STOP', timeoutMs, log);
+      return this.transition('STOP', timeoutMs, caller, log);
     });
   }
 
   /** → RUNNING; leaving RESUMING commits the loaded state first. A no-op on a running VF. */
   resume(timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<TransitionResult> {
-    return this.call(caller, (log) => this.transition('RUNNING', timeoutMs, log));
+    return this.call(caller, (log) => this.transition('RUNNING', timeoutMs, caller, log));
   }
 
-  /** The next slice of the save stream; from STOP, opens it (STOP → STOP_COPY) first. */
-  save(maxBytes: number, offset: number | undefined, timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<SaveSlice> {
+  /**
+   * The next slice of the save stream; from STOP, opens a save session
+   * (STOP → STOP_COPY) first. `session`, when given, must be the open one.
+   */
+  save(maxBytes: number, offset: number | undefined, timeoutMs: number, caller: Caller = AGENT_CALLER, session?: string): Promise<SessionSlice> {
     return this.call(caller, async (log) => {
-      if (this.currentState === 'STOP') await this.transition('STOP_COPY', timeoutMs, log);
-      const stream = this.saveStream;
-      if (this.currentState !== 'STOP_COPY' || stream === undefined) {
+      this.requireSession(session);
+      if (this.currentState === 'STOP') await this.transition('STOP_COPY', timeoutMs, caller, log);
+      const open = this.session;
+      if (this.currentState !== 'STOP_COPY' || !(open instanceof SaveSession)) {
         throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: quiesce it (STOP) before saving`);
       }
-      const start = offset ?? stream.cursor;
-      if (start > stream.bytes.length) {
-        throw new Fault('STREAM_OFFSET', `offset ${start} is past the end of the ${stream.bytes.length}-byte save stream`, { expected: stream.cursor, totalBytes: stream.bytes.length });
-      }
-      const end = Math.min(stream.bytes.length, start + maxBytes);
-      stream.cursor = end;
-      return {
-        data: stream.bytes.subarray(start, end),
-        offset: start,
-        remaining: stream.bytes.length - end,
-        totalBytes: stream.bytes.length,
-        eof: end === stream.bytes.length,
-      };
+      open.continueAs(session);
+      return { ...open.slice(maxBytes, offset), session: open.id };
     });
   }
 
-  /** Writes the next slice of a state; from STOP, opens a resume session (STOP → RESUMING) first. */
-  load(offset: number, data: SliceSource, timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<LoadProgress> {
+  /**
+   * Writes the next slice of a state; from STOP, opens a resume session
+   * (STOP → RESUMING) first. `session`, when given, must be the open one.
+   */
+  load(offset: number, data: SliceSource, timeoutMs: number, caller: Caller = AGENT_CALLER, session?: string): Promise<LoadProgress> {
     return this.call(caller, async (log) => {
-      if (this.currentState === 'STOP') await this.transition('RESUMING', timeoutMs, log);
-      const buffer = this.loadBuffer;
-      if (this.currentState !== 'RESUMING' || buffer === undefined) {
+      this.requireSession(session);
+      if (this.currentState === 'STOP') await this.transition('RESUMING', timeoutMs, caller, log);
+      const open = this.session;
+      if (this.currentState !== 'RESUMING' || !(open instanceof ResumeSession)) {
         throw new Fault('ILLEGAL_TRANSITION', `VF ${this.vf.id} is ${this.currentState}: a state can only be loaded into a stopped VF (STOP or RESUMING)`);
       }
-      buffer.write(offset, data);
-      return { state: this.currentState, received: buffer.received, totalBytes: buffer.totalBytes, complete: buffer.complete };
+      open.continueAs(session);
+      return { state: this.currentState, session: open.id, ...open.write(offset, data) };
     });
   }
 
   pending(): PendingReport {
-    const stream = this.saveStream;
-    if (stream !== undefined) {
-      return { state: this.currentState, streamOpen: true, pendingBytes: stream.bytes.length - stream.cursor, stopCopyBytes: stream.bytes.length };
+    const open = this.session;
+    if (open instanceof SaveSession) {
+      return { state: this.currentState, streamOpen: true, pendingBytes: open.pendingBytes, stopCopyBytes: open.totalBytes };
     }
     const [format] = this.driver.stateFormats;
     const description = this.driver.describe(this.vf.id);
@@ -210,8 +206,7 @@ export class VfMachine {
     return this.call(caller, async (log) => {
       const from = this.currentState;
       const started = performance.now();
-      this.saveStream = undefined;
-      this.loadBuffer = undefined;
+      this.session = undefined;
       try {
         await this.driver.reset(this.vf.id);
       } catch (error) {
@@ -291,7 +286,14 @@ export class VfMachine {
   }
 
   private here(): UndoPoint {
-    return { state: this.currentState, saveStream: this.saveStream, saveCursor: this.saveStream?.cursor ?? 0, loadBuffer: this.loadBuffer };
+    return { state: this.currentState, session: this.session, saveMark: this.session instanceof SaveSession ? this.session.mark() : 0 };
+  }
+
+  /** A call that names a session continues that one: refused, before anything happens, if it is not open. */
+  private requireSession(named: string | undefined): void {
+    if (named === undefined || named === this.session?.id) return;
+    const open = this.session?.id ?? null;
+    throw new Fault('SESSION_UNKNOWN', `VF ${this.vf.id} has no session ${named}; ${open === null ? 'none is open' : `the open one is ${open}`}`, { session: open });
   }
 
   /** What the running call has done so far stays, even if a later step of it is refused. */
@@ -317,15 +319,13 @@ export class VfMachine {
         const fault = this.asFault(error, `undo ${at}→${to.state}`);
         log.error({ phase: 'undo', from: at, to: to.state, fault: fault.fault, err: fault.message }, 'could not put a refused call back');
         this.currentState = 'ERROR';
-        this.saveStream = undefined;
-        this.loadBuffer = undefined;
+        this.session = undefined;
         return;
       }
     }
     this.currentState = to.state;
-    this.saveStream = to.saveStream;
-    if (to.saveStream !== undefined) to.saveStream.cursor = to.saveCursor;
-    this.loadBuffer = to.loadBuffer;
+    this.session = to.session;
+    if (to.session instanceof SaveSession) to.session.rewind(to.saveMark);
     if (at !== to.state) log.info({ phase: 'undo', from: at, state: to.state }, 'refused call put back');
   }
 
@@ -333,7 +333,7 @@ export class VfMachine {
     return { from: this.currentState, state: this.currentState, path: [], drainedCommands: 0, elapsedMs: 0 };
   }
 
-  private async transition(target: VfioStateName, timeoutMs: number, log: Logger): Promise<TransitionResult> {
+  private async transition(target: VfioStateName, timeoutMs: number, caller: Caller, log: Logger): Promise<TransitionResult> {
     const from = this.currentState;
     const path = routeTo(from, target, this.features);
     if (path === undefined) {
@@ -346,7 +346,7 @@ export class VfMachine {
     for (const next of path) {
       const cur = this.currentState;
       try {
-        drainedCommands += await this.arc(cur, next, deadline, log);
+        drainedCommands += await this.arc(cur, next, deadline, caller, log);
       } catch (error) {
         const fault = this.asFault(error, `${cur}→${next}`);
         log.warn({ phase: 'transition', from, target, at: cur, next, entered, fault: fault.fault, err: fault.message }, 'transition failed');
@@ -362,22 +362,33 @@ export class VfMachine {
     return { from, state: this.currentState, path: entered, drainedCommands, elapsedMs };
   }
 
-  /** Carries out one direct arc; returns commands drained. */
-  private async arc(cur: VfioStateName, next: VfioStateName, deadline: number, log: Logger): Promise<number> {
+  /** Carries out one direct arc; returns commands drained. A session opened here is the caller's. */
+  private async arc(cur: VfioStateName, next: VfioStateName, deadline: number, caller: Caller, log: Logger): Promise<number> {
     let drained = 0;
     if (cur === 'RESUMING' && next === 'STOP') await this.commitResume(log);
-    if (SAVING_STATES.has(cur) && !SAVING_STATES.has(next)) this.saveStream = undefined;
+    if (SAVING_STATES.has(cur) && !SAVING_STATES.has(next)) this.endSession(log);
     const level = runLevelOf(next);
     if (runLevelOf(cur) !== level) {
       drained = (await this.driver.setRunLevel(this.vf.id, level, { deadline })).drainedCommands;
     }
     if (cur === 'STOP' && next === 'STOP_COPY') {
       const image = await this.driver.captureState(this.vf.id);
-      this.saveStream = { bytes: encodeEnvelope(image), cursor: 0 };
-      log.info({ phase: 'save', totalBytes: this.saveStream.bytes.length, format: image.format.name }, 'save stream opened');
+      const session = new SaveSession(this.vf.id, caller.principal, encodeEnvelope(image));
+      this.session = session;
+      log.info({ phase: 'save', session: session.id, totalBytes: session.totalBytes, format: image.format.name }, 'save session opened');
     }
-    if (cur === 'STOP' && next === 'RESUMING') this.loadBuffer = new LoadBuffer(this.limits.maxStateBytes);
+    if (cur === 'STOP' && next === 'RESUMING') {
+      const session = new ResumeSession(this.vf.id, caller.principal, this.limits.maxStateBytes);
+      this.session = session;
+      log.info({ phase: 'load', session: session.id }, 'resume session opened');
+    }
     return drained;
+  }
+
+  private endSession(log: Logger): void {
+    if (this.session === undefined) return;
+    log.info({ phase: this.session.kind === 'save' ? 'save' : 'load', session: this.session.id, bytes: this.session.bytes }, `${this.session.kind} session ended`);
+    this.session = undefined;
   }
 
   /**
@@ -391,11 +402,11 @@ export class VfMachine {
    * the refusal has just protected.
    */
   private async commitResume(log: Logger): Promise<void> {
-    const buffer = this.loadBuffer;
-    this.loadBuffer = undefined;
+    const session = this.session instanceof ResumeSession ? this.session : undefined;
+    this.endSession(log);
     try {
-      if (buffer === undefined || buffer.received === 0) throw new Fault('STATE_CORRUPT', 'no state was loaded');
-      const image = decodeEnvelope(buffer.contents(), this.limits.maxStateBytes);
+      if (session === undefined || session.bytes === 0) throw new Fault('STATE_CORRUPT', 'no state was loaded');
+      const image = decodeEnvelope(session.contents(), this.limits.maxStateBytes);
       const accepted = this.driver.stateFormats.some((f) => f.name === image.format.name && f.version === image.format.version);
       if (!accepted) {
         const known = this.driver.stateFormats.map((f) => `${f.name} v${f.version}`).join(', ');
@@ -403,7 +414,7 @@ export class VfMachine {
       }
       this.driver.checkIdentity(this.vf.id, image.identity);
       await this.driver.restoreState(this.vf.id, image);
-      log.info({ phase: 'load', totalBytes: buffer.received, format: image.format.name }, 'state applied');
+      log.info({ phase: 'load', totalBytes: session.bytes, format: image.format.name }, 'state applied');
     } catch (error) {
       const fault = this.asFault(error, 'RESUMING→STOP');
       if (this.currentState !== 'ERROR') {
@@ -429,8 +440,7 @@ export class VfMachine {
     }
     // The device may be anywhere now: ERROR says so, and only a reset leaves it.
     this.currentState = 'ERROR';
-    this.saveStream = undefined;
-    this.loadBuffer = undefined;
+    this.session = undefined;
     const message = error instanceof Error ? error.message : String(error);
     return new Fault('DRIVER_FAILURE', `driver ${this.driver.name} failed during ${during}: ${message}`, {}, { cause: error });
   }

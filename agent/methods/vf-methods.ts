@@ -20,13 +20,14 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       vfs: core.list().map((m) => core.summary(m)).filter((s) => (driver === undefined || s.driver === driver) && ctx.may('read', s)),
     }),
     'vf.get': async ({ vf }) => {
-      const { capabilities, stateFormats, description, ...summary } = core.details(vf);
+      const { capabilities, stateFormats, description, session, ...summary } = core.details(vf);
       return {
         ...summary,
         capabilities: { ...capabilities },
         details: description.details,
         stateFormats: stateFormats.map((f) => ({ ...f })),
         identity: { ...description.identity },
+        session: session ?? null,
       };
     },
     'vf.getState': async ({ vf }) => {
@@ -49,9 +50,9 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       const machine = core.lookup(vf);
       return transition(machine, await machine.reset(callerOf(ctx, machine)));
     },
-    'vf.save': async ({ vf, maxBytes, offset }, ctx) => {
+    'vf.save': async ({ vf, maxBytes, offset, session }, ctx) => {
       const machine = core.lookup(vf);
-      const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine));
+      const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session);
       return markBase64({
         data: slice.data.toString('base64'),
         offset: slice.offset,
@@ -59,11 +60,12 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
         remaining: slice.remaining,
         totalBytes: slice.totalBytes,
         eof: slice.eof,
+        session: slice.session,
       }, 'data');
     },
-    'vf.load': async ({ vf, offset, data }, ctx) => {
+    'vf.load': async ({ vf, offset, data, session }, ctx) => {
       const machine = core.lookup(vf);
-      return machine.load(offset, base64Slice(data, '/data'), DEFAULT_TIMEOUT_MS, callerOf(ctx, machine));
+      return machine.load(offset, base64Slice(data, '/data'), DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session);
     },
     'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
   };

@@ -55,6 +55,7 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorName, CatalogueEntry>> = {
   DRIVER_FAILURE: { code: -33011, message: 'Driver failure', meaning: 'The vendor driver failed unexpectedly; the VF is in ERROR and needs `vf.reset`.' },
   UNAUTHORIZED: { code: -33012, message: 'Unauthorized', meaning: 'The caller\'s principal is not granted the method\'s permission (`data.permission`) on that VF; whether the VF exists is not said.' },
   NOT_SESSION_OWNER: { code: -33013, message: 'Migration owned by another principal', meaning: 'The VF is in a migration another principal began (its first step away from RUNNING); only that principal, or one granted `admin`, may change it until it runs again.' },
+  SESSION_UNKNOWN: { code: -33014, message: 'Unknown migration session', meaning: 'The call names a save or resume session the VF does not have open: it ended, or the agent restarted. `data.session` is the one open, if any; nothing was changed.' },
 };
 
 export const ERROR_NAMES = Object.keys(ERROR_CATALOGUE) as ErrorName[];
