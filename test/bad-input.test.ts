@@ -11,7 +11,7 @@
  * Tests run concurrently; each owns one VF of the shared agent.
  */
 import test, { type ExecutionContext } from 'ava';
-import { crc32c } from '@node-rs/crc32';
+import { RecordStreamReader, RecordStreamWriter, type StreamDescriptor } from '../agent/core/state-records.ts';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.ts';
 import { RpcClient, type RpcError } from './support/rpc-client.ts';
 
@@ -81,6 +81,15 @@ async function load(c: Rpc, vf: string, bytes: Buffer, offset = 0, slice = 30000
   }
 }
 
+/** Writes `bytes` in 30000-byte slices until one is refused: that refusal and its offset. */
+async function loadUntilRefused(c: Rpc, vf: string, bytes: Buffer): Promise<{ error: RpcError; offset: number }> {
+  for (let at = 0; at < bytes.length; at += 30000) {
+    const error = await c.callError('vf.load', { vf, offset: at, data: bytes.subarray(at, at + 30000).toString('base64') }).catch(() => undefined);
+    if (error !== undefined) return { error, offset: at };
+  }
+  throw new Error('every slice was taken');
+}
+
 /** The agent answers on a fresh connection, and the VF is in `state`. */
 async function stillServes(t: ExecutionContext, vf: string, state: string): Promise<void> {
   const c = await connect(t);
@@ -103,19 +112,25 @@ function expectError(t: ExecutionContext, error: RpcError, code: number, name: s
   t.is(error.data?.code, name);
 }
 
-/** Rebuilds an envelope around a changed descriptor, with a valid CRC32C, per the layout in state-envelope.ts. */
+/** Rebuilds a saved (v2) stream around a changed descriptor, every record with a valid CRC32C. */
 function reseal(stream: Buffer, edit: (descriptor: Record<string, unknown>) => void): Buffer {
-  const descriptorLength = stream.readUInt32LE(12);
-  const descriptor = JSON.parse(stream.subarray(24, 24 + descriptorLength).toString('utf8')) as Record<string, unknown>;
-  edit(descriptor);
-  const payload = stream.subarray(24 + descriptorLength, stream.length - 4);
-  const newDescriptor = Buffer.from(JSON.stringify(descriptor), 'utf8');
-  const head = Buffer.from(stream.subarray(0, 24));
-  head.writeUInt32LE(newDescriptor.length, 12);
-  const body = Buffer.concat([head, newDescriptor, payload]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32LE(crc32c(body));
-  return Buffer.concat([body, crc]);
+  const reader = new RecordStreamReader({ maxRecordBytes: 16 * 1024 * 1024, maxV1StateBytes: 1 });
+  const events = reader.push(stream);
+  reader.finish();
+  const writer = new RecordStreamWriter();
+  const pieces: Buffer[] = [];
+  for (const event of events) {
+    if (event.type === 'descriptor') {
+      const descriptor = structuredClone(event.descriptor) as unknown as Record<string, unknown>;
+      edit(descriptor);
+      pieces.push(...writer.begin(descriptor as unknown as StreamDescriptor));
+    } else if (event.type === 'data') {
+      pieces.push(...writer.data(Buffer.concat(event.pieces)));
+    } else {
+      pieces.push(...writer.end());
+    }
+  }
+  return Buffer.concat(pieces);
 }
 
 // ---------------------------------------------------------------- protocol-level
@@ -392,9 +407,12 @@ test('a state with one payload byte flipped is refused (STATE_CORRUPT); the VF i
   const damaged = Buffer.from(reference);
   const at = reference.length - 4 - 1000;
   damaged[at] = (damaged[at] ?? 0) ^ 0x01;
-  await load(c, vf, damaged);
-  const progress = await c.call('vf.load', { vf, offset: damaged.length - 10, data: damaged.subarray(damaged.length - 10).toString('base64') });
-  t.true(progress.complete);
+  // The record is checked as it arrives: the slice that completes it is refused, and only that one.
+  const refusal = await loadUntilRefused(c, vf, damaged);
+  expectError(t, refusal.error, -33007, 'STATE_CORRUPT');
+  t.is(refusal.error.data?.state, 'RESUMING', 'a refused slice changes nothing: the resume is still open');
+  t.is(refusal.offset, Math.floor((damaged.length - 1) / 30000) * 30000, 'refused with the slice that ends the damaged record');
+  // Leaving RESUMING without the rest is refused, and the VF is as it was.
   expectError(t, await c.callError('vf.setState', { vf, state: 'STOP' }), -33007, 'STATE_CORRUPT');
   await unchangedAfterLoad(t, c, vf, reference);
 });
@@ -405,15 +423,16 @@ test('a state whose CRC is valid but whose model is another is refused (STATE_IN
   const reference = await snapshot(c, vf);
   const edits: [string, (d: Record<string, unknown>) => void][] = [
     ['another model', (d) => { (d.identity as Record<string, unknown>).model = 'acme/other-device'; }],
-    ['another format', (d) => { d.format = 'nvme-emu'; }],
-    ['another format version', (d) => { d.formatVersion = 2; }],
+    ['another format', (d) => { (d.format as Record<string, unknown>).name = 'nvme-emu'; }],
+    ['another format version', (d) => { (d.format as Record<string, unknown>).version = 2; }],
+    ['another vendor', (d) => { (d.format as Record<string, unknown>).vendor = '00000000-0000-4000-8000-000000000001'; }],
   ];
   for (const [label, edit] of edits) {
-    const foreign = reseal(reference, edit);
-    await load(c, vf, foreign);
-    const error = await c.callError('vf.setState', { vf, state: 'STOP' });
-    expectError(t, error, -33008, 'STATE_INCOMPATIBLE');
-    t.is(error.data?.state, 'STOP', label);
+    // The descriptor is the stream's first record: the first slice is refused, and the VF never leaves STOP.
+    const refusal = await loadUntilRefused(c, vf, reseal(reference, edit));
+    expectError(t, refusal.error, -33008, 'STATE_INCOMPATIBLE');
+    t.is(refusal.offset, 0, label);
+    t.is(refusal.error.data?.state, 'STOP', label);
     await unchangedAfterLoad(t, c, vf, reference);
   }
   // The same reseal with nothing changed is accepted: the refusals above are about the identity, not the envelope.
@@ -431,8 +450,9 @@ test('a state of a VF with another state size is refused (STATE_INCOMPATIBLE); t
   const foreign = await readStream(o, 'blob0', 0);
   await o.call('vf.setState', { vf: 'blob0', state: 'STOP' });
   t.not(foreign.length, reference.length);
-  await load(c, vf, foreign);
-  expectError(t, await c.callError('vf.setState', { vf, state: 'STOP' }), -33008, 'STATE_INCOMPATIBLE');
+  const refusal = await loadUntilRefused(c, vf, foreign);
+  expectError(t, refusal.error, -33008, 'STATE_INCOMPATIBLE');
+  t.is(refusal.offset, 0, 'refused with the descriptor, in the first slice');
   await unchangedAfterLoad(t, c, vf, reference);
 });
 
@@ -450,10 +470,10 @@ test('a load slice with a gap gets STREAM_OFFSET with expected; the resume sessi
   const error2 = await c.callError('vf.load', { vf, offset: 100, data: differing.toString('base64') });
   expectError(t, error2, -33006, 'STREAM_OFFSET');
   t.is(error2.data?.expected, 30000);
-  // Nothing else moved: still RESUMING, nothing more received; an identical retry is fine.
+  // Nothing else moved: still RESUMING, nothing more received; the last slice sent again is fine.
   t.is(await stateOf(c, vf), 'RESUMING');
-  const retry = await c.call('vf.load', { vf, offset: 20000, data: reference.subarray(20000, 30000).toString('base64') });
-  t.like(retry, { state: 'RESUMING', received: 30000, totalBytes: reference.length, complete: false });
+  const retry = await c.call('vf.load', { vf, offset: 0, data: reference.subarray(0, 30000).toString('base64') });
+  t.like(retry, { state: 'RESUMING', received: 30000, totalBytes: null, complete: false });
   await load(c, vf, reference.subarray(30000), 30000);
   await c.call('vf.setState', { vf, state: 'STOP' });
   await unchangedAfterLoad(t, c, vf, reference);

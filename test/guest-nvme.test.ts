@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import type { NvmeEmuOptions } from '../schemas/types.ts';
 import { createNvmeEmuDriver, type NvmeEmuDriver } from '../vendor-drivers/nvme-emu/index.ts';
+import { captureState, restoreState } from './support/nvme-emu/fixtures.ts';
 import { FEATURE, LOG_PAGE, nvmFlush, nvmRead, nvmWrite } from './support/guest-nvme-commands.ts';
 import { NvmeProtocolError, NvmeStatusError } from './support/guest-nvme-errors.ts';
 import { GuestMemoryAllocator, planPrps } from './support/guest-nvme-memory.ts';
@@ -244,14 +245,14 @@ async function migrate(
   if (viaP2p) drained += (await source.driver.setRunLevel(VF, 'p2p-quiesced', { deadline: deadline() })).drainedCommands;
   drained += (await source.driver.setRunLevel(VF, 'stopped', { deadline: deadline() })).drainedCommands;
   const t1 = performance.now();
-  const image = await source.driver.captureState(VF);
+  const image = await captureState(source.driver, VF);
   const t2 = performance.now();
   const copied = await copyGuestMemory(source.port, destination.port, nvme.memoryRegions());
   const t3 = performance.now();
   // The destination VF goes RUNNING -> STOP -> RESUMING before it takes a state.
   await destination.driver.setRunLevel(VF, 'stopped', { deadline: deadline() });
   destination.driver.checkIdentity(VF, image.identity);
-  await destination.driver.restoreState(VF, image);
+  await restoreState(destination.driver, VF, image);
   const t4 = performance.now();
   await destination.driver.setRunLevel(VF, 'running', { deadline: deadline() });
   await nvme.attach(destination.port);
@@ -346,10 +347,10 @@ test('doorbells rung after the source stopped reach the destination with the sav
   await source.driver.setRunLevel(VF, 'stopped', { deadline: performance.now() + 5000 });
   const latched = await workload.submitBurst(48); // SQEs in guest memory, tail doorbells latched by the stopped VF
   workload.quiesceGuestSide();
-  const image = await source.driver.captureState(VF);
+  const image = await captureState(source.driver, VF);
   await copyGuestMemory(source.port, destination.port, nvme.memoryRegions());
   await destination.driver.setRunLevel(VF, 'stopped', { deadline: performance.now() + 5000 });
-  await destination.driver.restoreState(VF, image);
+  await restoreState(destination.driver, VF, image);
   await destination.driver.setRunLevel(VF, 'running', { deadline: performance.now() + 5000 });
   await nvme.attach(destination.port);
   t.log(`${latched} commands rung while the source was stopped`);

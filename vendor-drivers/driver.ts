@@ -27,6 +27,8 @@ export interface DriverCapabilities {
 export interface StateFormat {
   readonly name: string;
   readonly version: number;
+  /** The vendor that defines the format, as a UUID (as NVMe names controller-state formats). */
+  readonly vendor?: string;
 }
 
 /**
@@ -85,11 +87,57 @@ export interface RunLevelChange {
   readonly drainedCommands: number;
 }
 
-/** A device's state as read out in STOP_COPY, before the core wraps it in its envelope. */
-export interface DeviceStateImage {
-  readonly format: StateFormat;
-  readonly identity: DeviceIdentity;
-  readonly payload: Uint8Array;
+/** PRE_COPY information, as VFIO's VFIO_MIG_GET_PRECOPY_INFO (v2) reports it. */
+export interface PrecopyInfo {
+  /** Bytes of the initial state still to be read; falls to 0 and stays there. */
+  readonly initialBytes: number;
+  /** Bytes of state changed since it was read, still to be read. */
+  readonly dirtyBytes: number;
+  /** The device has restarted its stream: what was read before is to be read again. */
+  readonly reinit: boolean;
+}
+
+/**
+ * The device data of one save, read in order: VFIO's saving data fd, in
+ * the shape of libvfio-user's `read_data`. The core frames it into the
+ * state stream; what the bytes mean is the driver's own business.
+ */
+export interface DeviceSaveStream {
+  /**
+   * Up to `maxBytes` of the data, in order. Fewer than `maxBytes` only when
+   * no more is there now: with the VF stopped that is the end of the data
+   * (and every later read returns nothing); while it runs (PRE_COPY), for
+   * now. The bytes are the caller's from then on: the driver must not
+   * change them (the core hands them out without copying).
+   */
+  read(maxBytes: number): Promise<Uint8Array>;
+  /** Bytes reads would still return if the VF stopped now: exact once it is stopped (VFIO's MIG_DATA_SIZE). */
+  stopCopyBytes(): number;
+  /** While the VF runs (PRE_COPY) only. */
+  precopyInfo(): PrecopyInfo;
+  /** The save is over, finished or not: release what it holds. */
+  close(): void;
+}
+
+/**
+ * The device data of one resume, written in order: VFIO's resuming data
+ * fd, in the shape of libvfio-user's `write_data`. Nothing reaches the VF
+ * before `commit`.
+ */
+export interface DeviceLoadStream {
+  /**
+   * The next bytes, in order; may refuse them (`corrupt-state`) as soon as
+   * they are known bad. The bytes are the caller's: copy what is kept.
+   */
+  write(bytes: Uint8Array): Promise<void>;
+  /**
+   * All the data is in: validate the whole, then apply it; the VF is
+   * `stopped` and stays so. Throws `corrupt-state` or `incompatible-state`
+   * without touching the VF.
+   */
+  commit(): Promise<void>;
+  /** The resume is over without a commit: drop what was written. */
+  abort(): void;
 }
 
 /** A named check reported by `agent.health`. */
@@ -136,11 +184,12 @@ export class DriverError extends Error {
 }
 
 /**
- * Calls per VF: the core makes at most one of `setRunLevel`,
- * `captureState`, `restoreState` and `reset` at a time on a VF, in the
- * order its callers asked (its per-VF serial queue), so a driver needs no
- * queue of its own and a reset never lands inside a drain. Calls on
- * different VFs may overlap. `describe`, `estimateStateBytes`,
+ * Calls per VF: the core makes at most one call at a time on a VF and
+ * its open save or resume stream (`setRunLevel`, `openSave`, `openLoad`,
+ * `reset`, and the streams' methods), in the order its callers asked (its
+ * per-VF serial queue), so a driver needs no queue of its own and a reset
+ * never lands inside a drain. Calls on different VFs may overlap.
+ * `describe`, `stopCopyBytes`,
  * `checkIdentity` and the host port are not queued: they must be safe
  * while a queued call is under way (the host port must be, since a drain
  * waits for the guest to acknowledge completions).
@@ -170,8 +219,12 @@ export interface VendorDriver {
    */
   setRunLevel(vfId: string, level: RunLevel, options: RunLevelOptions): Promise<RunLevelChange>;
 
-  /** Read the whole device state; the VF is `stopped`. */
-  captureState(vfId: string): Promise<DeviceStateImage>;
+  /**
+   * Opens the device data of a save in `format` (one of `stateFormats`).
+   * The VF is `stopped`, or running when the VF saves in PRE_COPY
+   * (`capabilities.preCopy`). At most one save or resume is open per VF.
+   */
+  openSave(vfId: string, format: StateFormat): DeviceSaveStream;
   /**
    * Throws `incompatible-state` if a state made by a VF of this identity
    * cannot be loaded into this one. Formats are the core's business: it
@@ -180,14 +233,13 @@ export interface VendorDriver {
    */
   checkIdentity(vfId: string, identity: DeviceIdentity): void;
   /**
-   * Validate the whole payload, then apply it; the VF is `stopped` and stays
-   * so. The core has already checked the image's format and identity (with
-   * `checkIdentity`); what the payload itself says is the driver's to check.
-   * Throws `corrupt-state` or `incompatible-state` without touching the VF.
+   * Opens a resume of data in `format`; the VF is `stopped`. The core has
+   * already checked the format and, with `checkIdentity`, the identity of
+   * the VF that saved it; what the data itself says is the driver's to check.
    */
-  restoreState(vfId: string, image: DeviceStateImage): Promise<void>;
-  /** Bytes `captureState` would return now (payload only). */
-  estimateStateBytes(vfId: string): number;
+  openLoad(vfId: string, format: StateFormat): DeviceLoadStream;
+  /** Bytes of data a save would hand out if the VF stopped now (VFIO's MIG_DATA_SIZE), with no save open. */
+  stopCopyBytes(vfId: string): number;
   /** Function-level reset: a clean, disabled controller, running. Used to leave ERROR. */
   reset(vfId: string): Promise<void>;
 

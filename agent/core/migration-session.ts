@@ -5,10 +5,17 @@
  * data (`SessionInfo`), so that it can be journaled, leased and recovered
  * without reaching into the state machine; the state machine decides when
  * one opens and ends.
+ *
+ * Both sides stream: a save frames the driver's data into the v2 state
+ * stream (state-records.ts) as slices are asked for, and a resume verifies
+ * the stream record by record and hands the data to the driver as it
+ * arrives. Neither holds more than a record and the last slice (kept so
+ * that a slice whose answer was lost can be asked for again).
  */
 import { randomUUID } from 'node:crypto';
+import type { DeviceLoadStream, DeviceSaveStream } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
-import { LoadBuffer, type SliceSource } from './load-buffer.ts';
+import { PREAMBLE_BYTES, RECORD_OVERHEAD, RecordStreamReader, RecordStreamWriter, type ReaderLimits, type StreamDescriptor, type StreamEvent } from './state-records.ts';
 
 export type SessionKind = 'save' | 'resume';
 /** Where a session is: saving in STOP_COPY, or resuming. */
@@ -26,6 +33,21 @@ export interface SessionInfo {
   readonly lastActivityAt: string;
   /** Stream bytes handed out (save) or taken in (resume) so far. */
   readonly bytes: number;
+}
+
+/**
+ * The bytes of one slice, in whatever form they arrived (base64 text is
+ * decoded only when the bytes are wanted).
+ */
+export interface SliceSource {
+  readonly length: number;
+  /** The bytes as a buffer of their own; throws if they turn out invalid. */
+  toBuffer(): Buffer;
+}
+
+/** A slice that is already a buffer. */
+export function bufferSlice(bytes: Buffer): SliceSource {
+  return { length: bytes.length, toBuffer: () => bytes };
 }
 
 abstract class MigrationSession {
@@ -47,6 +69,8 @@ abstract class MigrationSession {
   abstract readonly kind: SessionKind;
   abstract readonly phase: SessionPhase;
   abstract readonly bytes: number;
+  /** The session is over without finishing: release what the driver holds for it. */
+  abstract abandon(): void;
 
   get lastActivityAt(): number {
     return this.#lastActivityAt;
@@ -81,85 +105,226 @@ abstract class MigrationSession {
 export interface SaveSlice {
   readonly data: Buffer;
   readonly offset: number;
+  /** Stream bytes after this slice: exact, since the VF is stopped. */
   readonly remaining: number;
   readonly totalBytes: number;
   readonly eof: boolean;
 }
 
-/** The saving side: the state stream, handed out in slices. */
+/**
+ * Device data per DEVICE_DATA record. Fixed, so that the stream's length
+ * follows from the driver's byte count alone, whatever slices callers ask for.
+ */
+export const RECORD_DATA_BYTES = 1024 * 1024;
+/** The end record: its header, 12 bytes of counts, its CRC. */
+const END_RECORD_BYTES = RECORD_OVERHEAD + 12;
+
+/** Stream bytes that `dataBytes` of device data still to come will take, the end record included. */
+function framedBytes(dataBytes: number): number {
+  return dataBytes + Math.ceil(dataBytes / RECORD_DATA_BYTES) * RECORD_OVERHEAD + END_RECORD_BYTES;
+}
+
+/** The whole stream a save of `dataBytes` with this descriptor will be: for `vf.pending` before a save opens. */
+export function streamBytes(descriptor: StreamDescriptor, dataBytes: number): number {
+  return PREAMBLE_BYTES + RECORD_OVERHEAD + Buffer.byteLength(JSON.stringify(descriptor), 'utf8') + framedBytes(dataBytes);
+}
+
+/** The saving side: the driver's data, framed into the state stream as slices are asked for. */
 export class SaveSession extends MigrationSession {
   readonly kind = 'save';
   readonly phase = 'stop-copy';
-  readonly #stream: Buffer;
-  #cursor = 0;
+  readonly #device: DeviceSaveStream;
+  readonly #writer = new RecordStreamWriter();
+  /** Stream bytes made and not yet handed out, in order. */
+  #queued: Buffer[] = [];
+  #queuedBytes = 0;
+  #dataEnded = false;
+  /** Stream bytes handed out before the next slice. */
+  #offset = 0;
+  /** The last slice, for a caller whose answer was lost. */
+  #last: SaveSlice | undefined;
 
-  constructor(vf: string, owner: string, stream: Buffer, now: () => number = Date.now) {
+  constructor(vf: string, owner: string, descriptor: StreamDescriptor, device: DeviceSaveStream, now: () => number = Date.now) {
     super(vf, owner, now);
-    this.#stream = stream;
+    this.#device = device;
+    this.#queue(this.#writer.begin(descriptor));
   }
 
   get bytes(): number {
-    return this.#cursor;
+    return this.#offset;
+  }
+
+  /** Stream bytes still to be handed out: exact. */
+  get pendingBytes(): number {
+    return this.#queuedBytes + (this.#dataEnded ? 0 : framedBytes(this.#device.stopCopyBytes()));
   }
 
   get totalBytes(): number {
-    return this.#stream.length;
+    return this.#offset + this.pendingBytes;
   }
 
-  get pendingBytes(): number {
-    return this.#stream.length - this.#cursor;
-  }
-
-  /** The next `maxBytes` from `offset` (default: where the last slice ended). */
-  slice(maxBytes: number, offset: number | undefined): SaveSlice {
-    const start = offset ?? this.#cursor;
-    if (start > this.#stream.length) {
-      throw new Fault('STREAM_OFFSET', `offset ${start} is past the end of the ${this.#stream.length}-byte save stream`, { expected: this.#cursor, totalBytes: this.#stream.length });
+  /**
+   * The next `maxBytes` of the stream. `offset` may name where the caller
+   * expects it (the next byte), or the start of the last slice, which is
+   * then handed out again unchanged; anything else is refused before the
+   * stream moves.
+   */
+  async slice(maxBytes: number, offset: number | undefined): Promise<SaveSlice> {
+    const last = this.#last;
+    if (offset !== undefined && offset !== this.#offset) {
+      if (last !== undefined && offset === last.offset) return last;
+      const again = last === undefined ? '' : ` (or ${last.offset}, to have the last slice again)`;
+      throw new Fault('STREAM_OFFSET', `offset ${offset} is not where the save stream is: the next byte is ${this.#offset}${again}`, { expected: this.#offset });
     }
-    const end = Math.min(this.#stream.length, start + maxBytes);
-    this.#cursor = end;
-    return { data: this.#stream.subarray(start, end), offset: start, remaining: this.#stream.length - end, totalBytes: this.#stream.length, eof: end === this.#stream.length };
+    while (this.#queuedBytes < maxBytes && !this.#dataEnded) await this.#pull();
+    const data = this.#take(maxBytes);
+    const start = this.#offset;
+    this.#offset += data.length;
+    const remaining = this.pendingBytes;
+    this.#last = { data, offset: start, remaining, totalBytes: this.#offset + remaining, eof: this.#dataEnded && this.#queuedBytes === 0 };
+    return this.#last;
   }
 
-  /** Where the stream is, for a refused call to come back to. */
-  mark(): number {
-    return this.#cursor;
+  abandon(): void {
+    this.#device.close();
   }
 
-  rewind(mark: number): void {
-    this.#cursor = mark;
+  /** One record's worth of data from the driver; a short read is the end of it (the VF is stopped). */
+  async #pull(): Promise<void> {
+    const data = await this.#device.read(RECORD_DATA_BYTES);
+    if (data.length > 0) this.#queue(this.#writer.data(data));
+    if (data.length < RECORD_DATA_BYTES) {
+      this.#queue(this.#writer.end());
+      this.#dataEnded = true;
+      this.#device.close();
+    }
+  }
+
+  #queue(pieces: Buffer[]): void {
+    for (const piece of pieces) {
+      if (piece.length > 0) this.#queued.push(piece);
+      this.#queuedBytes += piece.length;
+    }
+  }
+
+  #take(maxBytes: number): Buffer {
+    const parts: Buffer[] = [];
+    let taken = 0;
+    while (taken < maxBytes && this.#queued.length > 0) {
+      const head = this.#queued[0] as Buffer;
+      const want = maxBytes - taken;
+      if (head.length <= want) {
+        parts.push(head);
+        taken += head.length;
+        this.#queued.shift();
+      } else {
+        parts.push(head.subarray(0, want));
+        this.#queued[0] = head.subarray(want);
+        taken += want;
+      }
+    }
+    this.#queuedBytes -= taken;
+    // A copy: the slice is kept for a retry, and the pieces may be the driver's.
+    return Buffer.concat(parts, taken);
   }
 }
 
 export interface LoadProgress {
   readonly received: number;
+  /** The stream's length, once its end has arrived. */
   readonly totalBytes: number | null;
   readonly complete: boolean;
 }
 
-/** The resuming side: the state stream, taken in slices, applied when the session commits. */
+/**
+ * What a resume needs of the state machine when the stream's descriptor
+ * arrives: its checks of format and identity (one place, the core's), and
+ * the driver's stream to write into.
+ */
+export type OpenDeviceLoad = (descriptor: StreamDescriptor) => DeviceLoadStream;
+
+/** The resuming side: the state stream, verified record by record and handed to the driver as it arrives. */
 export class ResumeSession extends MigrationSession {
   readonly kind = 'resume';
   readonly phase = 'resuming';
-  readonly #buffer: LoadBuffer;
+  readonly #reader: RecordStreamReader;
+  readonly #openDevice: OpenDeviceLoad;
+  #device: DeviceLoadStream | undefined;
+  #received = 0;
+  #ended = false;
+  /** Set once the driver refused data it was given: the stream cannot go on. */
+  #refused: Fault | undefined;
+  /** The last slice taken, so that the same slice sent again (its answer lost) is taken as done. */
+  #last: { offset: number; bytes: Buffer } | undefined;
 
-  constructor(vf: string, owner: string, maxStateBytes: number, now: () => number = Date.now) {
+  constructor(vf: string, owner: string, limits: ReaderLimits, openDevice: OpenDeviceLoad, now: () => number = Date.now) {
     super(vf, owner, now);
-    this.#buffer = new LoadBuffer(maxStateBytes);
+    this.#reader = new RecordStreamReader(limits);
+    this.#openDevice = openDevice;
   }
 
   get bytes(): number {
-    return this.#buffer.received;
+    return this.#received;
   }
 
-  /** Takes the slice at `offset`; a refused slice leaves the session as it was. */
-  write(offset: number, data: SliceSource): LoadProgress {
-    this.#buffer.write(offset, data);
-    return { received: this.#buffer.received, totalBytes: this.#buffer.totalBytes, complete: this.#buffer.complete };
+  get progress(): LoadProgress {
+    return { received: this.#received, totalBytes: this.#ended ? this.#received : null, complete: this.#ended };
   }
 
-  /** Everything received, for the commit. */
-  contents(): Buffer {
-    return this.#buffer.contents();
+  /**
+   * Takes the slice at `offset`. A slice that does not continue the stream
+   * is refused; so is one with a bad record in it, and then nothing of it
+   * was taken: the reader is put back and no byte of it reached the driver.
+   */
+  async write(offset: number, slice: SliceSource): Promise<LoadProgress> {
+    if (this.#refused !== undefined) throw this.#refused;
+    const last = this.#last;
+    if (offset !== this.#received) {
+      if (last !== undefined && offset === last.offset && slice.length === last.bytes.length && slice.toBuffer().equals(last.bytes)) return this.progress;
+      throw new Fault('STREAM_OFFSET', `slice at offset ${offset} does not continue the stream at ${this.#received}`, { expected: this.#received });
+    }
+    const bytes = slice.toBuffer();
+    const checkpoint = this.#reader.checkpoint();
+    let events: StreamEvent[];
+    try {
+      events = this.#reader.push(bytes);
+      this.#openOnDescriptor(events);
+    } catch (error) {
+      this.#reader.restore(checkpoint);
+      throw error;
+    }
+    try {
+      for (const event of events) {
+        if (event.type === 'data') for (const piece of event.pieces) await (this.#device as DeviceLoadStream).write(piece);
+        if (event.type === 'end') this.#ended = true;
+      }
+    } catch (error) {
+      // Part of the slice reached the driver: there is no going back to before it.
+      this.#refused = new Fault('STATE_CORRUPT', `the driver refused the state at stream offset ${offset}: ${error instanceof Error ? error.message : String(error)}; this resume session cannot go on`, {}, { cause: error });
+      throw error;
+    }
+    this.#received += bytes.length;
+    this.#last = { offset, bytes };
+    return this.progress;
+  }
+
+  /** The stream is in: the driver validates it whole and applies it. */
+  async commit(): Promise<void> {
+    if (this.#refused !== undefined) throw this.#refused;
+    if (this.#received === 0) throw new Fault('STATE_CORRUPT', 'no state was loaded');
+    this.#reader.finish();
+    const device = this.#device as DeviceLoadStream;
+    this.#device = undefined;
+    await device.commit();
+  }
+
+  abandon(): void {
+    this.#device?.abort();
+    this.#device = undefined;
+  }
+
+  #openOnDescriptor(events: readonly StreamEvent[]): void {
+    const descriptor = events.find((e) => e.type === 'descriptor');
+    if (descriptor !== undefined && descriptor.type === 'descriptor') this.#device = this.#openDevice(descriptor.descriptor);
   }
 }

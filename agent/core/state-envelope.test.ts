@@ -7,13 +7,12 @@
  */
 import test from 'ava';
 import { crc32c } from '@node-rs/crc32';
-import type { DeviceStateImage } from '../../vendor-drivers/driver.ts';
 import { Fault, type FaultName } from './faults.ts';
-import { HEADER_BYTES, announcedLength, decodeEnvelope, encodeEnvelope, envelopeOverhead } from './state-envelope.ts';
+import { HEADER_BYTES, announcedLength, decodeEnvelope, encodeEnvelope, envelopeOverhead, type StateImage } from './state-envelope.ts';
 
 const MAX = 1 << 20;
 
-function image(payloadBytes: number, model = 'vfmigd/test'): DeviceStateImage {
+function image(payloadBytes: number, model = 'vfmigd/test'): StateImage {
   const payload = Buffer.alloc(payloadBytes);
   for (let i = 0; i < payloadBytes; i += 1) payload[i] = (i * 31 + 7) & 0xff;
   return { format: { name: 'test-format', version: 3 }, identity: { model, vf: 'x0', stateBytes: payloadBytes }, payload };

@@ -1,6 +1,7 @@
 /**
- * The self-describing envelope around a device state, so a destination can
- * refuse a state it cannot load before touching the VF.
+ * The v1 device-state stream: one self-describing envelope around a whole
+ * state image. Agents now write v2 streams (state-records.ts) and still
+ * read this one; `encodeEnvelope` remains for tests that make v1 states.
  *
  *   offset  size  field
  *        0     8  magic "VFMIGST\n"
@@ -13,7 +14,7 @@
  *   24+D+P     4  CRC32C of every byte before it, little-endian
  */
 import { crc32c } from '@node-rs/crc32';
-import type { DeviceIdentity, DeviceStateImage } from '../../vendor-drivers/driver.ts';
+import type { DeviceIdentity, StateFormat } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 
 const MAGIC = Buffer.from('VFMIGST\n', 'latin1');
@@ -23,6 +24,13 @@ const CRC_BYTES = 4;
 /** A descriptor is a few hundred bytes; a larger one is corruption, not data. */
 const MAX_DESCRIPTOR_BYTES = 64 * 1024;
 
+/** What a v1 envelope carries: the state was one image. */
+export interface StateImage {
+  readonly format: StateFormat;
+  readonly identity: DeviceIdentity;
+  readonly payload: Uint8Array;
+}
+
 interface Descriptor {
   format: string;
   formatVersion: number;
@@ -30,7 +38,7 @@ interface Descriptor {
 }
 
 /** Wraps a state image; the result is the byte stream `vf.save` hands out. */
-export function encodeEnvelope(image: DeviceStateImage): Buffer {
+export function encodeEnvelope(image: StateImage): Buffer {
   const descriptor: Descriptor = { format: image.format.name, formatVersion: image.format.version, identity: image.identity };
   const descriptorBytes = Buffer.from(JSON.stringify(descriptor), 'utf8');
   const total = HEADER_BYTES + descriptorBytes.length + image.payload.length + CRC_BYTES;
@@ -75,7 +83,7 @@ export function announcedLength(header: Buffer, maxStateBytes: number): number {
 }
 
 /** Checks magic, lengths and CRC of a complete stream and returns what it carries. */
-export function decodeEnvelope(stream: Buffer, maxStateBytes: number): DeviceStateImage {
+export function decodeEnvelope(stream: Buffer, maxStateBytes: number): StateImage {
   if (stream.length < HEADER_BYTES) {
     throw new Fault('STATE_CORRUPT', `state is truncated: ${stream.length} bytes, not even a header`);
   }

@@ -48,7 +48,7 @@ function readAll(chunks: Iterable<Uint8Array>): Read {
   reader.finish();
   return {
     descriptor: events.find((e) => e.type === 'descriptor')?.descriptor,
-    data: Buffer.concat(events.flatMap((e) => (e.type === 'data' ? [e.bytes] : []))),
+    data: Buffer.concat(events.flatMap((e) => (e.type === 'data' ? e.pieces : []))),
     ended: events.at(-1)?.type === 'end',
   };
 }

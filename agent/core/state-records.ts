@@ -57,7 +57,8 @@ export interface StreamDescriptor {
 
 export type StreamEvent =
   | { readonly type: 'descriptor'; readonly descriptor: StreamDescriptor }
-  | { readonly type: 'data'; readonly bytes: Buffer }
+  /** Device data, as views of the chunks pushed (no copy): valid as long as those are. */
+  | { readonly type: 'data'; readonly pieces: readonly Buffer[] }
   | { readonly type: 'end' };
 
 export function encodePreamble(): Buffer {
@@ -118,6 +119,19 @@ export class RecordStreamWriter {
   }
 }
 
+/** Where a reader was, to put it back there (see RecordStreamReader.checkpoint). */
+export interface ReaderCheckpoint {
+  readonly held: readonly Buffer[];
+  readonly heldBytes: number;
+  readonly need: number;
+  readonly phase: RecordStreamReader['phase'];
+  readonly version: number;
+  readonly records: number;
+  readonly dataBytes: number;
+  readonly sawDescriptor: boolean;
+  readonly consumed: number;
+}
+
 export interface ReaderLimits {
   /** The largest record body accepted: a reader holds one record at a time. */
   readonly maxRecordBytes: number;
@@ -158,6 +172,34 @@ export class RecordStreamReader {
     return this.#phase === 'ended';
   }
 
+  get phase(): 'preamble' | 'record-header' | 'record' | 'v1' | 'ended' {
+    return this.#phase;
+  }
+
+  /**
+   * Where the reader is now, cheaply (the bytes held are shared, never
+   * changed): a caller that refuses a whole chunk when any record in it is
+   * bad puts the reader back with `restore`, as if the chunk never came.
+   */
+  checkpoint(): ReaderCheckpoint {
+    return {
+      held: [...this.#held], heldBytes: this.#heldBytes, need: this.#need, phase: this.#phase, version: this.#version,
+      records: this.#records, dataBytes: this.#dataBytes, sawDescriptor: this.#sawDescriptor, consumed: this.#consumed,
+    };
+  }
+
+  restore(to: ReaderCheckpoint): void {
+    this.#held = [...to.held];
+    this.#heldBytes = to.heldBytes;
+    this.#need = to.need;
+    this.#phase = to.phase;
+    this.#version = to.version;
+    this.#records = to.records;
+    this.#dataBytes = to.dataBytes;
+    this.#sawDescriptor = to.sawDescriptor;
+    this.#consumed = to.consumed;
+  }
+
   push(chunk: Uint8Array): StreamEvent[] {
     const events: StreamEvent[] = [];
     let bytes = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
@@ -182,9 +224,13 @@ export class RecordStreamReader {
 
   /** A whole unit has arrived: act on it. */
   #unit(events: StreamEvent[]): void {
-    // One piece is a view of the caller's chunk; several are joined into a buffer of our own.
-    const owned = this.#held.length > 1;
-    const unit = owned ? Buffer.concat(this.#held, this.#heldBytes) : (this.#held[0] as Buffer);
+    if (this.#phase === 'record') {
+      // A record's body is a megabyte: read through the pieces it came in, never joined.
+      this.#record(this.#held, this.#heldBytes, events);
+      if (this.#phase === 'record') this.#next('record-header', RECORD_HEADER_BYTES);
+      return;
+    }
+    const unit = join(this.#held);
     switch (this.#phase) {
       case 'preamble':
         this.#preamble(unit);
@@ -198,10 +244,6 @@ export class RecordStreamReader {
         this.#phase = 'record';
         return;
       }
-      case 'record':
-        this.#record(unit, owned, events);
-        if (this.#phase === 'record') this.#next('record-header', RECORD_HEADER_BYTES);
-        return;
       case 'v1':
         this.#v1(unit, events);
         return;
@@ -243,22 +285,24 @@ export class RecordStreamReader {
     }
     const image = decodeEnvelope(unit, this.#limits.maxV1StateBytes);
     events.push({ type: 'descriptor', descriptor: { format: image.format, identity: image.identity } });
-    if (image.payload.length > 0) events.push({ type: 'data', bytes: Buffer.from(image.payload) });
+    if (image.payload.length > 0) events.push({ type: 'data', pieces: [Buffer.from(image.payload.buffer, image.payload.byteOffset, image.payload.byteLength)] });
     events.push({ type: 'end' });
     this.#held = [];
     this.#heldBytes = 0;
     this.#phase = 'ended';
   }
 
-  #record(unit: Buffer, owned: boolean, events: StreamEvent[]): void {
+  #record(pieces: readonly Buffer[], total: number, events: StreamEvent[]): void {
     const index = this.#records;
-    const tag = unit.readUInt32LE(0);
-    const flags = unit.readUInt32LE(4);
-    const bodyEnd = unit.length - CRC_BYTES;
-    const expected = unit.readUInt32LE(bodyEnd);
-    const actual = crc32c(unit.subarray(0, bodyEnd));
+    const header = join(range(pieces, 0, RECORD_HEADER_BYTES));
+    const tag = header.readUInt32LE(0);
+    const flags = header.readUInt32LE(4);
+    const bodyEnd = total - CRC_BYTES;
+    const expected = join(range(pieces, bodyEnd, total)).readUInt32LE(0);
+    let actual = 0;
+    for (const piece of range(pieces, 0, bodyEnd)) actual = crc32c(piece, actual);
     if (expected !== actual) throw new Fault('STATE_CORRUPT', `record ${index} (tag ${tag}) checksum mismatch (CRC32C ${hex(actual)}, expected ${hex(expected)})`);
-    const body = unit.subarray(RECORD_HEADER_BYTES, bodyEnd);
+    const bodyPieces = range(pieces, RECORD_HEADER_BYTES, bodyEnd);
     const optional = (flags & OPTIONAL) !== 0;
     if (!this.#sawDescriptor && tag !== TAG.DESCRIPTOR) throw new Fault('STATE_CORRUPT', `record ${index} (tag ${tag}) comes before the descriptor`);
     const known = tag === TAG.DESCRIPTOR || tag === TAG.DEVICE_DATA || tag === TAG.END;
@@ -273,15 +317,14 @@ export class RecordStreamReader {
       case TAG.DESCRIPTOR:
         if (this.#sawDescriptor) throw new Fault('STATE_CORRUPT', `record ${index} is a second descriptor`);
         this.#sawDescriptor = true;
-        events.push({ type: 'descriptor', descriptor: parseDescriptor(body) });
+        events.push({ type: 'descriptor', descriptor: parseDescriptor(join(bodyPieces)) });
         break;
       case TAG.DEVICE_DATA:
-        this.#dataBytes += body.length;
-        // A view of the caller's chunk must not outlive it: copy that one.
-        events.push({ type: 'data', bytes: owned ? body : Buffer.from(body) });
+        this.#dataBytes += bodyEnd - RECORD_HEADER_BYTES;
+        if (bodyPieces.length > 0) events.push({ type: 'data', pieces: bodyPieces });
         break;
       default:
-        this.#end(body, index);
+        this.#end(join(bodyPieces), index);
         events.push({ type: 'end' });
         return;
     }
@@ -299,6 +342,23 @@ export class RecordStreamReader {
     this.#heldBytes = 0;
     this.#phase = 'ended';
   }
+}
+
+/** Views of bytes [from, to) of the concatenation of `pieces`. */
+function range(pieces: readonly Buffer[], from: number, to: number): Buffer[] {
+  const out: Buffer[] = [];
+  let start = 0;
+  for (const piece of pieces) {
+    const end = start + piece.length;
+    if (end > from && start < to) out.push(piece.subarray(Math.max(0, from - start), Math.min(piece.length, to - start)));
+    if (end >= to) break;
+    start = end;
+  }
+  return out;
+}
+
+function join(pieces: readonly Buffer[]): Buffer {
+  return pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
 }
 
 function parseDescriptor(bytes: Buffer): StreamDescriptor {

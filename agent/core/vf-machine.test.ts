@@ -10,12 +10,14 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
+import { bufferedLoadStream, bufferedSaveStream } from '../../vendor-drivers/buffered-streams.ts';
 import {
-  DriverError, type DeviceStateImage, type HostPort, type RunLevel, type RunLevelChange, type VendorDriver,
+  DriverError, type DeviceLoadStream, type DeviceSaveStream, type HostPort, type RunLevel, type RunLevelChange, type VendorDriver,
 } from '../../vendor-drivers/driver.ts';
 import { Fault, type FaultName } from './faults.ts';
-import { bufferSlice, type SliceSource } from './load-buffer.ts';
+import { bufferSlice, type SliceSource } from './migration-session.ts';
 import { encodeEnvelope } from './state-envelope.ts';
+import { RecordStreamWriter } from './state-records.ts';
 import { AGENT_CALLER, VfMachine, type VfMachineLimits } from './vf-machine.ts';
 
 const FORMAT = { name: 'fake', version: 1 };
@@ -28,7 +30,7 @@ class FakeDriver implements VendorDriver {
   get capabilities() { return { p2p: true, preCopy: false, dirtyTracking: false, hostPort: this.port !== undefined }; }
   readonly stateFormats = [FORMAT];
   level: RunLevel = 'running';
-  payload = Buffer.from('the device state of the fake VF');
+  payload: Buffer = Buffer.from('the device state of the fake VF');
   /** Called before each run-level change; throw from it to refuse that change. */
   onRunLevel: (from: RunLevel, to: RunLevel) => Promise<void> | void = () => undefined;
   port: HostPort | undefined;
@@ -42,15 +44,17 @@ class FakeDriver implements VendorDriver {
     this.level = level;
     return { drainedCommands: 0 };
   }
-  async captureState(): Promise<DeviceStateImage> {
-    return { format: FORMAT, identity: IDENTITY, payload: Buffer.from(this.payload) };
+  openSave(): DeviceSaveStream {
+    return bufferedSaveStream(Buffer.from(this.payload));
   }
   checkIdentity(): void {}
-  async restoreState(_id: string, image: DeviceStateImage): Promise<void> {
-    if (Buffer.from(image.payload).toString().startsWith('bad')) throw new DriverError('corrupt-state', 'the payload says it is bad');
-    this.payload = Buffer.from(image.payload);
+  openLoad(): DeviceLoadStream {
+    return bufferedLoadStream(1 << 20, async (payload) => {
+      if (payload.toString().startsWith('bad')) throw new DriverError('corrupt-state', 'the payload says it is bad');
+      this.payload = payload;
+    });
   }
-  estimateStateBytes(): number { return this.payload.length; }
+  stopCopyBytes(): number { return this.payload.length; }
   async reset(): Promise<void> { this.level = 'running'; }
   async health() { return []; }
   hostPort(): HostPort {
@@ -67,15 +71,22 @@ function machine(limits: VfMachineLimits = LIMITS): { vf: VfMachine; driver: Fak
   return { vf, driver };
 }
 
+/** A v1 state, as an older agent saved it (still loaded). */
 function stream(payload: string): Buffer {
   return encodeEnvelope({ format: FORMAT, identity: IDENTITY, payload: Buffer.from(payload) });
+}
+
+/** The v2 stream a save of the fake VF with this payload is. */
+function saved(payload: string): Buffer {
+  const writer = new RecordStreamWriter();
+  return Buffer.concat([...writer.begin({ format: FORMAT, identity: IDENTITY }), ...writer.data(Buffer.from(payload)), ...writer.end()]);
 }
 
 /** Everything a refused call must leave as it was, read through the machine's public surface. */
 async function fingerprint(vf: VfMachine, driver: FakeDriver): Promise<string> {
   const pending = vf.pending();
-  // A zero-length slice at offset 0 repeats nothing and reports the session; only asked in RESUMING, where it changes nothing.
-  const session = vf.state === 'RESUMING' ? await vf.load(0, bufferSlice(Buffer.alloc(0)), SECOND) : undefined;
+  // When a call last touched the session is not the session's state.
+  const { lastActivityAt: _, ...session } = vf.sessionInfo ?? { lastActivityAt: '' };
   return JSON.stringify({ state: vf.state, level: driver.level, pending, session });
 }
 
@@ -167,13 +178,13 @@ test('save with an offset past the end of a stream it had to open leaves the VF 
   t.false(vf.pending().streamOpen);
   // The next save opens the stream afresh, from its start.
   const slice = await vf.save(1 << 20, undefined, SECOND);
-  t.true(slice.data.equals(stream('the device state of the fake VF')));
+  t.true(slice.data.equals(saved('the device state of the fake VF')));
 });
 
 test('a refused save in STOP_COPY leaves the cursor where it was', async (t) => {
   const { vf } = machine();
   await vf.quiesce(SECOND);
-  const whole = stream('the device state of the fake VF');
+  const whole = saved('the device state of the fake VF');
   const head = (await vf.save(10, undefined, SECOND)).data;
   t.is((await refusal(vf.save(10, whole.length + 1, SECOND))).details.expected, 10);
   const rest = (await vf.save(1 << 20, undefined, SECOND)).data;
@@ -195,7 +206,6 @@ test('a slice whose bytes do not decode (not a Fault) passes through and changes
   const broken: SliceSource = {
     length: 3,
     toBuffer: () => { throw new RangeError('not base64'); },
-    writeTo: () => { throw new RangeError('not base64'); },
   };
   await t.throwsAsync(vf.load(0, broken, SECOND), { instanceOf: RangeError });
   t.is(vf.state, 'STOP');

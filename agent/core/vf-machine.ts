@@ -14,17 +14,16 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
-import type { HostPort, RunLevel, VendorDriver, VfDescriptor } from '../../vendor-drivers/driver.ts';
+import type { DeviceLoadStream, HostPort, RunLevel, StateFormat, VendorDriver, VfDescriptor } from '../../vendor-drivers/driver.ts';
 import { DriverError } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
-import type { SliceSource } from './load-buffer.ts';
-import { ResumeSession, SaveSession, type SaveSlice, type SessionInfo } from './migration-session.ts';
+import { ResumeSession, SaveSession, streamBytes, type SaveSlice, type SessionInfo, type SliceSource } from './migration-session.ts';
 import { SerialQueue } from './serial-queue.ts';
-import { decodeEnvelope, encodeEnvelope, envelopeOverhead } from './state-envelope.ts';
+import type { StreamDescriptor, StreamFormat } from './state-records.ts';
 import { SAVING_STATES, routeTo, type MigrationFeatures, type VfioStateName } from './vfio-states.ts';
 
 export interface VfMachineLimits {
-  /** Largest state stream accepted by `load`. */
+  /** Largest v1 state accepted by `load` (a v1 state is one envelope, read whole). */
   readonly maxStateBytes: number;
   /** Calls that may wait for a VF before further ones are refused as busy. */
   readonly maxQueuedCalls: number;
@@ -93,12 +92,17 @@ export const AGENT_CALLER: Caller = { principal: 'agent', admin: true };
 
 type Session = SaveSession | ResumeSession;
 
-/** What a refused call puts back. A resume session needs no copy: a refused slice leaves it as it was. */
+/**
+ * What a refused call puts back. Sessions need no copy: a refused slice
+ * moves neither stream; a session the refused call opened is abandoned.
+ */
 interface UndoPoint {
   readonly state: VfioStateName;
   readonly session: Session | undefined;
-  readonly saveMark: number;
 }
+
+/** The largest record a resume holds at once; writers use 1 MiB. */
+const MAX_RECORD_BYTES = 16 * 1024 * 1024;
 
 export class VfMachine {
   readonly vf: VfDescriptor;
@@ -169,7 +173,7 @@ export class VfMachine {
         throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: quiesce it (STOP) before saving`);
       }
       open.continueAs(session);
-      return { ...open.slice(maxBytes, offset), session: open.id };
+      return { ...(await open.slice(maxBytes, offset)), session: open.id };
     });
   }
 
@@ -186,7 +190,7 @@ export class VfMachine {
         throw new Fault('ILLEGAL_TRANSITION', `VF ${this.vf.id} is ${this.currentState}: a state can only be loaded into a stopped VF (STOP or RESUMING)`);
       }
       open.continueAs(session);
-      return { state: this.currentState, session: open.id, ...open.write(offset, data) };
+      return { state: this.currentState, session: open.id, ...(await open.write(offset, data)) };
     });
   }
 
@@ -195,10 +199,7 @@ export class VfMachine {
     if (open instanceof SaveSession) {
       return { state: this.currentState, streamOpen: true, pendingBytes: open.pendingBytes, stopCopyBytes: open.totalBytes };
     }
-    const [format] = this.driver.stateFormats;
-    const description = this.driver.describe(this.vf.id);
-    const overhead = format === undefined ? 0 : envelopeOverhead(description.identity, format);
-    return { state: this.currentState, streamOpen: false, pendingBytes: 0, stopCopyBytes: this.driver.estimateStateBytes(this.vf.id) + overhead };
+    return { state: this.currentState, streamOpen: false, pendingBytes: 0, stopCopyBytes: streamBytes(this.saveDescriptor(), this.driver.stopCopyBytes(this.vf.id)) };
   }
 
   /** Function-level reset: the only way out of ERROR; drops any stream. */
@@ -206,6 +207,7 @@ export class VfMachine {
     return this.call(caller, async (log) => {
       const from = this.currentState;
       const started = performance.now();
+      this.session?.abandon();
       this.session = undefined;
       try {
         await this.driver.reset(this.vf.id);
@@ -286,7 +288,7 @@ export class VfMachine {
   }
 
   private here(): UndoPoint {
-    return { state: this.currentState, session: this.session, saveMark: this.session instanceof SaveSession ? this.session.mark() : 0 };
+    return { state: this.currentState, session: this.session };
   }
 
   /** A call that names a session continues that one: refused, before anything happens, if it is not open. */
@@ -319,13 +321,13 @@ export class VfMachine {
         const fault = this.asFault(error, `undo ${at}→${to.state}`);
         log.error({ phase: 'undo', from: at, to: to.state, fault: fault.fault, err: fault.message }, 'could not put a refused call back');
         this.currentState = 'ERROR';
-        this.session = undefined;
+        this.dropSession();
         return;
       }
     }
     this.currentState = to.state;
+    if (this.session !== to.session) this.session?.abandon();
     this.session = to.session;
-    if (to.session instanceof SaveSession) to.session.rewind(to.saveMark);
     if (at !== to.state) log.info({ phase: 'undo', from: at, state: to.state }, 'refused call put back');
   }
 
@@ -372,22 +374,61 @@ export class VfMachine {
       drained = (await this.driver.setRunLevel(this.vf.id, level, { deadline })).drainedCommands;
     }
     if (cur === 'STOP' && next === 'STOP_COPY') {
-      const image = await this.driver.captureState(this.vf.id);
-      const session = new SaveSession(this.vf.id, caller.principal, encodeEnvelope(image));
+      const descriptor = this.saveDescriptor();
+      const session = new SaveSession(this.vf.id, caller.principal, descriptor, this.driver.openSave(this.vf.id, descriptor.format));
       this.session = session;
-      log.info({ phase: 'save', session: session.id, totalBytes: session.totalBytes, format: image.format.name }, 'save session opened');
+      log.info({ phase: 'save', session: session.id, totalBytes: session.totalBytes, format: descriptor.format.name }, 'save session opened');
     }
     if (cur === 'STOP' && next === 'RESUMING') {
-      const session = new ResumeSession(this.vf.id, caller.principal, this.limits.maxStateBytes);
+      const limits = { maxRecordBytes: MAX_RECORD_BYTES, maxV1StateBytes: this.limits.maxStateBytes };
+      const session = new ResumeSession(this.vf.id, caller.principal, limits, (descriptor) => this.openLoad(descriptor, log));
       this.session = session;
       log.info({ phase: 'load', session: session.id }, 'resume session opened');
     }
     return drained;
   }
 
+  /** What a save of this VF says it is: the format it saves in (the driver's first), and the VF's identity. */
+  private saveDescriptor(): StreamDescriptor {
+    const [format] = this.driver.stateFormats;
+    if (format === undefined) throw new Fault('DRIVER_FAILURE', `driver ${this.driver.name} names no state format`);
+    return { format: { ...format }, identity: this.driver.describe(this.vf.id).identity };
+  }
+
+  /**
+   * A resume's stream has said what it carries: the one place a state's
+   * format is checked, then the identity (the driver's), and only then the
+   * driver's resume opens.
+   */
+  private openLoad(descriptor: StreamDescriptor, log: Logger): DeviceLoadStream {
+    const format = this.loadableFormat(descriptor.format);
+    try {
+      this.driver.checkIdentity(this.vf.id, descriptor.identity);
+      return this.driver.openLoad(this.vf.id, format);
+    } catch (error) {
+      throw this.asFault(error, 'opening the resume');
+    } finally {
+      log.debug({ phase: 'load', format: descriptor.format.name, version: descriptor.format.version }, 'state descriptor read');
+    }
+  }
+
+  /** The driver's format a stream's format names; a stream without a vendor (v1) matches on name and version. */
+  private loadableFormat(wanted: StreamFormat): StateFormat {
+    const match = this.driver.stateFormats.find((f) => f.name === wanted.name && f.version === wanted.version && (wanted.vendor === undefined || wanted.vendor === f.vendor));
+    if (match !== undefined) return match;
+    const known = this.driver.stateFormats.map((f) => `${f.name} v${f.version}`).join(', ');
+    throw new Fault('STATE_INCOMPATIBLE', `state format ${wanted.name} v${wanted.version}${wanted.vendor === undefined ? '' : ` of vendor ${wanted.vendor}`} is not one VF ${this.vf.id} loads (${known})`);
+  }
+
+  /** The session is over: a save's driver stream is closed, a resume not committed is dropped. */
   private endSession(log: Logger): void {
     if (this.session === undefined) return;
     log.info({ phase: this.session.kind === 'save' ? 'save' : 'load', session: this.session.id, bytes: this.session.bytes }, `${this.session.kind} session ended`);
+    this.dropSession();
+  }
+
+  private dropSession(): void {
+    this.session?.abandon();
     this.session = undefined;
   }
 
@@ -403,18 +444,10 @@ export class VfMachine {
    */
   private async commitResume(log: Logger): Promise<void> {
     const session = this.session instanceof ResumeSession ? this.session : undefined;
-    this.endSession(log);
     try {
-      if (session === undefined || session.bytes === 0) throw new Fault('STATE_CORRUPT', 'no state was loaded');
-      const image = decodeEnvelope(session.contents(), this.limits.maxStateBytes);
-      const accepted = this.driver.stateFormats.some((f) => f.name === image.format.name && f.version === image.format.version);
-      if (!accepted) {
-        const known = this.driver.stateFormats.map((f) => `${f.name} v${f.version}`).join(', ');
-        throw new Fault('STATE_INCOMPATIBLE', `state format ${image.format.name} v${image.format.version} is not one VF ${this.vf.id} loads (${known})`);
-      }
-      this.driver.checkIdentity(this.vf.id, image.identity);
-      await this.driver.restoreState(this.vf.id, image);
-      log.info({ phase: 'load', totalBytes: session.bytes, format: image.format.name }, 'state applied');
+      if (session === undefined) throw new Fault('STATE_CORRUPT', 'no state was loaded');
+      await session.commit();
+      log.info({ phase: 'load', session: session.id, totalBytes: session.bytes }, 'state applied');
     } catch (error) {
       const fault = this.asFault(error, 'RESUMING→STOP');
       if (this.currentState !== 'ERROR') {
@@ -423,6 +456,9 @@ export class VfMachine {
       }
       log.warn({ phase: 'load', fault: fault.fault, err: fault.message }, 'state refused; VF left as it was');
       throw fault;
+    } finally {
+      // Applied or refused, the resume session is over (a refused one is dropped whole).
+      this.endSession(log);
     }
   }
 
@@ -440,7 +476,7 @@ export class VfMachine {
     }
     // The device may be anywhere now: ERROR says so, and only a reset leaves it.
     this.currentState = 'ERROR';
-    this.session = undefined;
+    this.dropSession();
     const message = error instanceof Error ? error.message : String(error);
     return new Fault('DRIVER_FAILURE', `driver ${this.driver.name} failed during ${during}: ${message}`, {}, { cause: error });
   }

@@ -1,4 +1,4 @@
-import type { SliceSource } from '../core/load-buffer.ts';
+import type { SliceSource } from '../core/migration-session.ts';
 import { InvalidParamsError } from '../rpc/call-errors.ts';
 import type { RequestContext } from '../rpc/context.ts';
 import type { MethodTypes } from '../../schemas/types.ts';
@@ -21,7 +21,7 @@ export function decodeBase64(text: string, path: string): Buffer {
   return slice.toBuffer();
 }
 
-/** A base64 param as a slice of bytes, decoded only where it is written to. */
+/** A base64 param as a slice of bytes, decoded when the bytes are wanted. */
 export function base64Slice(text: string, path: string): SliceSource {
   const padding = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0;
   const length = (text.length / 4) * 3 - padding;
@@ -36,6 +36,5 @@ export function base64Slice(text: string, path: string): SliceSource {
       check(bytes.length);
       return bytes;
     },
-    writeTo: (target, offset) => check(target.write(text, offset, length, 'base64')),
   };
 }

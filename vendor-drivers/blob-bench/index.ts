@@ -3,16 +3,17 @@
  * device state of a configured size whose bytes change every time the VF
  * runs, so that moving a large state (an mlx5-sized device) through
  * vf.save/vf.load can be measured and checked byte for byte. It follows the
- * driver contract like any other: captures only when stopped, validates a
- * whole image before applying it, refuses another VF's identity.
+ * driver contract like any other: saves only when stopped, validates a
+ * whole state before applying it, refuses another VF's identity.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { BlobBenchOptions } from '../../schemas/types.ts';
 import {
-  DriverError, type DeviceIdentity, type DeviceStateImage, type HealthCheck, type RunLevel,
+  DriverError, type DeviceIdentity, type DeviceLoadStream, type DeviceSaveStream, type HealthCheck, type RunLevel,
   type RunLevelChange, type StateFormat, type VendorDriver, type VfDescription, type VfDescriptor,
 } from '../driver.ts';
+import { bufferedSaveStream } from '../buffered-streams.ts';
 
 const FORMAT: StateFormat = { name: 'blob-bench', version: 1 };
 const MODEL = 'vfmigd/blob-bench';
@@ -62,10 +63,10 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
       vf.level = level;
       return { drainedCommands: 0 };
     },
-    async captureState(id: string): Promise<DeviceStateImage> {
+    openSave(id: string): DeviceSaveStream {
       const vf = vfOf(id);
-      if (vf.level !== 'stopped') fail(`VF ${id} is ${vf.level}; capture needs it stopped`);
-      return { format: FORMAT, identity: identityOf(vf), payload: vf.state };
+      if (vf.level !== 'stopped') fail(`VF ${id} is ${vf.level}; a save needs it stopped`);
+      return bufferedSaveStream(vf.state);
     },
     checkIdentity(id: string, identity: DeviceIdentity): void {
       const mine = identityOf(vfOf(id));
@@ -75,16 +76,15 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
         }
       }
     },
-    async restoreState(id: string, image: DeviceStateImage): Promise<void> {
+    openLoad(id: string): DeviceLoadStream {
       const vf = vfOf(id);
-      const payload = Buffer.from(image.payload.buffer, image.payload.byteOffset, image.payload.byteLength);
-      if (payload.length !== stateBytes) throw new DriverError('corrupt-state', `state is ${payload.length} bytes, expected ${stateBytes}`);
-      const digest = createHash('sha256').update(payload.subarray(HEADER_BYTES)).digest();
-      if (!digest.equals(payload.subarray(8, HEADER_BYTES))) throw new DriverError('corrupt-state', 'state body does not match its digest');
-      vf.generation = payload.readBigUInt64LE(0);
-      vf.state = Buffer.from(payload);
+      if (vf.level !== 'stopped') fail(`VF ${id} is ${vf.level}; a resume needs it stopped`);
+      return stagedLoad(stateBytes, (staged) => {
+        vf.generation = staged.readBigUInt64LE(0);
+        vf.state = staged;
+      });
     },
-    estimateStateBytes: () => stateBytes,
+    stopCopyBytes: () => stateBytes,
     async reset(id: string): Promise<void> {
       const vf = vfOf(id);
       vf.generation = 0n;
@@ -93,6 +93,35 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
     },
     async health(): Promise<readonly HealthCheck[]> {
       return [{ name: 'blob-bench', ok: true, detail: `${vfs.size} VFs with ${stateBytes}-byte states` }];
+    },
+  };
+}
+
+/**
+ * A resume into a staging buffer of the state's size (the device's second
+ * bank), written in place as the data comes; at commit the length and the
+ * digest are checked and the bank becomes the VF's state.
+ */
+function stagedLoad(stateBytes: number, apply: (staged: Buffer) => void): DeviceLoadStream {
+  let staged: Buffer | undefined = Buffer.allocUnsafe(stateBytes);
+  let received = 0;
+  const bank = (): Buffer => staged ?? fail('the resume stream is closed');
+  return {
+    async write(bytes: Uint8Array): Promise<void> {
+      if (received + bytes.length > stateBytes) throw new DriverError('corrupt-state', `state is longer than ${stateBytes} bytes`);
+      bank().set(bytes, received);
+      received += bytes.length;
+    },
+    async commit(): Promise<void> {
+      const payload = bank();
+      staged = undefined;
+      if (received !== stateBytes) throw new DriverError('corrupt-state', `state is ${received} bytes, expected ${stateBytes}`);
+      const digest = createHash('sha256').update(payload.subarray(HEADER_BYTES)).digest();
+      if (!digest.equals(payload.subarray(8, HEADER_BYTES))) throw new DriverError('corrupt-state', 'state body does not match its digest');
+      apply(payload);
+    },
+    abort(): void {
+      staged = undefined;
     },
   };
 }

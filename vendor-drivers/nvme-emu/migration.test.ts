@@ -1,7 +1,7 @@
 import test from 'ava';
 import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { DriverError } from '../driver.ts';
-import { farDeadline, startDriver, startWithIoQueue, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
+import { captureState, farDeadline, restoreState, startDriver, startWithIoQueue, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
 import { copyGuestMemory, DATA, pattern, sqe, type TestGuest } from '../../test/support/nvme-emu/test-guest.ts';
 
 const WRITE = 0x01;
@@ -41,8 +41,8 @@ test('quiesce drains fetched commands; unfetched and latched ones run on a resto
   guest.ring(1);
   await sleep(20);
   t.is(guest.poll(1), undefined, 'nothing runs on a stopped VF');
-  const image = await source.driver.captureState('nvme0');
-  t.is(image.payload.length, source.driver.estimateStateBytes('nvme0'));
+  const image = await captureState(source.driver, 'nvme0');
+  t.is(image.payload.length, source.driver.stopCopyBytes('nvme0'));
 
   // The destination: same configuration and namespace file, guest RAM copied as a VMM would.
   const destination = await startDriver({ serviceTimeUs: 5000 }, dataDir);
@@ -50,7 +50,7 @@ test('quiesce drains fetched commands; unfetched and latched ones run on a resto
   await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
   copyGuestMemory(source.port, destination.port, [...guest.queueRanges(), { address: DATA, length: 32 * PAGE }]);
   destination.driver.checkIdentity('nvme0', image.identity);
-  await destination.driver.restoreState('nvme0', image);
+  await restoreState(destination.driver, 'nvme0', image);
   guest.moveTo(destination.port);
   await sleep(20);
   t.is(guest.poll(1), undefined, 'restored VF stays stopped');
@@ -79,13 +79,13 @@ test('outstanding AERs travel in the saved state and complete on the destination
   source.guest.submit(0, sqe({ opcode: 0x0c, cid: 0x52 }));
   await sleep(5);
   t.is((await source.driver.setRunLevel('nvme0', 'stopped', farDeadline())).drainedCommands, 0, 'AERs are not in flight');
-  const image = await source.driver.captureState('nvme0');
+  const image = await captureState(source.driver, 'nvme0');
 
   const destination = await startDriver({ serviceTimeUs: 0 }, dataDir);
   t.teardown(destination.close);
   await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
   copyGuestMemory(source.port, destination.port, source.guest.queueRanges());
-  await destination.driver.restoreState('nvme0', image);
+  await restoreState(destination.driver, 'nvme0', image);
   await destination.driver.setRunLevel('nvme0', 'running', farDeadline());
   source.guest.moveTo(destination.port);
   destination.port.mmioWrite32(0x1000 + 8 * 12, 0); // SQ 12 does not exist
@@ -132,15 +132,15 @@ test('quiesce from running straight to stopped drains too; doorbells latched whi
   t.is((await f.guest.next(1)).cid, 9);
 });
 
-test('captureState and restoreState need a stopped VF; estimateStateBytes is exact', async (t) => {
+test('a save and a resume need a stopped VF; stopCopyBytes is exact', async (t) => {
   const f = await startWithIoQueue({ serviceTimeUs: 0 });
   t.teardown(f.close);
-  await t.throwsAsync(f.driver.captureState('nvme0'), { instanceOf: DriverError, message: /stopped/ });
+  t.throws(() => f.driver.openSave('nvme0', f.driver.stateFormats[0]!), { instanceOf: DriverError, message: /stopped/ });
   await f.guest.createIoPair(2);
   await f.guest.run(1, { opcode: READ, nsid: 9 }); // one error log entry
-  const estimate = f.driver.estimateStateBytes('nvme0');
+  const estimate = f.driver.stopCopyBytes('nvme0');
   await f.driver.setRunLevel('nvme0', 'stopped', farDeadline());
-  const image = await f.driver.captureState('nvme0');
+  const image = await captureState(f.driver, 'nvme0');
   t.is(image.payload.length, estimate);
   t.is(image.payload.length % 4, 0);
   const dv = new DataView(image.payload.buffer, image.payload.byteOffset);

@@ -10,7 +10,8 @@ import { pino, type Logger } from 'pino';
 import type { NvmeEmuDetails, NvmeEmuOptions } from '../../schemas/types.ts';
 import {
   type DeviceIdentity,
-  type DeviceStateImage,
+  type DeviceLoadStream,
+  type DeviceSaveStream,
   type DriverCapabilities,
   DriverError,
   type HealthCheck,
@@ -23,6 +24,7 @@ import {
   type VfDescription,
   type VfDescriptor,
 } from '../driver.ts';
+import { bufferedLoadStream, bufferedSaveStream } from '../buffered-streams.ts';
 import { BackingFilePool } from './backing-files.ts';
 import { NvmeController } from './controller.ts';
 import { controllerProfile, type ControllerProfile } from './controller-profile.ts';
@@ -100,12 +102,13 @@ export class NvmeEmuDriver implements VendorDriver {
     return { drainedCommands };
   }
 
-  async captureState(vfId: string): Promise<DeviceStateImage> {
+  /** The controller state is a few kilobytes: captured whole when the save opens, the VF stopped. */
+  openSave(vfId: string, _format: StateFormat): DeviceSaveStream {
     const vf = this.#vf(vfId);
-    requireStopped(vf, 'captureState');
+    requireStopped(vf, 'a save');
     const payload = encodeState(vf.controller.snapshot());
     this.#vfLog(vfId).debug({ bytes: payload.length }, 'state captured');
-    return { format: STATE_FORMAT, identity: vf.identity, payload };
+    return bufferedSaveStream(payload);
   }
 
   checkIdentity(vfId: string, identity: DeviceIdentity): void {
@@ -113,16 +116,20 @@ export class NvmeEmuDriver implements VendorDriver {
     if (difference) throw new DriverError('incompatible-state', difference);
   }
 
-  async restoreState(vfId: string, image: DeviceStateImage): Promise<void> {
+  /** Gathers the controller state and applies it at commit, once decoded and validated whole. */
+  openLoad(vfId: string, _format: StateFormat): DeviceLoadStream {
     const vf = this.#vf(vfId);
-    requireStopped(vf, 'restoreState');
-    const snapshot = decodeState(image.payload);
-    validateSnapshot(snapshot, vf.profile);
-    vf.controller.restore(snapshot);
-    this.#vfLog(vfId).info({ bytes: image.payload.length, ioQueues: snapshot.ioSqs.length }, 'state restored');
+    requireStopped(vf, 'a resume');
+    return bufferedLoadStream(MAX_STATE_BYTES, async (payload) => {
+      requireStopped(vf, 'applying a state');
+      const snapshot = decodeState(payload);
+      validateSnapshot(snapshot, vf.profile);
+      vf.controller.restore(snapshot);
+      this.#vfLog(vfId).info({ bytes: payload.length, ioQueues: snapshot.ioSqs.length }, 'state restored');
+    });
   }
 
-  estimateStateBytes(vfId: string): number {
+  stopCopyBytes(vfId: string): number {
     // Encoding is the only way to be exact, and costs microseconds.
     return encodeState(this.#vf(vfId).controller.snapshot()).length;
   }
@@ -179,6 +186,9 @@ export class NvmeEmuDriver implements VendorDriver {
     return log;
   }
 }
+
+/** Far above what any controller state is (its I/O queues and logs are a few kilobytes). */
+const MAX_STATE_BYTES = 1024 * 1024;
 
 function requireStopped(vf: Vf, operation: string): void {
   const level = vf.controller.runLevel;

@@ -1,20 +1,19 @@
 import test, { type ExecutionContext } from 'ava';
 import { join } from 'node:path';
-import type { DeviceStateImage } from '../driver.ts';
 import { DriverError } from '../driver.ts';
-import { farDeadline, type Fixture, reseal, startDriver, startWithIoQueue, tempDir, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
+import { captureState, type CapturedState, farDeadline, type Fixture, reseal, restoreState, startDriver, startWithIoQueue, tempDir, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
 import { sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 const SQ_ENTRY = 56;
 
 /** A stopped source image with one I/O pair and an outstanding AER, and a stopped destination with state of its own. */
-async function setup(t: { teardown(fn: () => Promise<void>): void }): Promise<{ image: DeviceStateImage; destination: Fixture }> {
+async function setup(t: { teardown(fn: () => Promise<void>): void }): Promise<{ image: CapturedState; destination: Fixture }> {
   const dataDir = await tempDir(t);
   const source = await startWithIoQueue({ serviceTimeUs: 0 }, dataDir);
   t.teardown(source.close);
   source.guest.submit(0, sqe({ opcode: 0x0c, cid: 0x99 }));
   await source.driver.setRunLevel('nvme0', 'stopped', farDeadline());
-  const image = await source.driver.captureState('nvme0');
+  const image = await captureState(source.driver, 'nvme0');
   const destination = await startDriver({ serviceTimeUs: 0 }, dataDir);
   t.teardown(destination.close);
   await destination.guest.enable();
@@ -32,15 +31,15 @@ function edited(payload: Uint8Array, edit: (dv: DataView) => void): Uint8Array {
 async function refused(
   t: ExecutionContext,
   destination: Fixture,
-  image: DeviceStateImage,
+  image: CapturedState,
   kind: DriverError['kind'],
   message: RegExp,
 ): Promise<void> {
-  const before = (await destination.driver.captureState('nvme0')).payload;
-  const error = await t.throwsAsync(destination.driver.restoreState('nvme0', image), { instanceOf: DriverError });
+  const before = (await captureState(destination.driver, 'nvme0')).payload;
+  const error = await t.throwsAsync(restoreState(destination.driver, 'nvme0', image), { instanceOf: DriverError });
   t.is(error?.kind, kind);
   t.regex(error?.message ?? '', message);
-  t.deepEqual((await destination.driver.captureState('nvme0')).payload, before, 'the VF is unchanged');
+  t.deepEqual((await captureState(destination.driver, 'nvme0')).payload, before, 'the VF is unchanged');
 }
 
 test('a valid image loads, and the same image is refused after being damaged', async (t) => {
@@ -51,7 +50,7 @@ test('a valid image loads, and the same image is refused after being damaged', a
   const flipped = image.payload.slice();
   flipped[SQ_ENTRY + 2] = (flipped[SQ_ENTRY + 2] ?? 0) ^ 0x40;
   await refused(t, destination, { ...image, payload: flipped }, 'corrupt-state', /checksum mismatch/);
-  await destination.driver.restoreState('nvme0', image);
+  await restoreState(destination.driver, 'nvme0', image);
   t.is(destination.driver.describe('nvme0').details.queues.active, 1);
 });
 
@@ -83,7 +82,7 @@ test('a foreign identity is incompatible: in the image, or only inside the paylo
   });
   t.teardown(foreign.close);
   await foreign.driver.setRunLevel('nvme0', 'stopped', farDeadline());
-  const foreignImage = await foreign.driver.captureState('nvme0');
+  const foreignImage = await captureState(foreign.driver, 'nvme0');
   const { image, destination } = await setup(t);
 
   const error = t.throws(() => destination.driver.checkIdentity('nvme0', foreignImage.identity), { instanceOf: DriverError });
@@ -99,7 +98,7 @@ test('a namespace of another size is incompatible', async (t) => {
   const bigger = await startDriver({ serviceTimeUs: 0, namespaceBytes: 2 * TEST_NAMESPACE_BYTES }, dataDir);
   t.teardown(bigger.close);
   await bigger.driver.setRunLevel('nvme0', 'stopped', farDeadline());
-  const image = await bigger.driver.captureState('nvme0');
+  const image = await captureState(bigger.driver, 'nvme0');
   const { destination } = await setup(t);
   await refused(t, destination, image, 'incompatible-state', /namespaces\[0\]\.sizeBytes differs: source 33554432, destination 16777216/);
 });
@@ -107,5 +106,5 @@ test('a namespace of another size is incompatible', async (t) => {
 test('restoreState refuses a VF that is not stopped', async (t) => {
   const { image, destination } = await setup(t);
   await destination.driver.setRunLevel('nvme0', 'running', farDeadline());
-  await t.throwsAsync(destination.driver.restoreState('nvme0', image), { instanceOf: DriverError, message: /stopped/ });
+  await t.throwsAsync(restoreState(destination.driver, 'nvme0', image), { instanceOf: DriverError, message: /stopped/ });
 });

@@ -5,8 +5,11 @@
  */
 import type { StateFormat } from '../driver.ts';
 
+/** vfmigd's own vendor UUID, for the formats its drivers define. */
+export const VFMIGD_VENDOR = '5f0c9a3e-2b7d-4c61-8e4a-9d1b6f2a7c30';
+
 /** An NVMe 2.1 Controller State data structure whose vendor-specific section is nvme-emu layout 1. */
-export const STATE_FORMAT: StateFormat = Object.freeze({ name: 'nvme-controller-state+vfmigd-nvme-emu', version: 1 });
+export const STATE_FORMAT: StateFormat = Object.freeze({ name: 'nvme-controller-state+vfmigd-nvme-emu', version: 1, vendor: VFMIGD_VENDOR });
 
 export const HEADER_BYTES = 48;
 /** Header VER: the data structure version this controller writes and reads. */

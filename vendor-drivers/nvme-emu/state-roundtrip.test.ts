@@ -1,7 +1,7 @@
 import test from 'ava';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeState } from './state-decode.ts';
-import { farDeadline, startDriver, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
+import { captureState, farDeadline, restoreState, startDriver, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
 import { copyGuestMemory, DATA, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 test('every part of the controller state survives save and restore byte for byte', async (t) => {
@@ -29,7 +29,7 @@ test('every part of the controller state survives save and restore byte for byte
   // Latched while stopped: a CC write and an SQ tail.
   port.mmioWrite32(0x14, port.mmioRead32(0x14) | (1 << 14));
   guest.submit(2, sqe({ opcode: 0x00, cid: 0x300, nsid: 1 }));
-  const image = await source.driver.captureState('nvme0');
+  const image = await captureState(source.driver, 'nvme0');
 
   const s = decodeState(image.payload);
   t.is(s.ioSqs.length, 2);
@@ -49,8 +49,8 @@ test('every part of the controller state survives save and restore byte for byte
   const destination = await startDriver({ serviceTimeUs: 0 }, dataDir);
   t.teardown(destination.close);
   await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
-  await destination.driver.restoreState('nvme0', image);
-  t.deepEqual((await destination.driver.captureState('nvme0')).payload, image.payload);
+  await restoreState(destination.driver, 'nvme0', image);
+  t.deepEqual((await captureState(destination.driver, 'nvme0')).payload, image.payload);
 
   // Resumed, the destination acts on what was pending.
   copyGuestMemory(port, destination.port, guest.queueRanges());

@@ -5,7 +5,7 @@
  */
 import test from 'ava';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { farDeadline, startDriver, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
+import { captureState, farDeadline, restoreState, startDriver, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
 import { copyGuestMemory, DATA, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 /** Measured rounds, after one warm-up round (file creation, JIT). */
@@ -51,12 +51,12 @@ test('drain of 64 in-flight commands, capture, restore and resume', async (t) =>
     const { drainedCommands } = await from.driver.setRunLevel('nvme0', 'p2p-quiesced', farDeadline());
     const t1 = performance.now();
     await from.driver.setRunLevel('nvme0', 'stopped', farDeadline());
-    const image = await from.driver.captureState('nvme0');
+    const image = await captureState(from.driver, 'nvme0');
     const t2 = performance.now();
     // The VMM moves guest RAM while the device is stopped (not part of the device's downtime).
     copyGuestMemory(from.port, to.port, [...guest.queueRanges(), { address: DATA, length: 64 * 4096 }]);
     const t3 = performance.now();
-    await to.driver.restoreState('nvme0', image);
+    await restoreState(to.driver, 'nvme0', image);
     await to.driver.setRunLevel('nvme0', 'running', farDeadline());
     const t4 = performance.now();
     guest.moveTo(to.port);

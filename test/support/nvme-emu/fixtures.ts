@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { crc32c } from '@node-rs/crc32';
 import { pino } from 'pino';
 import type { NvmeEmuOptions } from '../../../schemas/types.ts';
-import type { HostPort } from '../../../vendor-drivers/driver.ts';
+import type { DeviceIdentity, HostPort, StateFormat, VendorDriver } from '../../../vendor-drivers/driver.ts';
 import { createNvmeEmuDriver, type NvmeEmuDriver } from '../../../vendor-drivers/nvme-emu/index.ts';
 import { TestGuest } from './test-guest.ts';
 
@@ -62,4 +62,41 @@ export function reseal(payload: Uint8Array): Uint8Array {
   const crc = crc32c(Buffer.from(copy.buffer, 0, copy.length - 4)) >>> 0;
   new DataView(copy.buffer).setUint32(copy.length - 4, crc, true);
   return copy;
+}
+
+/** A VF's whole device data, read through a save stream, with what a descriptor would say of it. */
+export interface CapturedState {
+  readonly format: StateFormat;
+  readonly identity: DeviceIdentity;
+  readonly payload: Uint8Array;
+}
+
+/** Opens a save (the VF stopped), reads it to its end in odd-sized reads, and closes it. */
+export async function captureState(driver: VendorDriver, vf: string): Promise<CapturedState> {
+  const format = driver.stateFormats[0] as StateFormat;
+  const stream = driver.openSave(vf, format);
+  const pieces: Buffer[] = [];
+  try {
+    for (;;) {
+      const piece = await stream.read(509);
+      pieces.push(Buffer.from(piece));
+      if (piece.length < 509) break;
+    }
+  } finally {
+    stream.close();
+  }
+  // A Uint8Array of its own (not a view into a pooled buffer): tests edit it through DataViews.
+  return { format, identity: driver.describe(vf).identity, payload: new Uint8Array(Buffer.concat(pieces)) };
+}
+
+/** Writes a captured state through a resume stream, in odd-sized pieces, and commits it. */
+export async function restoreState(driver: VendorDriver, vf: string, state: CapturedState): Promise<void> {
+  const stream = driver.openLoad(vf, state.format);
+  try {
+    for (let at = 0; at < state.payload.length; at += 4093) await stream.write(state.payload.subarray(at, at + 4093));
+    await stream.commit();
+  } catch (error) {
+    stream.abort();
+    throw error;
+  }
 }
