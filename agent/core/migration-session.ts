@@ -13,7 +13,7 @@
  * that a slice whose answer was lost can be asked for again).
  */
 import { randomUUID } from 'node:crypto';
-import type { DeviceLoadStream, DeviceSaveStream } from '../../vendor-drivers/driver.ts';
+import { DriverError, type DeviceLoadStream, type DeviceSaveStream } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 import { PREAMBLE_BYTES, RECORD_OVERHEAD, RecordStreamReader, RecordStreamWriter, type ReaderLimits, type StreamDescriptor, type StreamEvent } from './state-records.ts';
 
@@ -276,14 +276,13 @@ export class ResumeSession extends MigrationSession {
    * is refused; so is one with a bad record in it, and then nothing of it
    * was taken: the reader is put back and no byte of it reached the driver.
    */
-  async write(offset: number, slice: SliceSource): Promise<LoadProgress> {
+  async write(offset: number, bytes: Buffer): Promise<LoadProgress> {
     if (this.#refused !== undefined) throw this.#refused;
     const last = this.#last;
     if (offset !== this.#received) {
-      if (last !== undefined && offset === last.offset && slice.length === last.bytes.length && slice.toBuffer().equals(last.bytes)) return this.progress;
+      if (last !== undefined && offset === last.offset && bytes.equals(last.bytes)) return this.progress;
       throw new Fault('STREAM_OFFSET', `slice at offset ${offset} does not continue the stream at ${this.#received}`, { expected: this.#received });
     }
-    const bytes = slice.toBuffer();
     const checkpoint = this.#reader.checkpoint();
     let events: StreamEvent[];
     try {
@@ -300,7 +299,8 @@ export class ResumeSession extends MigrationSession {
       }
     } catch (error) {
       // Part of the slice reached the driver: there is no going back to before it.
-      this.#refused = new Fault('STATE_CORRUPT', `the driver refused the state at stream offset ${offset}: ${error instanceof Error ? error.message : String(error)}; this resume session cannot go on`, {}, { cause: error });
+      const kind = error instanceof DriverError && error.kind === 'incompatible-state' ? 'STATE_INCOMPATIBLE' : 'STATE_CORRUPT';
+      this.#refused = new Fault(kind, `the driver refused the state at stream offset ${offset}: ${error instanceof Error ? error.message : String(error)}; this resume session cannot go on`, {}, { cause: error });
       throw error;
     }
     this.#received += bytes.length;

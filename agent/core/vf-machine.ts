@@ -173,7 +173,11 @@ export class VfMachine {
         throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: quiesce it (STOP) before saving`);
       }
       open.continueAs(session);
-      return { ...(await open.slice(maxBytes, offset)), session: open.id };
+      try {
+        return { ...(await open.slice(maxBytes, offset)), session: open.id };
+      } catch (error) {
+        throw this.asFault(error, 'save');
+      }
     });
   }
 
@@ -190,7 +194,13 @@ export class VfMachine {
         throw new Fault('ILLEGAL_TRANSITION', `VF ${this.vf.id} is ${this.currentState}: a state can only be loaded into a stopped VF (STOP or RESUMING)`);
       }
       open.continueAs(session);
-      return { state: this.currentState, session: open.id, ...(await open.write(offset, data)) };
+      // Bytes that do not decode are the caller's fault (invalid params), not the driver's.
+      const bytes = data.toBuffer();
+      try {
+        return { state: this.currentState, session: open.id, ...(await open.write(offset, bytes)) };
+      } catch (error) {
+        throw this.asFault(error, 'load');
+      }
     });
   }
 

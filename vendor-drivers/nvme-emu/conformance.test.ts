@@ -1,0 +1,41 @@
+/** nvme-emu against the vendor-driver conformance kit. */
+import test from 'ava';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { conformanceSuite, type DriverVf } from '../conformance/conformance-suite.ts';
+import { startDriver, startWithIoQueue, type Fixture } from '../../test/support/nvme-emu/fixtures.ts';
+import { DATA, sqe } from '../../test/support/nvme-emu/test-guest.ts';
+
+const READ = 0x02;
+/** Commands take this long, so that a quiesce of a millisecond finds them still running. */
+const SLOW_US = 200_000;
+const fixtures = new WeakMap<DriverVf, Fixture>();
+
+/** A driver with a guest that has enabled the controller and created an I/O queue: the state then has queues to carry. */
+function vfOn(dataDir: string, serial?: string): () => Promise<DriverVf> {
+  return async () => {
+    const options = { serviceTimeUs: SLOW_US, ...(serial === undefined ? {} : { vfs: [{ id: 'nvme0', bdf: '0000:3b:00.2', serial, namespaces: [{ path: join(dataDir, 'other.img'), sizeBytes: 16 * 1024 * 1024 }] }] }) };
+    const fixture = serial === undefined ? await startWithIoQueue(options, dataDir) : await startDriver(options, dataDir);
+    const subject: DriverVf = { driver: fixture.driver, vf: 'nvme0', close: fixture.close };
+    fixtures.set(subject, fixture);
+    return subject;
+  };
+}
+
+const dataDir = mkdtempSync(join(tmpdir(), 'nvme-emu-conformance-'));
+test.after.always(() => rmSync(dataDir, { recursive: true, force: true }));
+
+conformanceSuite(test, 'nvme-emu', {
+  source: vfOn(dataDir),
+  destination: vfOn(dataDir),
+  foreign: vfOn(dataDir, 'SOMEONE-ELSE'),
+  busy: async (subject) => {
+    const fixture = fixtures.get(subject);
+    if (fixture === undefined) throw new Error('not a fixture of this file');
+    fixture.guest.submit(1, sqe({ opcode: READ, cid: 7, nsid: 1, prp1: DATA }));
+    await nextTurn();
+    return async () => { await fixture.guest.collect(1, 1, 5000); };
+  },
+});
