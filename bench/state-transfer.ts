@@ -122,13 +122,15 @@ async function transferRow(options: TransferOptions, tls?: BenchTls): Promise<Be
   try {
     const src = await connectTo(source, tls);
     const dst = await connectTo(destination, tls);
-    await src.call('vf.setState', { vf: 'blob0', state: 'STOP_COPY', timeoutMs: 60000 });
+    await src.call('vf.setState', { vf: 'blob0', state: 'STOP', timeoutMs: 60000 });
     // Rounds alternate with the raw baseline: this machine's speed drifts.
     const ours: number[] = [];
     const raw: number[] = [];
     const commits: number[] = [];
     let total = 0;
     for (let round = 0; round < options.rounds; round += 1) {
+      // A save session per round (a stream is read once): the stopped VF saves the same state each time.
+      await src.call('vf.setState', { vf: 'blob0', state: 'STOP_COPY', timeoutMs: 60000 });
       await dst.call('vf.setState', { vf: 'blob0', state: 'STOP' });
       const started = performance.now();
       total = await pipelinedSave(src, options.sliceBytes, options.depth, (s) => dst.callWithBase64('vf.load', { vf: 'blob0', offset: s.offset }, 'data', s.bytes, s.release));
@@ -136,6 +138,7 @@ async function transferRow(options: TransferOptions, tls?: BenchTls): Promise<Be
       const commitStarted = performance.now();
       await dst.call('vf.setState', { vf: 'blob0', state: 'STOP', timeoutMs: 60000 });
       commits.push(performance.now() - commitStarted);
+      await src.call('vf.setState', { vf: 'blob0', state: 'STOP', timeoutMs: 60000 });
       raw.push(total / MiB / ((await rawRelay(total, tls)) / 1000));
     }
     src.close();
