@@ -198,8 +198,10 @@ export interface VendorDriver {
   /** Registry name, e.g. `nvme-emu`. */
   readonly name: string;
   readonly capabilities: DriverCapabilities;
-  /** Formats this driver can load; the first is the one it saves. */
+  /** Formats this driver can load. */
   readonly stateFormats: readonly StateFormat[];
+  /** Formats this driver can save in, the default first. Absent: the first of `stateFormats` only. */
+  readonly saveFormats?: readonly StateFormat[];
 
   /** Open backing resources; called once before the agent serves requests. */
   start(log: Logger): Promise<void>;

@@ -133,6 +133,8 @@ export function streamBytes(descriptor: StreamDescriptor, dataBytes: number): nu
 export class SaveSession extends MigrationSession {
   readonly kind = 'save';
   readonly phase = 'stop-copy';
+  /** What the stream says it is. */
+  readonly descriptor: StreamDescriptor;
   readonly #device: DeviceSaveStream;
   readonly #writer = new RecordStreamWriter();
   /** Stream bytes made and not yet handed out, in order. */
@@ -146,6 +148,7 @@ export class SaveSession extends MigrationSession {
 
   constructor(vf: string, owner: string, descriptor: StreamDescriptor, device: DeviceSaveStream, now: () => number = Date.now) {
     super(vf, owner, now);
+    this.descriptor = descriptor;
     this.#device = device;
     this.#queue(this.#writer.begin(descriptor));
   }

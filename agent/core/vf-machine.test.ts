@@ -17,7 +17,7 @@ import {
 import { Fault, type FaultName } from './faults.ts';
 import { bufferSlice, type SliceSource } from './migration-session.ts';
 import { encodeEnvelope } from './state-envelope.ts';
-import { RecordStreamWriter } from './state-records.ts';
+import { RecordStreamReader, RecordStreamWriter } from './state-records.ts';
 import { AGENT_CALLER, VfMachine, type VfMachineLimits } from './vf-machine.ts';
 
 const FORMAT = { name: 'fake', version: 1 };
@@ -358,4 +358,26 @@ test('a resume is a session too: opened by the first load, named by the next, en
   t.true(rest.complete);
   await vf.resume(SECOND);
   t.is(vf.sessionInfo, undefined);
+});
+
+test('formats: a driver that saves in two formats saves in the one asked for, and lists what it saves and loads', async (t) => {
+  const driver = new FakeDriver();
+  const legacy = { name: 'fake', version: 0 };
+  Object.assign(driver, { saveFormats: [FORMAT, legacy], stateFormats: [FORMAT, legacy, { name: 'fake-import', version: 1 }] });
+  const vf = new VfMachine({ id: 'vf0', bdf: '0000:01:00.1', kind: 'fake' }, driver, LIMITS, pino({ enabled: false }));
+  t.deepEqual(vf.formats(), [
+    { name: 'fake', version: 1, save: true, load: true },
+    { name: 'fake', version: 0, save: true, load: true },
+    { name: 'fake-import', version: 1, save: false, load: true },
+  ]);
+  t.deepEqual(vf.stateDescriptor(), { format: FORMAT, identity: IDENTITY });
+  t.deepEqual(vf.stateDescriptor(legacy).format, legacy);
+  t.is((await refusal(Promise.resolve().then(() => vf.stateDescriptor({ name: 'fake-import', version: 1 })))).fault, 'STATE_INCOMPATIBLE', 'loaded, not saved');
+  await vf.quiesce(SECOND);
+  const slice = await vf.save(1 << 20, undefined, SECOND, AGENT_CALLER, undefined, legacy);
+  const reader = new RecordStreamReader({ maxRecordBytes: 1 << 20, maxV1StateBytes: 1 << 20 });
+  const descriptor = reader.push(slice.data).find((e) => e.type === 'descriptor');
+  t.deepEqual(descriptor?.type === 'descriptor' ? descriptor.descriptor.format : undefined, legacy, 'the stream says the format asked for');
+  t.like(vf.checkCompatibility({ format: legacy, identity: IDENTITY }), { compatible: true, format: legacy });
+  t.like(vf.checkCompatibility({ format: { name: 'fake', version: 9 }, identity: IDENTITY }), { compatible: false, format: null });
 });

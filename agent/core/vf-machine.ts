@@ -113,6 +113,8 @@ export class VfMachine {
   private session: Session | undefined;
   /** Where the running call goes back to if it is refused. */
   private undoPoint: UndoPoint | undefined;
+  /** The format a save being opened by the running call was asked to be in. */
+  private saveFormatWanted: StateFormat | undefined;
   /** The principal whose migration this VF is in, from its first step away from RUNNING until it runs again. */
   private migrationOwner: string | undefined;
   private readonly queue: SerialQueue;
@@ -164,13 +166,23 @@ export class VfMachine {
    * The next slice of the save stream; from STOP, opens a save session
    * (STOP → STOP_COPY) first. `session`, when given, must be the open one.
    */
-  save(maxBytes: number, offset: number | undefined, timeoutMs: number, caller: Caller = AGENT_CALLER, session?: string): Promise<SessionSlice> {
+  save(maxBytes: number, offset: number | undefined, timeoutMs: number, caller: Caller = AGENT_CALLER, session?: string, format?: StreamFormat): Promise<SessionSlice> {
     return this.call(caller, async (log) => {
       this.requireSession(session);
-      if (this.currentState === 'STOP') await this.transition('STOP_COPY', timeoutMs, caller, log);
+      if (this.currentState === 'STOP') {
+        this.saveFormatWanted = format === undefined ? undefined : this.saveableFormat(format);
+        try {
+          await this.transition('STOP_COPY', timeoutMs, caller, log);
+        } finally {
+          this.saveFormatWanted = undefined;
+        }
+      }
       const open = this.session;
       if (this.currentState !== 'STOP_COPY' || !(open instanceof SaveSession)) {
         throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: quiesce it (STOP) before saving`);
+      }
+      if (format !== undefined && !sameFormat(format, open.descriptor.format)) {
+        throw new Fault('STATE_INCOMPATIBLE', `VF ${this.vf.id} is saving in ${formatName(open.descriptor.format)}, not ${formatName(format)}`);
       }
       open.continueAs(session);
       try {
@@ -202,6 +214,35 @@ export class VfMachine {
         throw this.asFault(error, 'load');
       }
     });
+  }
+
+  /** Every format the VF saves or loads, the default save format first among those it saves. */
+  formats(): { name: string; version: number; vendor?: string; save: boolean; load: boolean }[] {
+    const saves = this.saveFormats();
+    const all = [...saves, ...this.driver.stateFormats.filter((f) => !saves.some((s) => sameFormat(s, f)))];
+    return all.map((f) => ({ ...f, save: saves.some((s) => sameFormat(s, f)), load: this.driver.stateFormats.some((l) => sameFormat(l, f)) }));
+  }
+
+  /** What a save in `format` (default: the default) would say it is, without stopping or opening anything. */
+  stateDescriptor(format?: StreamFormat): StreamDescriptor {
+    return this.saveDescriptor(format === undefined ? undefined : this.saveableFormat(format));
+  }
+
+  /**
+   * Whether a state that says this could be loaded here, and why not, as a
+   * load would decide it (the same checks), touching nothing.
+   */
+  checkCompatibility(descriptor: StreamDescriptor): { compatible: boolean; reason: string | null; format: StateFormat | null } {
+    try {
+      const format = this.loadableFormat(descriptor.format);
+      this.driver.checkIdentity(this.vf.id, descriptor.identity);
+      return { compatible: true, reason: null, format: { ...format } };
+    } catch (error) {
+      if ((error instanceof Fault && error.fault === 'STATE_INCOMPATIBLE') || (error instanceof DriverError && error.kind === 'incompatible-state')) {
+        return { compatible: false, reason: error.message, format: null };
+      }
+      throw error;
+    }
   }
 
   pending(): PendingReport {
@@ -398,11 +439,22 @@ export class VfMachine {
     return drained;
   }
 
-  /** What a save of this VF says it is: the format it saves in (the driver's first), and the VF's identity. */
-  private saveDescriptor(): StreamDescriptor {
-    const [format] = this.driver.stateFormats;
-    if (format === undefined) throw new Fault('DRIVER_FAILURE', `driver ${this.driver.name} names no state format`);
-    return { format: { ...format }, identity: this.driver.describe(this.vf.id).identity };
+  /** What a save of this VF says it is: its format (the one asked for, else the default), and the VF's identity. */
+  private saveDescriptor(format: StateFormat | undefined = this.saveFormatWanted): StreamDescriptor {
+    const chosen = format ?? this.saveFormats()[0];
+    if (chosen === undefined) throw new Fault('DRIVER_FAILURE', `driver ${this.driver.name} names no state format`);
+    return { format: { ...chosen }, identity: this.driver.describe(this.vf.id).identity };
+  }
+
+  private saveFormats(): readonly StateFormat[] {
+    return this.driver.saveFormats ?? this.driver.stateFormats.slice(0, 1);
+  }
+
+  /** The driver's save format `wanted` names; refused as incompatible if the VF does not save in it. */
+  private saveableFormat(wanted: StreamFormat): StateFormat {
+    const match = this.saveFormats().find((f) => sameFormat(wanted, f));
+    if (match !== undefined) return match;
+    throw new Fault('STATE_INCOMPATIBLE', `VF ${this.vf.id} does not save in ${formatName(wanted)}; it saves in ${this.saveFormats().map(formatName).join(', ')}`);
   }
 
   /**
@@ -424,10 +476,10 @@ export class VfMachine {
 
   /** The driver's format a stream's format names; a stream without a vendor (v1) matches on name and version. */
   private loadableFormat(wanted: StreamFormat): StateFormat {
-    const match = this.driver.stateFormats.find((f) => f.name === wanted.name && f.version === wanted.version && (wanted.vendor === undefined || wanted.vendor === f.vendor));
+    const match = this.driver.stateFormats.find((f) => sameFormat(wanted, f));
     if (match !== undefined) return match;
-    const known = this.driver.stateFormats.map((f) => `${f.name} v${f.version}`).join(', ');
-    throw new Fault('STATE_INCOMPATIBLE', `state format ${wanted.name} v${wanted.version}${wanted.vendor === undefined ? '' : ` of vendor ${wanted.vendor}`} is not one VF ${this.vf.id} loads (${known})`);
+    const known = this.driver.stateFormats.map(formatName).join(', ');
+    throw new Fault('STATE_INCOMPATIBLE', `state format ${formatName(wanted)} is not one VF ${this.vf.id} loads (${known})`);
   }
 
   /** The session is over: a save's driver stream is closed, a resume not committed is dropped. */
@@ -490,6 +542,15 @@ export class VfMachine {
     const message = error instanceof Error ? error.message : String(error);
     return new Fault('DRIVER_FAILURE', `driver ${this.driver.name} failed during ${during}: ${message}`, {}, { cause: error });
   }
+}
+
+/** `wanted` names `format`: the same name and version, and vendor where `wanted` says one (v1 streams do not). */
+function sameFormat(wanted: StreamFormat, format: StreamFormat): boolean {
+  return wanted.name === format.name && wanted.version === format.version && (wanted.vendor === undefined || wanted.vendor === format.vendor);
+}
+
+function formatName(format: StreamFormat): string {
+  return `${format.name} v${format.version}${format.vendor === undefined ? '' : ` (vendor ${format.vendor})`}`;
 }
 
 function describeRefusal(from: VfioStateName, target: VfioStateName, features: MigrationFeatures): string {

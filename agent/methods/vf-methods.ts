@@ -4,6 +4,7 @@ import type { Caller, TransitionResult, VfMachine } from '../core/vf-machine.ts'
 import type { RequestContext } from '../rpc/context.ts';
 import { vfioStateValue } from '../core/vfio-states.ts';
 import { markBase64 } from '../rpc/base64-fields.ts';
+import type { StreamDescriptor } from '../core/state-records.ts';
 import type { Transition } from '../../schemas/types.ts';
 import { base64Slice, type MethodHandlers } from './method-table.ts';
 
@@ -11,7 +12,8 @@ const DEFAULT_TIMEOUT_MS = 5000;
 const DEFAULT_SLICE_BYTES = 1024 * 1024;
 
 type VfHandlers = Pick<MethodHandlers,
-  'vf.list' | 'vf.get' | 'vf.getState' | 'vf.setState' | 'vf.quiesce' | 'vf.resume' | 'vf.save' | 'vf.load' | 'vf.pending' | 'vf.reset'>;
+  'vf.list' | 'vf.get' | 'vf.getState' | 'vf.setState' | 'vf.quiesce' | 'vf.resume' | 'vf.save' | 'vf.load' | 'vf.pending' | 'vf.reset'
+  | 'vf.formats' | 'vf.stateDescriptor' | 'vf.checkCompatibility'>;
 
 export function vfHandlers(core: MigrationCore): VfHandlers {
   return {
@@ -50,9 +52,9 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       const machine = core.lookup(vf);
       return transition(machine, await machine.reset(callerOf(ctx, machine)));
     },
-    'vf.save': async ({ vf, maxBytes, offset, session }, ctx) => {
+    'vf.save': async ({ vf, maxBytes, offset, session, format }, ctx) => {
       const machine = core.lookup(vf);
-      const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session);
+      const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session, format);
       return markBase64({
         data: slice.data.toString('base64'),
         offset: slice.offset,
@@ -68,6 +70,10 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       return machine.load(offset, base64Slice(data, '/data'), DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session);
     },
     'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
+    'vf.formats': async ({ vf }) => ({ formats: core.lookup(vf).formats() }),
+    'vf.stateDescriptor': async ({ vf, format }) => ({ descriptor: core.lookup(vf).stateDescriptor(format) }),
+    // The schema has checked the descriptor's shape; its identity is JSON, as a stream's is.
+    'vf.checkCompatibility': async ({ vf, descriptor }) => core.lookup(vf).checkCompatibility(descriptor as StreamDescriptor),
   };
 }
 
