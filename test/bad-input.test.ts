@@ -424,7 +424,7 @@ test('a state whose CRC is valid but whose model is another is refused (STATE_IN
   const edits: [string, (d: Record<string, unknown>) => void][] = [
     ['another model', (d) => { (d.identity as Record<string, unknown>).model = 'acme/other-device'; }],
     ['another format', (d) => { (d.format as Record<string, unknown>).name = 'nvme-emu'; }],
-    ['another format version', (d) => { (d.format as Record<string, unknown>).version = 2; }],
+    ['another format version', (d) => { (d.format as Record<string, unknown>).version = 99; }],
     ['another vendor', (d) => { (d.format as Record<string, unknown>).vendor = '00000000-0000-4000-8000-000000000001'; }],
   ];
   for (const [label, edit] of edits) {

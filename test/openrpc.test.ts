@@ -172,7 +172,7 @@ test('the schemas in the document still validate what the agent really returns',
   t.false(resultSchema('vf.getState')({ vf: 'blob0', state: 'NOT_A_STATE', value: 2 }));
   // A VF's details are checked against its own driver's schema.
   const blob = samples.find(([name]) => name === 'vf.get')?.[1] as Json;
-  t.deepEqual(blob.details, { stateBytes: 100000 });
+  t.deepEqual(blob.details, { stateBytes: 102400, dirtyBytesPerSecond: 0 }, 'whole 4 KiB pages');
   t.false(resultSchema('vf.get')({ ...blob, details: { stateBytes: 'big' } }), 'blob-bench details of the wrong shape');
   t.false(resultSchema('vf.get')({ ...blob, driver: 'nvme-emu' }), 'blob-bench details under the nvme-emu driver');
   t.true(resultSchema('vf.get')({ ...blob, driver: 'nvme-emu', details: { queues: { max: 4, active: 1 }, namespaces: [{ nsid: 1, sizeBytes: 4096, blockSize: 512 }] } }));

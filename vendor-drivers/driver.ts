@@ -189,8 +189,9 @@ export class DriverError extends Error {
  * `reset`, and the streams' methods), in the order its callers asked (its
  * per-VF serial queue), so a driver needs no queue of its own and a reset
  * never lands inside a drain. Calls on different VFs may overlap.
- * `describe`, `stopCopyBytes`,
- * `checkIdentity` and the host port are not queued: they must be safe
+ * `describe`, `stopCopyBytes`, `checkIdentity`, a save stream's
+ * `stopCopyBytes` and `precopyInfo`, and the host port are not queued:
+ * they read counters and must be safe
  * while a queued call is under way (the host port must be, since a drain
  * waits for the guest to acknowledge completions).
  */

@@ -13,13 +13,13 @@
  * that a slice whose answer was lost can be asked for again).
  */
 import { randomUUID } from 'node:crypto';
-import { DriverError, type DeviceLoadStream, type DeviceSaveStream } from '../../vendor-drivers/driver.ts';
+import { DriverError, type DeviceLoadStream, type DeviceSaveStream, type PrecopyInfo } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 import { PREAMBLE_BYTES, RECORD_OVERHEAD, RecordStreamReader, RecordStreamWriter, type ReaderLimits, type StreamDescriptor, type StreamEvent } from './state-records.ts';
 
 export type SessionKind = 'save' | 'resume';
 /** Where a session is: saving in STOP_COPY, or resuming. */
-export type SessionPhase = 'stop-copy' | 'resuming';
+export type SessionPhase = 'pre-copy' | 'stop-copy' | 'resuming';
 
 export interface SessionInfo {
   readonly id: string;
@@ -132,7 +132,7 @@ export function streamBytes(descriptor: StreamDescriptor, dataBytes: number): nu
 /** The saving side: the driver's data, framed into the state stream as slices are asked for. */
 export class SaveSession extends MigrationSession {
   readonly kind = 'save';
-  readonly phase = 'stop-copy';
+  #phase: 'pre-copy' | 'stop-copy';
   /** What the stream says it is. */
   readonly descriptor: StreamDescriptor;
   readonly #device: DeviceSaveStream;
@@ -140,30 +140,57 @@ export class SaveSession extends MigrationSession {
   /** Stream bytes made and not yet handed out, in order. */
   #queued: Buffer[] = [];
   #queuedBytes = 0;
+  /** Of the device data read in PRE_COPY and not yet handed out: how much was initial, and how much dirty. */
+  #queuedInitial = 0;
+  #queuedDirty = 0;
   #dataEnded = false;
   /** Stream bytes handed out before the next slice. */
   #offset = 0;
   /** The last slice, for a caller whose answer was lost. */
   #last: SaveSlice | undefined;
 
-  constructor(vf: string, owner: string, descriptor: StreamDescriptor, device: DeviceSaveStream, now: () => number = Date.now) {
+  constructor(vf: string, owner: string, descriptor: StreamDescriptor, device: DeviceSaveStream, phase: 'pre-copy' | 'stop-copy' = 'stop-copy', now: () => number = Date.now) {
     super(vf, owner, now);
+    this.#phase = phase;
     this.descriptor = descriptor;
     this.#device = device;
     this.#queue(this.#writer.begin(descriptor));
+  }
+
+  get phase(): 'pre-copy' | 'stop-copy' {
+    return this.#phase;
   }
 
   get bytes(): number {
     return this.#offset;
   }
 
-  /** Stream bytes still to be handed out: exact. */
+  /**
+   * Stream bytes still to be handed out if the VF stopped now: exact once it
+   * has (STOP_COPY), the driver's estimate while it runs (PRE_COPY).
+   */
   get pendingBytes(): number {
     return this.#queuedBytes + (this.#dataEnded ? 0 : framedBytes(this.#device.stopCopyBytes()));
   }
 
   get totalBytes(): number {
     return this.#offset + this.pendingBytes;
+  }
+
+  /**
+   * PRE_COPY only: what the driver says it has to hand out now (initial and
+   * dirty bytes, and whether it restarted its stream), with the stream
+   * bytes already made and not yet handed out counted as initial.
+   */
+  precopyInfo(): PrecopyInfo {
+    if (this.#phase !== 'pre-copy') throw new Fault('NO_SAVE_STREAM', `VF ${this.vf} is saving in STOP_COPY: pre-copy information is for PRE_COPY`);
+    const device = this.#device.precopyInfo();
+    return { ...device, initialBytes: device.initialBytes + this.#queuedInitial, dirtyBytes: device.dirtyBytes + this.#queuedDirty };
+  }
+
+  /** The VF has stopped (PRE_COPY → STOP_COPY): from now on a short read from the driver is the end of its data. */
+  stopped(): void {
+    this.#phase = 'stop-copy';
   }
 
   /**
@@ -179,7 +206,8 @@ export class SaveSession extends MigrationSession {
       const again = last === undefined ? '' : ` (or ${last.offset}, to have the last slice again)`;
       throw new Fault('STREAM_OFFSET', `offset ${offset} is not where the save stream is: the next byte is ${this.#offset}${again}`, { expected: this.#offset });
     }
-    while (this.#queuedBytes < maxBytes && !this.#dataEnded) await this.#pull();
+    // While the VF runs, the driver hands out what it has now; once stopped, until its data ends.
+    while (this.#queuedBytes < maxBytes && !this.#dataEnded && (await this.#pull())) { /* pulled a full record */ }
     const data = this.#take(maxBytes);
     const start = this.#offset;
     this.#offset += data.length;
@@ -192,15 +220,26 @@ export class SaveSession extends MigrationSession {
     this.#device.close();
   }
 
-  /** One record's worth of data from the driver; a short read is the end of it (the VF is stopped). */
-  async #pull(): Promise<void> {
+  /**
+   * One record's worth of data from the driver; true if it was a full one
+   * (there may be more). A short read, with the VF stopped, is the end of
+   * the data; while it runs, only the end of what there is now.
+   */
+  async #pull(): Promise<boolean> {
+    // A driver hands out its initial state before what changed since (as VFIO's initial_bytes falls first).
+    const initialBefore = this.#phase === 'pre-copy' ? this.#device.precopyInfo().initialBytes : 0;
     const data = await this.#device.read(RECORD_DATA_BYTES);
+    const initial = Math.min(data.length, initialBefore);
+    this.#queuedInitial += initial;
+    this.#queuedDirty += data.length - initial;
     if (data.length > 0) this.#queue(this.#writer.data(data));
-    if (data.length < RECORD_DATA_BYTES) {
+    if (data.length === RECORD_DATA_BYTES) return true;
+    if (this.#phase === 'stop-copy') {
       this.#queue(this.#writer.end());
       this.#dataEnded = true;
       this.#device.close();
     }
+    return false;
   }
 
   #queue(pieces: Buffer[]): void {
@@ -227,6 +266,10 @@ export class SaveSession extends MigrationSession {
       }
     }
     this.#queuedBytes -= taken;
+    // What is handed out counts against the initial data first (the framing is not counted apart).
+    const initial = Math.min(taken, this.#queuedInitial);
+    this.#queuedInitial -= initial;
+    this.#queuedDirty = Math.max(0, this.#queuedDirty - (taken - initial));
     // A copy: the slice is kept for a retry, and the pieces may be the driver's.
     return Buffer.concat(parts, taken);
   }

@@ -124,7 +124,7 @@ export class VfMachine {
   constructor(vf: VfDescriptor, driver: VendorDriver, limits: VfMachineLimits, log: Logger) {
     this.vf = vf;
     this.driver = driver;
-    this.features = { p2p: driver.capabilities.p2p, preCopy: false };
+    this.features = { p2p: driver.capabilities.p2p, preCopy: driver.capabilities.preCopy };
     this.limits = limits;
     this.log = log;
     this.queue = new SerialQueue(`VF ${vf.id}`, limits.maxQueuedCalls, () => ({ state: this.currentState }));
@@ -178,8 +178,8 @@ export class VfMachine {
         }
       }
       const open = this.session;
-      if (this.currentState !== 'STOP_COPY' || !(open instanceof SaveSession)) {
-        throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: quiesce it (STOP) before saving`);
+      if (!SAVING_STATES.has(this.currentState) || !(open instanceof SaveSession)) {
+        throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: quiesce it (STOP) before saving${this.features.preCopy ? ', or save while it runs in PRE_COPY' : ''}`);
       }
       if (format !== undefined && !sameFormat(format, open.descriptor.format)) {
         throw new Fault('STATE_INCOMPATIBLE', `VF ${this.vf.id} is saving in ${formatName(open.descriptor.format)}, not ${formatName(format)}`);
@@ -245,8 +245,26 @@ export class VfMachine {
     }
   }
 
+  /** PRE_COPY's information (VFIO_MIG_GET_PRECOPY_INFO); refused in any other state. */
+  precopyInfo(): { state: VfioStateName; initialBytes: number; dirtyBytes: number; reinit: boolean } {
+    const open = this.session;
+    if ((this.currentState !== 'PRE_COPY' && this.currentState !== 'PRE_COPY_P2P') || !(open instanceof SaveSession)) {
+      throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: pre-copy information is for PRE_COPY and PRE_COPY_P2P`, { state: this.currentState });
+    }
+    try {
+      return { state: this.currentState, ...open.precopyInfo() };
+    } catch (error) {
+      throw this.asFault(error, 'precopyInfo');
+    }
+  }
+
   pending(): PendingReport {
     const open = this.session;
+    if (open instanceof SaveSession && open.phase === 'pre-copy') {
+      // While the VF runs: what the device has to hand out now, and what STOP_COPY would still have.
+      const info = open.precopyInfo();
+      return { state: this.currentState, streamOpen: true, pendingBytes: info.initialBytes + info.dirtyBytes, stopCopyBytes: open.pendingBytes };
+    }
     if (open instanceof SaveSession) {
       return { state: this.currentState, streamOpen: true, pendingBytes: open.pendingBytes, stopCopyBytes: open.totalBytes };
     }
@@ -424,11 +442,14 @@ export class VfMachine {
     if (runLevelOf(cur) !== level) {
       drained = (await this.driver.setRunLevel(this.vf.id, level, { deadline })).drainedCommands;
     }
-    if (cur === 'STOP' && next === 'STOP_COPY') {
+    // The arcs that open a save (VFIO's: a new saving data fd), and the one that stops a pre-copy save's VF.
+    if ((cur === 'STOP' && next === 'STOP_COPY') || (cur === 'RUNNING' && next === 'PRE_COPY') || (cur === 'RUNNING_P2P' && next === 'PRE_COPY_P2P')) {
       const descriptor = this.saveDescriptor();
-      const session = new SaveSession(this.vf.id, caller.principal, descriptor, this.driver.openSave(this.vf.id, descriptor.format));
+      const session = new SaveSession(this.vf.id, caller.principal, descriptor, this.driver.openSave(this.vf.id, descriptor.format), next === 'STOP_COPY' ? 'stop-copy' : 'pre-copy');
       this.session = session;
-      log.info({ phase: 'save', session: session.id, totalBytes: session.totalBytes, format: descriptor.format.name }, 'save session opened');
+      log.info({ phase: 'save', session: session.id, saving: session.phase, format: descriptor.format.name }, 'save session opened');
+    } else if (next === 'STOP_COPY' && this.session instanceof SaveSession) {
+      this.session.stopped();
     }
     if (cur === 'STOP' && next === 'RESUMING') {
       const limits = { maxRecordBytes: MAX_RECORD_BYTES, maxV1StateBytes: this.limits.maxStateBytes };

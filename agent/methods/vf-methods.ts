@@ -13,7 +13,7 @@ const DEFAULT_SLICE_BYTES = 1024 * 1024;
 
 type VfHandlers = Pick<MethodHandlers,
   'vf.list' | 'vf.get' | 'vf.getState' | 'vf.setState' | 'vf.quiesce' | 'vf.resume' | 'vf.save' | 'vf.load' | 'vf.pending' | 'vf.reset'
-  | 'vf.formats' | 'vf.stateDescriptor' | 'vf.checkCompatibility'>;
+  | 'vf.formats' | 'vf.stateDescriptor' | 'vf.checkCompatibility' | 'vf.precopyInfo'>;
 
 export function vfHandlers(core: MigrationCore): VfHandlers {
   return {
@@ -71,6 +71,7 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
     },
     'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
     'vf.formats': async ({ vf }) => ({ formats: core.lookup(vf).formats() }),
+    'vf.precopyInfo': async ({ vf }) => core.lookup(vf).precopyInfo(),
     'vf.stateDescriptor': async ({ vf, format }) => ({ descriptor: core.lookup(vf).stateDescriptor(format) }),
     // The schema has checked the descriptor's shape; its identity is JSON, as a stream's is.
     'vf.checkCompatibility': async ({ vf, descriptor }) => core.lookup(vf).checkCompatibility(descriptor as StreamDescriptor),

@@ -64,6 +64,7 @@ const call: fc.Arbitrary<{ method: string; params?: unknown }> = fc.oneof(
   fc.record({ method: fc.constant('emu.mmioRead'), params: fc.record({ vf, offset: fc.nat({ max: 0x2000 }).map((n) => n * 4) }) }),
   fc.record({ method: fc.constant('emu.mmioWrite'), params: fc.record({ vf, offset: fc.constantFrom(0x0c, 0x10, 0x24, 0x28, 0x1000, 0x1004), value: fc.nat() }) }),
   fc.record({ method: fc.constant('vf.formats'), params: fc.record({ vf }) }),
+  fc.record({ method: fc.constant('vf.precopyInfo'), params: fc.record({ vf }) }),
   fc.record({ method: fc.constant('vf.stateDescriptor'), params: fc.record({ vf, format: fc.record({ name: fc.constantFrom('nvme-controller-state+vfmigd-nvme-emu', 'blob-bench', 'x'), version: fc.nat({ max: 3 }) }) }, { requiredKeys: ['vf'] }) }),
   fc.record({ method: fc.constant('vf.checkCompatibility'), params: fc.record({ vf, descriptor: fc.record({ format: fc.record({ name: fc.constantFrom('blob-bench', 'nvme-controller-state+vfmigd-nvme-emu', ''), version: fc.nat({ max: 3 }) }), identity: fc.oneof(fc.constant({ model: 'vfmigd/blob-bench', vf: 'blob0', stateBytes: 8192 }), fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }))) }) }) }),
   fc.record({ method: fc.constantFrom('vf.nothing', 'rpc.other', '', 'VF.LIST'), params: fc.constant({}) }),

@@ -79,7 +79,7 @@ function fuzzAgentConfig(namespacePath: string): Config {
     logLevel: 'info',
     limits: { maxBatchLength: MAX_BATCH_LENGTH, maxInFlightPerConnection: MAX_BATCH_LENGTH, maxConnectionsPerPeer: 64 },
     drivers: [
-      { driver: 'blob-bench', options: { vfCount: 2, stateBytes: 8192, p2p: true } },
+      { driver: 'blob-bench', options: { vfCount: 2, stateBytes: 8192, p2p: true, preCopy: true, dirtyBytesPerSecond: 1024 * 1024 } },
       { driver: 'nvme-emu', options: { hostPort: true, maxGuestMemoryBytes: 16 * 1024 * 1024, vfs: [{ id: 'nvme0', bdf: '0000:3b:00.2', namespaces: [{ path: namespacePath, sizeBytes: 1024 * 1024 }] }] } },
     ],
   };

@@ -19,3 +19,18 @@ for (const p2p of [false, true]) {
     foreign: vf(100 * 1024, p2p),
   });
 }
+
+// With PRE_COPY, changing while it runs (a page every 40 microseconds).
+conformanceSuite(test, 'blob-bench with PRE_COPY and P2P', {
+  source: preCopyVf(200 * 1024),
+  destination: preCopyVf(200 * 1024),
+  foreign: preCopyVf(100 * 1024),
+});
+
+function preCopyVf(stateBytes: number): () => Promise<DriverVf> {
+  return async () => {
+    const driver = createBlobBenchDriver({ vfCount: 1, stateBytes, p2p: true, preCopy: true, dirtyBytesPerSecond: 100 * 1024 * 1024 });
+    await driver.start(pino({ enabled: false }));
+    return { driver, vf: 'blob0', close: () => driver.stop() };
+  };
+}

@@ -1,72 +1,245 @@
 /**
- * blob-bench: a driver for benchmarks. Its VFs do no I/O; each holds a
- * device state of a configured size whose bytes change every time the VF
- * runs, so that moving a large state (an mlx5-sized device) through
- * vf.save/vf.load can be measured and checked byte for byte. It follows the
- * driver contract like any other: saves only when stopped, validates a
- * whole state before applying it, refuses another VF's identity.
+ * blob-bench: a driver for benchmarks and tests of large states. Its VFs do
+ * no I/O; each holds a device state of a configured size, in 4 KiB pages,
+ * that keeps changing while the VF runs (at `dirtyBytesPerSecond`, and one
+ * page each time it is set running), so that moving a large state (an
+ * mlx5-sized device) can be measured, with PRE_COPY (`preCopy`) and
+ * without, and checked byte for byte. It follows the driver contract like
+ * any other: validates a whole state before applying it, refuses another
+ * VF's identity.
+ *
+ * Every page checks itself: page i at version v holds i and v, bytes
+ * derived from them, and a CRC32C of the rest. Page 0, the header, holds
+ * the page count and two sums over the other pages' (index, version): a
+ * destination that missed an update (a stale page, well formed but old)
+ * fails the sums.
  */
-import { createHash } from 'node:crypto';
+import { crc32c } from '@node-rs/crc32';
 import type { Logger } from 'pino';
 import type { BlobBenchOptions } from '../../schemas/types.ts';
 import {
   DriverError, type DeviceIdentity, type DeviceLoadStream, type DeviceSaveStream, type HealthCheck, type RunLevel,
   type RunLevelChange, type StateFormat, type VendorDriver, type VfDescription, type VfDescriptor,
 } from '../driver.ts';
-import { bufferedSaveStream } from '../buffered-streams.ts';
+import { pagedLoadStream, pagedSaveStream, type PagedState } from '../paged-streams.ts';
+import { VFMIGD_VENDOR } from '../nvme-emu/state-format.ts';
 
-const FORMAT: StateFormat = { name: 'blob-bench', version: 1 };
+/** Version 2: paged (version 1 was one digest-sealed buffer). */
+const FORMAT: StateFormat = { name: 'blob-bench', version: 2, vendor: VFMIGD_VENDOR };
 const MODEL = 'vfmigd/blob-bench';
-/** Header: generation (u64 LE) and SHA-256 of the body; the body follows. */
-const HEADER_BYTES = 8 + 32;
+const PAGE_BYTES = 4096;
+const MAGIC = 0x424f4c42; // "BLOB"
+/** Page layout: u32 index, u32 version, filler, u32 CRC32C of the bytes before it. */
+const CRC_AT = PAGE_BYTES - 4;
+
+/** Two independent 32-bit mixes of (index, version): a stale page changes both sums. */
+function mixA(index: number, version: number): number {
+  let x = Math.imul(index ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul(version + 1, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+function mixB(index: number, version: number): number {
+  let x = Math.imul(version ^ 0x7f4a7c15, 0x27d4eb2f) ^ Math.imul(index + 7, 0x165667b1);
+  x ^= x >>> 15;
+  return x >>> 0;
+}
+
+function writeDataPage(page: Buffer, index: number, version: number): void {
+  page.writeUInt32LE(index, 0);
+  page.writeUInt32LE(version, 4);
+  let x = (mixA(index, version) | 1) >>> 0;
+  for (let off = 8; off < CRC_AT; off += 4) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
+    page.writeInt32LE(x | 0, off);
+  }
+  page.writeUInt32LE(crc32c(page.subarray(0, CRC_AT)), CRC_AT);
+}
+
+/** One VF's state: pages, versions, the header's sums, dirty bits, and the clock of its dirtying. */
+class BlobState implements PagedState {
+  readonly pageSize = PAGE_BYTES;
+  readonly pageCount: number;
+  readonly #pages: Buffer;
+  readonly #versions: Uint32Array;
+  readonly #dirty: Uint8Array;
+  #dirtyList: number[] = [];
+  #sumA = 0;
+  #sumB = 0;
+  /** Where the deterministic walk of dirtied pages is. */
+  #walk = 1;
+
+  constructor(pageCount: number, pages?: Buffer) {
+    this.pageCount = pageCount;
+    this.#versions = new Uint32Array(pageCount);
+    this.#dirty = new Uint8Array(pageCount);
+    if (pages !== undefined) {
+      this.#pages = pages;
+      for (let i = 1; i < pageCount; i += 1) this.#account(i, pages.readUInt32LE(i * PAGE_BYTES + 4), +1);
+      return;
+    }
+    this.#pages = Buffer.allocUnsafe(pageCount * PAGE_BYTES);
+    for (let i = 1; i < pageCount; i += 1) {
+      writeDataPage(this.#pageBuffer(i), i, 0);
+      this.#account(i, 0, +1);
+    }
+    this.#writeHeader();
+  }
+
+  page(index: number): Uint8Array {
+    return this.#pageBuffer(index);
+  }
+
+  takeDirty(): number[] {
+    const taken = this.#dirtyList;
+    this.#dirtyList = [];
+    for (const index of taken) this.#dirty[index] = 0;
+    return taken;
+  }
+
+  /** Changes `count` data pages (a deterministic walk over them), and the header with them. */
+  touch(count: number): void {
+    for (let n = 0; n < count && this.pageCount > 1; n += 1) {
+      const index = this.#walk;
+      this.#walk = this.#walk + 1 >= this.pageCount ? 1 : this.#walk + 1;
+      const version = ((this.#versions[index] ?? 0) + 1) >>> 0;
+      this.#account(index, this.#versions[index] ?? 0, -1);
+      writeDataPage(this.#pageBuffer(index), index, version);
+      this.#account(index, version, +1);
+      this.#markDirty(index);
+    }
+    if (count > 0) this.#writeHeader();
+  }
+
+  /** The whole state, for a checksum of what a save handed out. */
+  get bytes(): Buffer {
+    return this.#pages;
+  }
+
+  #pageBuffer(index: number): Buffer {
+    return this.#pages.subarray(index * PAGE_BYTES, (index + 1) * PAGE_BYTES);
+  }
+
+  #account(index: number, version: number, sign: 1 | -1): void {
+    this.#versions[index] = version;
+    this.#sumA = (this.#sumA + sign * mixA(index, version)) >>> 0;
+    this.#sumB = (this.#sumB + sign * mixB(index, version)) >>> 0;
+  }
+
+  #markDirty(index: number): void {
+    if (this.#dirty[index] === 1) return;
+    this.#dirty[index] = 1;
+    this.#dirtyList.push(index);
+  }
+
+  #writeHeader(): void {
+    const header = this.#pageBuffer(0);
+    header.fill(0);
+    header.writeUInt32LE(MAGIC, 0);
+    header.writeUInt32LE(this.pageCount, 4);
+    header.writeUInt32LE(this.#sumA, 8);
+    header.writeUInt32LE(this.#sumB, 12);
+    header.writeUInt32LE(crc32c(header.subarray(0, CRC_AT)), CRC_AT);
+    this.#markDirty(0);
+  }
+}
+
+/** Throws `corrupt-state` unless `pages` is a whole, current state of `pageCount` pages. */
+function verify(pages: Buffer, pageCount: number): void {
+  let sumA = 0;
+  let sumB = 0;
+  for (let i = 0; i < pageCount; i += 1) {
+    const page = pages.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES);
+    if (page.readUInt32LE(CRC_AT) !== crc32c(page.subarray(0, CRC_AT))) throw new DriverError('corrupt-state', `page ${i} fails its checksum`);
+    if (i === 0) continue;
+    if (page.readUInt32LE(0) !== i) throw new DriverError('corrupt-state', `page ${i} says it is page ${page.readUInt32LE(0)}`);
+    const version = page.readUInt32LE(4);
+    sumA = (sumA + mixA(i, version)) >>> 0;
+    sumB = (sumB + mixB(i, version)) >>> 0;
+  }
+  if (pages.readUInt32LE(0) !== MAGIC || pages.readUInt32LE(4) !== pageCount) throw new DriverError('corrupt-state', 'the header is not that of this state');
+  if (pages.readUInt32LE(8) !== sumA || pages.readUInt32LE(12) !== sumB) {
+    throw new DriverError('corrupt-state', 'the pages are not the versions the header counts: an update was lost');
+  }
+}
 
 interface BlobVf {
   readonly descriptor: VfDescriptor;
   level: RunLevel;
-  generation: bigint;
-  state: Buffer;
+  state: BlobState | undefined;
+  /** When dirtying was last brought up to date, and the fraction of a page left over. */
+  dirtiedAt: number;
+  dirtyCarry: number;
 }
 
 export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
-  const stateBytes = Math.max(options.stateBytes ?? 1024 * 1024, HEADER_BYTES + 1);
+  const stateBytes = options.stateBytes ?? 1024 * 1024;
+  const pageCount = Math.max(2, Math.ceil(stateBytes / PAGE_BYTES));
+  const dirtyBytesPerSecond = options.dirtyBytesPerSecond ?? 0;
   const vfs = new Map<string, BlobVf>();
   for (let i = 0; i < (options.vfCount ?? 1); i += 1) {
     const devfn = i;
     const bdf = `0000:${(0x5e + (devfn >> 8)).toString(16).padStart(2, '0')}:${((devfn >> 3) & 0x1f).toString(16).padStart(2, '0')}.${devfn & 7}`;
-    vfs.set(`blob${i}`, { descriptor: { id: `blob${i}`, bdf, kind: 'blob' }, level: 'running', generation: 0n, state: Buffer.alloc(0) });
+    vfs.set(`blob${i}`, { descriptor: { id: `blob${i}`, bdf, kind: 'blob' }, level: 'running', state: undefined, dirtiedAt: 0, dirtyCarry: 0 });
   }
   const vfOf = (id: string): BlobVf => vfs.get(id) ?? fail(`no VF ${id}`);
+  const stateOf = (vf: BlobVf): BlobState => vf.state ?? fail(`VF ${vf.descriptor.id}: the driver is not started`);
   const identityOf = (vf: BlobVf): DeviceIdentity => ({ model: MODEL, vf: vf.descriptor.id, stateBytes });
+  /** A running VF changes its state at the configured rate: brought up to date whenever the state is looked at. */
+  const dirtyUpTo = (vf: BlobVf, now = performance.now()): void => {
+    if (vf.level === 'running' && dirtyBytesPerSecond > 0) {
+      const pages = ((now - vf.dirtiedAt) / 1000) * (dirtyBytesPerSecond / PAGE_BYTES) + vf.dirtyCarry;
+      const whole = Math.floor(pages);
+      vf.dirtyCarry = pages - whole;
+      stateOf(vf).touch(whole);
+    }
+    vf.dirtiedAt = now;
+  };
+  const watched = (vf: BlobVf): PagedState => {
+    const state = stateOf(vf);
+    return {
+      pageSize: state.pageSize,
+      pageCount: state.pageCount,
+      page: (index) => state.page(index),
+      takeDirty: () => {
+        dirtyUpTo(vf);
+        return state.takeDirty();
+      },
+    };
+  };
 
   return {
     name: 'blob-bench',
-    capabilities: { p2p: options.p2p ?? false, preCopy: false, dirtyTracking: false, hostPort: false },
+    capabilities: { p2p: options.p2p ?? false, preCopy: options.preCopy ?? false, dirtyTracking: false, hostPort: false },
     stateFormats: [FORMAT],
     async start(_log: Logger): Promise<void> {
-      for (const vf of vfs.values()) vf.state = buildState(stateBytes, vf.generation);
+      for (const vf of vfs.values()) {
+        vf.state = new BlobState(pageCount);
+        vf.state.takeDirty();
+        vf.dirtiedAt = performance.now();
+      }
     },
     async stop(): Promise<void> {
-      for (const vf of vfs.values()) vf.state = Buffer.alloc(0);
+      for (const vf of vfs.values()) vf.state = undefined;
     },
     listVfs: () => [...vfs.values()].map((v) => v.descriptor),
     describe(id: string): VfDescription {
       const vf = vfOf(id);
-      return { ...vf.descriptor, identity: identityOf(vf), details: { stateBytes } };
+      return { ...vf.descriptor, identity: identityOf(vf), details: { stateBytes: pageCount * PAGE_BYTES, dirtyBytesPerSecond } };
     },
     async setRunLevel(id: string, level: RunLevel): Promise<RunLevelChange> {
       const vf = vfOf(id);
-      // Running changes the device: the next capture must differ.
-      if (level === 'running' && vf.level !== 'running') {
-        vf.generation += 1n;
-        vf.state = buildState(stateBytes, vf.generation);
-      }
+      dirtyUpTo(vf);
+      // Running changes the device: the next save must differ.
+      if (level === 'running' && vf.level !== 'running') stateOf(vf).touch(1);
       vf.level = level;
       return { drainedCommands: 0 };
     },
     openSave(id: string): DeviceSaveStream {
       const vf = vfOf(id);
-      if (vf.level !== 'stopped') fail(`VF ${id} is ${vf.level}; a save needs it stopped`);
-      return bufferedSaveStream(vf.state);
+      dirtyUpTo(vf);
+      // Whatever changed before this save goes out with its first pass.
+      stateOf(vf).takeDirty();
+      return pagedSaveStream(watched(vf), () => vf.level !== 'stopped');
     },
     checkIdentity(id: string, identity: DeviceIdentity): void {
       const mine = identityOf(vfOf(id));
@@ -79,65 +252,22 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
     openLoad(id: string): DeviceLoadStream {
       const vf = vfOf(id);
       if (vf.level !== 'stopped') fail(`VF ${id} is ${vf.level}; a resume needs it stopped`);
-      return stagedLoad(stateBytes, (staged) => {
-        vf.generation = staged.readBigUInt64LE(0);
-        vf.state = staged;
+      return pagedLoadStream(PAGE_BYTES, pageCount, (staged) => {
+        verify(staged, pageCount);
+        vf.state = new BlobState(pageCount, staged);
       });
     },
-    stopCopyBytes: () => stateBytes,
+    stopCopyBytes: () => pageCount * (PAGE_BYTES + 4),
     async reset(id: string): Promise<void> {
       const vf = vfOf(id);
-      vf.generation = 0n;
-      vf.state = buildState(stateBytes, 0n);
+      vf.state = new BlobState(pageCount);
       vf.level = 'running';
+      vf.dirtiedAt = performance.now();
     },
     async health(): Promise<readonly HealthCheck[]> {
-      return [{ name: 'blob-bench', ok: true, detail: `${vfs.size} VFs with ${stateBytes}-byte states` }];
+      return [{ name: 'blob-bench', ok: true, detail: `${vfs.size} VFs with ${pageCount * PAGE_BYTES}-byte states${options.preCopy ? `, pre-copy, dirtying ${dirtyBytesPerSecond} bytes/s while running` : ''}` }];
     },
   };
-}
-
-/**
- * A resume into a staging buffer of the state's size (the device's second
- * bank), written in place as the data comes; at commit the length and the
- * digest are checked and the bank becomes the VF's state.
- */
-function stagedLoad(stateBytes: number, apply: (staged: Buffer) => void): DeviceLoadStream {
-  let staged: Buffer | undefined = Buffer.allocUnsafe(stateBytes);
-  let received = 0;
-  const bank = (): Buffer => staged ?? fail('the resume stream is closed');
-  return {
-    async write(bytes: Uint8Array): Promise<void> {
-      if (received + bytes.length > stateBytes) throw new DriverError('corrupt-state', `state is longer than ${stateBytes} bytes`);
-      bank().set(bytes, received);
-      received += bytes.length;
-    },
-    async commit(): Promise<void> {
-      const payload = bank();
-      staged = undefined;
-      if (received !== stateBytes) throw new DriverError('corrupt-state', `state is ${received} bytes, expected ${stateBytes}`);
-      const digest = createHash('sha256').update(payload.subarray(HEADER_BYTES)).digest();
-      if (!digest.equals(payload.subarray(8, HEADER_BYTES))) throw new DriverError('corrupt-state', 'state body does not match its digest');
-      apply(payload);
-    },
-    abort(): void {
-      staged = undefined;
-    },
-  };
-}
-
-/** A state whose body is pseudo-random per generation, with its digest in the header. */
-function buildState(size: number, generation: bigint): Buffer {
-  const state = Buffer.allocUnsafe(size);
-  state.writeBigUInt64LE(generation, 0);
-  let x = Number(generation & 0xffffffffn) ^ 0x9e3779b9;
-  for (let off = HEADER_BYTES; off + 4 <= size; off += 4) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    state.writeInt32LE(x | 0, off);
-  }
-  for (let off = size - ((size - HEADER_BYTES) % 4); off < size; off += 1) state[off] = 0;
-  createHash('sha256').update(state.subarray(HEADER_BYTES)).digest().copy(state, 8);
-  return state;
 }
 
 function fail(message: string): never {

@@ -20,7 +20,11 @@
  *   changes nothing;
  * - cancelling from every saving state goes back to RUNNING, and the VF
  *   migrates again after it;
- * - stop-copy sizes are exact.
+ * - stop-copy sizes are exact;
+ * - (with PRE_COPY) data flows while the VF runs, the pre-copy information
+ *   follows VFIO's rules (initial bytes fall to 0 and stay there, dirty
+ *   bytes appear as the device changes, nothing outside PRE_COPY), and the
+ *   state loaded after PRE_COPY then STOP_COPY is the source's final state.
  */
 import type { TestFn } from 'ava';
 import { pino } from 'pino';
@@ -129,7 +133,7 @@ async function backToRunning(machine: VfMachine): Promise<void> {
 }
 
 function featuresOf(driver: VendorDriver): MigrationFeatures {
-  return { p2p: driver.capabilities.p2p, preCopy: false };
+  return { p2p: driver.capabilities.p2p, preCopy: driver.capabilities.preCopy };
 }
 
 /** States a VF of these features can be in (RESUMING is entered, and left, by loading a state). */
@@ -224,6 +228,15 @@ export function conformanceSuite(test: TestFn, name: string, subject: Conformanc
     });
   }
 
+  test(`${name}: pre-copy information is only for PRE_COPY`, async (t) => {
+    const { machine, subject: vf } = await opened(t, subject.source);
+    t.is(await faultOf(Promise.resolve().then(() => machine.precopyInfo())), 'NO_SAVE_STREAM', 'not while running without a save');
+    await machine.quiesce(SECOND);
+    await machine.save(509, undefined, SECOND);
+    t.is(await faultOf(Promise.resolve().then(() => machine.precopyInfo())), 'NO_SAVE_STREAM', 'not in STOP_COPY');
+    if (!vf.driver.capabilities.preCopy) t.is(await faultOf(machine.setState('PRE_COPY', SECOND)), 'ILLEGAL_TRANSITION', 'PRE_COPY is refused without the capability');
+  });
+
   test(`${name}: cancelling from every saving state goes back to RUNNING, and the VF migrates after it`, async (t) => {
     const source = await opened(t, subject.source);
     const destination = await opened(t, subject.destination);
@@ -240,4 +253,52 @@ export function conformanceSuite(test: TestFn, name: string, subject: Conformanc
     await loadAll(destination.machine, stream, 509);
     t.is((await destination.machine.resume(SECOND)).state, 'RUNNING');
   });
+
+  test(`${name}: with PRE_COPY, data flows while the VF runs, the information follows VFIO's rules, and the destination ends with the source's final state`, async (t) => {
+    const source = await opened(t, subject.source);
+    if (!source.subject.driver.capabilities.preCopy) {
+      t.is(await faultOf(source.machine.setState('PRE_COPY', SECOND)), 'ILLEGAL_TRANSITION');
+      return;
+    }
+    const destination = await opened(t, subject.destination);
+    await source.machine.setState('PRE_COPY', SECOND);
+    const parts: Buffer[] = [];
+    let info = source.machine.precopyInfo();
+    t.true(info.initialBytes > 0, 'the initial state is there to read');
+    t.is(info.reinit, false);
+    // The initial state, while the VF runs: initial bytes fall to 0 and stay there.
+    while (info.initialBytes > 0) {
+      const slice = await source.machine.save(4093, undefined, SECOND);
+      t.false(slice.eof, 'a running VF never ends its stream');
+      parts.push(Buffer.from(slice.data));
+      const next = source.machine.precopyInfo();
+      t.true(next.initialBytes <= info.initialBytes, 'initial bytes never rise');
+      info = next;
+    }
+    // The device changes while it runs: dirty bytes appear, and reading hands them out.
+    const deadline = Date.now() + 10_000;
+    while (source.machine.precopyInfo().dirtyBytes === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+    t.true(source.machine.precopyInfo().dirtyBytes > 0, 'the running VF changed its state');
+    t.is(source.machine.precopyInfo().initialBytes, 0, 'initial bytes stay at 0');
+    parts.push(Buffer.from((await source.machine.save(1 << 20, undefined, SECOND)).data));
+    // Stop: what is left comes in STOP_COPY, exactly as announced.
+    await source.machine.setState('STOP_COPY', SECOND);
+    const left = source.machine.pending().pendingBytes;
+    let tail = 0;
+    for (;;) {
+      const slice = await source.machine.save(4093, undefined, SECOND);
+      parts.push(Buffer.from(slice.data));
+      tail += slice.data.length;
+      if (slice.eof) break;
+    }
+    t.is(tail, left, 'the stop-copy size was exact');
+    const stream = Buffer.concat(parts);
+    await destination.machine.quiesce(SECOND);
+    await loadAll(destination.machine, stream, 1 << 20);
+    t.is((await destination.machine.setState('STOP', SECOND)).state, 'STOP');
+    // The source, stopped, saves its final state afresh: the destination must hold the same.
+    await source.machine.setState('STOP', SECOND);
+    t.true((await savedData(destination.machine)).equals(await savedData(source.machine)), 'the destination holds the source\'s final state');
+  });
 }
+
