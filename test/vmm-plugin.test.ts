@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NvmeEmuVf } from '../schemas/types.ts';
 import { startAgentProcess, tempDir, type AgentProcess } from './support/agent-process.ts';
-import { ASAN_BUILD, runHarness, type HarnessRun } from './support/harness.ts';
+import { ASAN_BUILD, runHarness, type DeviceReport, type HarnessRun } from './support/harness.ts';
 import { copyGuestMemory } from './support/host-port.ts';
 import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig, type Side } from './support/migration-rig.ts';
 import { makePluginPki, PLUGIN_PRINCIPAL, startTlsSide, tlsAgentConfig, tlsArg, type PluginPki, type TlsArgOptions } from './support/plugin-tls.ts';
@@ -175,6 +175,25 @@ async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return port;
 }
+
+test('PRE_COPY through the plugin: QEMU\'s RUNNING|SAVING saves while the VF runs and changes, SAVING the rest; the destination verifies every page', async (t) => {
+  const config = { drivers: [{ driver: 'blob-bench' as const, options: { vfCount: 1, stateBytes: 2 * MiB, p2p: true, preCopy: true, dirtyBytesPerSecond: 8 * MiB } }] };
+  const source = await startAgentProcess({ config });
+  t.teardown(async () => { await source.stop(); });
+  const destination = await startAgentProcess({ config });
+  t.teardown(async () => { await destination.stop(); });
+  const stream = join(scratchDir(t), 'blob.stream');
+  const saved = await runHarness({ build: ASAN_BUILD, mode: 'source', arg: tcpArg(source), devices: [{ bdf: BLOB_BDF, stream }], extraArgs: ['--precopy-rounds', '4'] });
+  assertSucceeded(t, saved, 1);
+  const report = saved.reports[0] as DeviceReport & { precopyBytes: number };
+  t.log(`${report.precopyBytes} bytes saved while the VF ran, ${(report.bytes ?? 0) - report.precopyBytes} in stop-and-copy`);
+  t.true(report.precopyBytes >= 2 * MiB, 'the whole initial state went while the VF ran');
+  t.true((report.bytes ?? 0) > report.precopyBytes, 'and what changed came in stop-and-copy');
+  t.true((report.bytes ?? 0) - report.precopyBytes < 2 * MiB, 'which is less than the whole state');
+  assertSucceeded(t, await runHarness({ build: ASAN_BUILD, mode: 'destination', arg: tcpArg(destination), devices: [{ bdf: BLOB_BDF, stream }] }), 1);
+  // The destination's commit checked every page and the versions its header counts: it runs.
+  t.is(await stateOf(destination), 'RUNNING');
+});
 
 test('fault: no agent at the address: init fails at once with a clear reason', async (t) => {
   const port = await closedPort();

@@ -159,20 +159,22 @@ static uint64_t get_be64(const uint8_t in[8])
 }
 
 /*
- * QEMU's save_buffer: be64 size, then save() in chunks of min(remaining, 1 MiB).
- * *stalled_us collects the time spent outside the plugin (stalls and the
- * stream file's I/O, which in QEMU is the migration channel's), so that the
- * reported time is the plugin's own.
+ * QEMU's save_buffer: be64 size, then save() in chunks of min(remaining, 1 MiB),
+ * as one segment of the stream file (the first creates it; pre-copy rounds
+ * add more). *stalled_us collects the time spent outside the plugin (stalls
+ * and the stream file's I/O, which in QEMU is the migration channel's), so
+ * that the reported time is the plugin's own.
  */
 static int stream_out(struct device_job *job, void *handle, uint64_t size, int64_t *stalled_us)
 {
     uint8_t header[8];
     uint8_t *chunk = NULL;
+    uint64_t done_bytes = 0;
     long chunks = 0;
     int result = -1;
     char text[128];
     int64_t io_started = now_us();
-    FILE *out = fopen(job->file, "wb");
+    FILE *out = fopen(job->file, job->segments == 0 ? "wb" : "ab");
 
     *stalled_us += now_us() - io_started;
     if (out == NULL) {
@@ -189,9 +191,10 @@ static int stream_out(struct device_job *job, void *handle, uint64_t size, int64
         fail_text(job, "file", "cannot write %s: %s", job->file, ERRNO_TEXT(text));
         goto done;
     }
+    job->segments += 1;
     *stalled_us += stall_if_due(job, chunks);
-    while (job->bytes < size) {
-        uint64_t want = size - job->bytes < CHUNK_BYTES ? size - job->bytes : CHUNK_BYTES;
+    while (done_bytes < size) {
+        uint64_t want = size - done_bytes < CHUNK_BYTES ? size - done_bytes : CHUNK_BYTES;
         int rc = job->ops->save(handle, chunk, want);
 
         if (rc != 0) {
@@ -204,6 +207,7 @@ static int stream_out(struct device_job *job, void *handle, uint64_t size, int64
             goto done;
         }
         *stalled_us += now_us() - io_started;
+        done_bytes += want;
         job->bytes += want;
         *stalled_us += stall_if_due(job, ++chunks);
     }
@@ -219,12 +223,14 @@ done:
     return result;
 }
 
-/* QEMU's load_buffer: read the be64 size, then load() chunks of at most 1 MiB. */
+/* QEMU's load_buffer, for each segment of the stream file: read the be64 size, then load() chunks of at most 1 MiB. */
 static int stream_in(struct device_job *job, void *handle, int64_t *stalled_us)
 {
     uint8_t header[8];
     uint8_t *chunk = NULL;
     uint64_t size;
+    uint64_t done_bytes;
+    size_t got;
     long chunks = 0;
     int result = -1;
     char text[128];
@@ -236,35 +242,42 @@ static int stream_in(struct device_job *job, void *handle, int64_t *stalled_us)
         fail_text(job, "file", "cannot open %s: %s", job->file, ERRNO_TEXT(text));
         return -1;
     }
-    if (fread(header, 1, sizeof(header), in) != sizeof(header)) {
-        fail_text(job, "file", "%s is shorter than its 8-byte size header", job->file);
-        goto done;
-    }
-    size = get_be64(header);
     chunk = malloc(CHUNK_BYTES);
     if (chunk == NULL) {
         fail_text(job, "load", "out of memory");
         goto done;
     }
     *stalled_us += stall_if_due(job, chunks);
-    while (job->bytes < size) {
-        uint64_t want = size - job->bytes < CHUNK_BYTES ? size - job->bytes : CHUNK_BYTES;
-        int rc;
+    for (;;) {
+        got = fread(header, 1, sizeof(header), in);
+        if (got == 0 && feof(in) && job->segments > 0)
+            break;
+        if (got != sizeof(header)) {
+            fail_text(job, "file", "%s is cut inside a segment's 8-byte size header", job->file);
+            goto done;
+        }
+        size = get_be64(header);
+        job->segments += 1;
+        for (done_bytes = 0; done_bytes < size;) {
+            uint64_t want = size - done_bytes < CHUNK_BYTES ? size - done_bytes : CHUNK_BYTES;
+            int rc;
 
-        io_started = now_us();
-        if (fread(chunk, 1, want, in) != want) {
-            fail_text(job, "file", "%s ends after %" PRIu64 " of the %" PRIu64 " bytes it announces", job->file,
-                      job->bytes, size);
-            goto done;
+            io_started = now_us();
+            if (fread(chunk, 1, want, in) != want) {
+                fail_text(job, "file", "%s ends after %" PRIu64 " of the %" PRIu64 " bytes its segment announces", job->file,
+                          done_bytes, size);
+                goto done;
+            }
+            *stalled_us += now_us() - io_started;
+            rc = job->ops->load(handle, chunk, want);
+            if (rc != 0) {
+                fail_rc(job, "load", rc);
+                goto done;
+            }
+            done_bytes += want;
+            job->bytes += want;
+            *stalled_us += stall_if_due(job, ++chunks);
         }
-        *stalled_us += now_us() - io_started;
-        rc = job->ops->load(handle, chunk, want);
-        if (rc != 0) {
-            fail_rc(job, "load", rc);
-            goto done;
-        }
-        job->bytes += want;
-        *stalled_us += stall_if_due(job, ++chunks);
     }
     result = 0;
 done:
@@ -289,6 +302,15 @@ static int source_steps(struct device_job *job, void *handle)
         if (update_pending(job, handle, &size) != 0)
             return -1;
     }
+    /* QEMU's save_live_iterate: while the VM runs, save what the device has now, a segment a round. */
+    for (long i = 0; i < job->options->precopy_rounds; i++) {
+        if (update_pending(job, handle, &size) != 0)
+            return -1;
+        if (size > 0 && stream_out(job, handle, size, &stalled_us) != 0)
+            return -1;
+    }
+    job->precopy_bytes = job->bytes;
+    stalled_us = 0;
     started = now_us();
     if (set_state(job, handle, ~V1_RUNNING, V1_SAVING) != 0 || update_pending(job, handle, &size) != 0 ||
         stream_out(job, handle, size, &stalled_us) != 0)

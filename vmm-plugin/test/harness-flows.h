@@ -14,6 +14,7 @@ struct harness_options {
     const char *plugin_path;
     const char *arg;                 /* x-plugin-arg */
     long precopy_polls;              /* update_pending calls during pre-copy (source) */
+    long precopy_rounds;             /* pre-copy iterations that save what update_pending reports (source) */
     long stall_after_chunks;         /* -1: never stall */
     long stall_ms;                   /* the stall sleeps this long, or */
     const char *stall_file;          /* ... creates this file and waits until it is removed (NULL: stall_ms) */
@@ -32,6 +33,8 @@ struct device_job {
     int rc;
     char error[512];
     uint64_t bytes;                  /* state bytes saved or loaded */
+    uint64_t precopy_bytes;          /* source: of those, saved while the VF ran (pre-copy) */
+    long segments;                   /* stream file segments written or read */
     uint64_t pending_bytes;          /* cancel: what update_pending reported */
     int64_t elapsed_us;              /* source: stop-copy; destination: resume (stalls excluded) */
     bool cancel_tried;               /* source failure: the QEMU-style cancel to RUNNING was attempted */

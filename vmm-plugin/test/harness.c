@@ -24,6 +24,8 @@ static const char USAGE[] =
     "  cancel       SPEC is BDF: start stop-and-copy, save part of the state, cancel, expect RUNNING\n"
     "options:\n"
     "  --precopy-polls N        update_pending calls during pre-copy (source; default 3)\n"
+    "  --precopy-rounds N       pre-copy iterations that save what update_pending reports, each a\n"
+    "                           segment of the stream file, as QEMU's save_live_iterate (source; default 0)\n"
     "  --stall-after-chunks K   stall once, after K save/load chunks of 1 MiB, as one of these says:\n"
     "  --stall-ms MS            sleep MS\n"
     "  --stall-file PATH        create PATH and wait until it is removed\n"
@@ -92,6 +94,7 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         { "arg", required_argument, NULL, 'a' },
         { "device", required_argument, NULL, 'd' },
         { "precopy-polls", required_argument, NULL, 'n' },
+        { "precopy-rounds", required_argument, NULL, 'r' },
         { "stall-after-chunks", required_argument, NULL, 'k' },
         { "stall-ms", required_argument, NULL, 's' },
         { "stall-file", required_argument, NULL, 'f' },
@@ -126,6 +129,10 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         case 'n':
             if (parse_count(optarg, 1000000, &options->precopy_polls) != 0)
                 return usage_error("--precopy-polls wants a count");
+            break;
+        case 'r':
+            if (parse_count(optarg, 1000000, &options->precopy_rounds) != 0)
+                return usage_error("--precopy-rounds wants a count");
             break;
         case 'k':
             if (parse_count(optarg, 1000000000, &options->stall_after_chunks) != 0)
@@ -169,8 +176,10 @@ static json_object *job_result(const struct device_job *job, enum harness_mode m
     json_object_object_add(line, "ok", json_object_new_boolean(job->ok));
     if (job->ok) {
         json_object_object_add(line, "bytes", json_object_new_uint64(job->bytes));
-        if (mode == MODE_SOURCE)
+        if (mode == MODE_SOURCE) {
             json_object_object_add(line, "stopCopyUs", json_object_new_int64(job->elapsed_us));
+            json_object_object_add(line, "precopyBytes", json_object_new_uint64(job->precopy_bytes));
+        }
         else if (mode == MODE_DESTINATION)
             json_object_object_add(line, "resumeUs", json_object_new_int64(job->elapsed_us));
         else
