@@ -2,10 +2,12 @@
 #include "connection.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "attachment-frame.h"
 #include "socket-connect.h"
 #include "transport.h"
 
@@ -41,8 +43,10 @@ void vfm_connection_close(struct vfm_connection *conn)
         conn->fd = -1;
     }
     conn->filled = 0;
+    conn->start = 0;
     conn->scanned = 0;
-    conn->consumed = 0;
+    conn->attachments = false;
+    conn->attachment_max = 0;
 }
 
 void vfm_connection_destroy(struct vfm_connection *conn)
@@ -139,6 +143,25 @@ int vfm_connection_send(struct vfm_connection *conn, struct iovec *iov, int coun
     return 0;
 }
 
+/* Drops what was handed out already: the unread bytes move to the front of the buffer. */
+static void compact(struct vfm_connection *conn)
+{
+    if (conn->start == 0)
+        return;
+    memmove(conn->buffer, conn->buffer + conn->start, conn->filled - conn->start);
+    conn->filled -= conn->start;
+    conn->scanned -= conn->start;
+    conn->start = 0;
+}
+
+/* Hands out `n` buffered bytes (they are dropped on the next receive). */
+static void take(struct vfm_connection *conn, size_t n)
+{
+    conn->start += n;
+    if (conn->scanned < conn->start)
+        conn->scanned = conn->start;
+}
+
 /* Makes room for at least one more byte; the buffer never grows past one maximal line. */
 static int grow(struct vfm_connection *conn)
 {
@@ -157,38 +180,20 @@ static int grow(struct vfm_connection *conn)
     return 0;
 }
 
-int vfm_connection_receive_line(struct vfm_connection *conn, int64_t deadline, char **line, size_t *length,
-                                struct vfm_failure *failure)
+/*
+ * Receives at least one more byte into the buffer before `deadline`. If the
+ * agent ends the stream, the failure says `ended`. Any failure closes.
+ */
+static int receive_more(struct vfm_connection *conn, int64_t deadline, const char *ended, struct vfm_failure *failure)
 {
-    if (conn->fd < 0)
-        return vfm_fail(failure, -ENOTCONN, "not connected");
-    if (conn->consumed > 0) {
-        /* Bytes after the previous line (only if the agent sent more than we asked for) start the next one. */
-        memmove(conn->buffer, conn->buffer + conn->consumed, conn->filled - conn->consumed);
-        conn->filled -= conn->consumed;
-        conn->scanned = 0;
-        conn->consumed = 0;
-    }
     for (;;) {
-        char *newline = conn->filled > conn->scanned
-                            ? memchr(conn->buffer + conn->scanned, '\n', conn->filled - conn->scanned)
-                            : NULL;
         size_t got = 0;
         short events = 0;
         int rc;
 
-        if (newline != NULL) {
-            *newline = '\0';
-            *line = conn->buffer;
-            *length = (size_t)(newline - conn->buffer);
-            conn->consumed = *length + 1;
-            conn->scanned = conn->consumed;
-            return 0;
-        }
-        /* Only the new bytes are searched next time: framing stays linear in the line length. */
-        conn->scanned = conn->filled;
         if (conn->filled == conn->capacity) {
-            rc = grow(conn);
+            compact(conn);
+            rc = conn->filled == conn->capacity ? grow(conn) : 0;
             if (rc != 0) {
                 vfm_connection_close(conn);
                 if (rc == -EMSGSIZE)
@@ -200,14 +205,149 @@ int vfm_connection_receive_line(struct vfm_connection *conn, int64_t deadline, c
                                            &got, &events, failure);
         if (rc == 0 && got > 0) {
             conn->filled += got;
-            continue;
+            return 0;
         }
         if (rc == 0) {
             vfm_connection_close(conn);
-            return vfm_fail(failure, -ECONNRESET, "connection closed by the agent");
+            return vfm_fail(failure, -ECONNRESET, "%s", ended);
         }
         rc = retry_or_fail(conn, rc, events, deadline, "timed out waiting for the response", failure);
         if (rc != 0)
             return rc;
     }
+}
+
+/*
+ * A frame's `length` bytes into `out`. Whatever came in the buffer with the
+ * header is copied; the rest is received straight into `out`, never more
+ * than the frame holds, so the text after it stays in the socket (or in
+ * the TLS layer) for the line that follows.
+ */
+static int receive_frame_bytes(struct vfm_connection *conn, int64_t deadline, uint8_t *out, size_t length,
+                               struct vfm_failure *failure)
+{
+    size_t buffered = conn->filled - conn->start;
+    size_t done = buffered < length ? buffered : length;
+
+    if (done > 0)
+        memcpy(out, conn->buffer + conn->start, done);
+    take(conn, done);
+    while (done < length) {
+        size_t got = 0;
+        short events = 0;
+        int rc = conn->transport->ops->receive(conn->transport, out + done, length - done, &got, &events, failure);
+
+        if (rc == 0 && got > 0) {
+            done += got;
+            continue;
+        }
+        if (rc == 0) {
+            vfm_connection_close(conn);
+            return vfm_fail(failure, -ECONNRESET,
+                            "the agent closed the connection in the middle of an attachment frame (%zu of its %zu bytes "
+                            "came)", done, length);
+        }
+        rc = retry_or_fail(conn, rc, events, deadline, "timed out waiting for the bytes of an attachment frame", failure);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A frame whose header has just been read: its bytes to the sink, if it may come at all. */
+static int receive_frame(struct vfm_connection *conn, int64_t deadline, uint32_t length,
+                         struct vfm_attachment_sink *sink, struct vfm_failure *failure)
+{
+    int rc;
+
+    if (sink == NULL) {
+        vfm_connection_close(conn);
+        return vfm_fail(failure, -EPROTO, "the agent sent an attachment frame (%" PRIu32 " bytes) before a response "
+                        "that takes none", length);
+    }
+    if (sink->received) {
+        vfm_connection_close(conn);
+        return vfm_fail(failure, -EPROTO, "the agent sent a second attachment frame before one response");
+    }
+    /* Checked before a byte is read: a wrong length can neither overrun the buffer nor make us wait for 4 GiB. */
+    if (length > sink->capacity) {
+        vfm_connection_close(conn);
+        return vfm_fail(failure, -EPROTO, "the agent sent an attachment frame of %" PRIu32 " bytes, more than the %zu "
+                        "asked for", length, sink->capacity);
+    }
+    rc = receive_frame_bytes(conn, deadline, sink->buffer, length, failure);
+    if (rc != 0)
+        return rc;
+    sink->received = true;
+    sink->length = length;
+    return 0;
+}
+
+/* The line that starts at conn->start. */
+static int receive_rest_of_line(struct vfm_connection *conn, int64_t deadline, char **line, size_t *length,
+                                struct vfm_failure *failure)
+{
+    for (;;) {
+        char *newline = conn->filled > conn->scanned
+                            ? memchr(conn->buffer + conn->scanned, '\n', conn->filled - conn->scanned)
+                            : NULL;
+        int rc;
+
+        if (newline != NULL) {
+            *newline = '\0';
+            *line = conn->buffer + conn->start;
+            *length = (size_t)(newline - *line);
+            take(conn, *length + 1);
+            return 0;
+        }
+        /* Only the new bytes are searched next time: framing stays linear in the line length. */
+        conn->scanned = conn->filled;
+        rc = receive_more(conn, deadline, "connection closed by the agent", failure);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int vfm_connection_receive(struct vfm_connection *conn, int64_t deadline, struct vfm_attachment_sink *sink,
+                           char **line, size_t *length, struct vfm_failure *failure)
+{
+    struct vfm_frame_reader reader;
+
+    if (sink != NULL) {
+        sink->received = false;
+        sink->length = 0;
+    }
+    if (conn->fd < 0)
+        return vfm_fail(failure, -ENOTCONN, "not connected");
+    /* Bytes after the previous line (only if the agent sent more than we asked for) start this one. */
+    compact(conn);
+    vfm_frame_reader_init(&reader);
+    for (;;) {
+        size_t used = 0;
+        enum vfm_frame_status status = vfm_frame_reader_feed(&reader, (const uint8_t *)conn->buffer + conn->start,
+                                                             conn->filled - conn->start, &used);
+        int rc;
+
+        take(conn, used);
+        if (status == VFM_FRAME_TEXT)
+            return receive_rest_of_line(conn, deadline, line, length, failure);
+        if (status == VFM_FRAME_HEADER) {
+            rc = receive_frame(conn, deadline, reader.length, sink, failure);
+            /* What follows the frame is its text, after optional whitespace; another frame is refused above. */
+            vfm_frame_reader_init(&reader);
+        } else {
+            rc = receive_more(conn, deadline,
+                              reader.have > 0 ? "the agent closed the connection inside an attachment frame's header"
+                                              : "connection closed by the agent",
+                              failure);
+        }
+        if (rc != 0)
+            return rc;
+    }
+}
+
+int vfm_connection_receive_line(struct vfm_connection *conn, int64_t deadline, char **line, size_t *length,
+                                struct vfm_failure *failure)
+{
+    return vfm_connection_receive(conn, deadline, NULL, line, length, failure);
 }

@@ -1,6 +1,7 @@
 /*
  * One stream connection to the agent: connect, send a message made of
- * several pieces, receive one newline-terminated line. The socket is
+ * several pieces, receive one newline-terminated line, with the attachment
+ * frame that may come before it (attachment-frame.h). The socket is
  * non-blocking and every wait is a poll() bounded by a deadline, so a dead
  * or silent agent costs at most the timeout, never a hang; for tls: the
  * handshake is inside the connect deadline. Failures close the connection
@@ -34,8 +35,28 @@ struct vfm_connection {
     char *buffer;           /* received bytes; grows up to VFM_MAX_LINE_BYTES + 1 */
     size_t capacity;
     size_t filled;          /* bytes in buffer */
-    size_t scanned;         /* bytes of buffer already searched for '\n' (keeps framing linear) */
-    size_t consumed;        /* length of the line handed out last, with its '\n'; dropped on the next receive */
+    size_t start;           /* the first byte not yet handed out (what is before it is dropped on the next receive) */
+    size_t scanned;         /* buffer[start..scanned) holds no '\n' (keeps framing linear); scanned >= start */
+    /*
+     * Set by the RPC layer once the agent has agreed to attachment frames on
+     * this connection (rpc.enableAttachments); cleared with every close, as
+     * the agreement dies with the connection.
+     */
+    bool attachments;
+    uint32_t attachment_max;  /* the agent's maxBytes: the longest frame it takes */
+};
+
+/*
+ * Where an attachment frame that comes before a line goes. A frame is taken
+ * only when a sink is given; its length is checked against `capacity`
+ * before a byte of it is read, so the agent cannot make us write past the
+ * buffer or wait for more than was asked.
+ */
+struct vfm_attachment_sink {
+    uint8_t *buffer;        /* the frame's bytes land here, at most `capacity` of them */
+    size_t capacity;
+    size_t length;          /* out: the frame's length */
+    bool received;          /* out: a frame came before the line */
 };
 
 /* A closed connection to `address` that holds nothing yet (vfm_connection_destroy is safe from here on). */
@@ -61,8 +82,15 @@ int vfm_connection_send(struct vfm_connection *conn, struct iovec *iov, int coun
 /*
  * Receives the next line before `deadline`. On success *line points at it
  * inside the connection's buffer, NUL-terminated without its '\n', valid
- * until the next call on this connection.
+ * until the next call on this connection. Whitespace before the line is
+ * skipped. If an attachment frame comes first, its bytes go to `sink`
+ * (NULL: none may come; a frame then, a second one, or one longer than the
+ * sink takes is a protocol error that closes the connection).
  */
+int vfm_connection_receive(struct vfm_connection *conn, int64_t deadline, struct vfm_attachment_sink *sink,
+                           char **line, size_t *length, struct vfm_failure *failure);
+
+/* vfm_connection_receive with no frame allowed. */
 int vfm_connection_receive_line(struct vfm_connection *conn, int64_t deadline, char **line, size_t *length,
                                 struct vfm_failure *failure);
 

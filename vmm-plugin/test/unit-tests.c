@@ -2,8 +2,9 @@
  * Unit tests of the plugin's pure parts (no agent needed): base64 at every
  * padding and against malformed text, the plugin-argument grammar (tls:
  * included, and how a credential file that cannot serve is refused), the
- * v1 <-> v2 state table, the refusal -> errno table, and the TLS transport
- * against an in-process server (tls-transport-tests.c). `make check` runs it.
+ * v1 <-> v2 state table, the refusal -> errno table, the TLS transport
+ * against an in-process server (tls-transport-tests.c), and attachment
+ * frames against a scripted agent (attachment-tests.c). `make check` runs it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "agent-address.h"
+#include "attachment-tests.h"
 #include "base64.h"
 #include "refusal-errno.h"
 #include "state-map.h"
@@ -64,6 +66,8 @@ static void test_base64_rejects(void)
     CHECK(vfm_base64_decode_exact("QU*D", 4, out, 3) != 0);      /* not base64 */
     CHECK(vfm_base64_decode_exact("", 0, out, 0) == 0);
 }
+
+#define CREDS ",ca=/etc/vfmigd/ca.crt,cert=/etc/vfmigd/hv-17.crt,key=/etc/vfmigd/hv-17.key"
 
 static int parse(const char *arg, struct vfm_address *address)
 {
@@ -119,8 +123,6 @@ static int refused_with(const char *arg, const char *reason)
         fprintf(stderr, "  %s -> %s\n", arg, failure.text);
     return ok;
 }
-
-#define CREDS ",ca=/etc/vfmigd/ca.crt,cert=/etc/vfmigd/hv-17.crt,key=/etc/vfmigd/hv-17.key"
 
 static void test_tls_address(void)
 {
@@ -286,6 +288,7 @@ int main(void)
     test_state_map();
     test_refusals();
     failures += run_tls_transport_tests();
+    failures += run_attachment_tests();
     if (failures != 0) {
         fprintf(stderr, "unit tests: %d check(s) failed\n", failures);
         return 1;

@@ -1,0 +1,366 @@
+/*
+ * Unit tests of attachment frames, run by unit-tests.c: the header reader
+ * on its own, the connection's receive against a scripted agent
+ * (fake-transport.h) with the agent's bytes split at every boundary. What
+ * a hostile or broken agent may try is covered here: a length over the
+ * limit, a frame cut short, a frame where none belongs or a second one.
+ */
+#include "attachment-tests.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "attachment-frame.h"
+#include "connection.h"
+#include "fake-transport.h"
+
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+            (*failures)++;                                                           \
+        }                                                                            \
+    } while (0)
+
+/* Like CHECK, with the context of a loop (which split failed) printed once. */
+#define CHECK_AT(cond, at)                                                                            \
+    do {                                                                                              \
+        if (!(cond)) {                                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed at %s: %s\n", __FILE__, __LINE__, (at), #cond);      \
+            (*failures)++;                                                                            \
+        }                                                                                             \
+    } while (0)
+
+#define GUARD 0xA5
+#define GUARD_BYTES 16
+
+static uint8_t pattern(size_t i)
+{
+    return (uint8_t)(i * 131 + 7);
+}
+
+/* A growable byte string for scripts. */
+struct bytes {
+    uint8_t *data;
+    size_t len;
+};
+
+static void append(struct bytes *b, const void *data, size_t len)
+{
+    uint8_t *bigger = realloc(b->data, b->len + len);
+
+    if (bigger == NULL)
+        abort();
+    b->data = bigger;
+    if (len > 0)
+        memcpy(b->data + b->len, data, len);
+    b->len += len;
+}
+
+static void append_text(struct bytes *b, const char *text)
+{
+    append(b, text, strlen(text));
+}
+
+static void append_frame(struct bytes *b, uint32_t length, size_t actual)
+{
+    uint8_t header[VFM_FRAME_HEADER_BYTES];
+
+    vfm_frame_header(header, length);
+    append(b, header, sizeof(header));
+    for (size_t i = 0; i < actual; i++) {
+        uint8_t byte = pattern(i);
+
+        append(b, &byte, 1);
+    }
+}
+
+/* ---- the header reader ---- */
+
+static void reader_header_split_everywhere(int *failures)
+{
+    static const uint8_t message[] = { ' ', '\r', '\n', '\t', 0x00, 0x81, 0x02, 0x03, 0xFF, 'x', 'y' };
+    const size_t header_end = 9;   /* whitespace and header; "xy" is the frame's data, not the reader's */
+
+    for (size_t cut = 0; cut <= sizeof(message); cut++) {
+        struct vfm_frame_reader reader;
+        size_t used = 0;
+        size_t at = 0;
+        enum vfm_frame_status status;
+        char where[32];
+
+        snprintf(where, sizeof(where), "cut %zu", cut);
+        vfm_frame_reader_init(&reader);
+        status = vfm_frame_reader_feed(&reader, message, cut, &used);
+        if (cut < header_end) {
+            CHECK_AT(status == VFM_FRAME_MORE && used == cut, where);
+            at = used;
+            status = vfm_frame_reader_feed(&reader, message + at, sizeof(message) - at, &used);
+        }
+        at += used;
+        CHECK_AT(status == VFM_FRAME_HEADER, where);
+        CHECK_AT(at == header_end, where);
+        CHECK_AT(reader.length == 0x810203FFu, where);
+    }
+    /* One byte at a time. */
+    {
+        struct vfm_frame_reader reader;
+        enum vfm_frame_status status = VFM_FRAME_MORE;
+        size_t i = 0;
+        size_t used;
+
+        vfm_frame_reader_init(&reader);
+        while (status == VFM_FRAME_MORE && i < sizeof(message)) {
+            status = vfm_frame_reader_feed(&reader, message + i, 1, &used);
+            i += used;
+        }
+        CHECK(status == VFM_FRAME_HEADER && i == header_end && reader.length == 0x810203FFu);
+    }
+}
+
+static void reader_text_and_limits(int *failures)
+{
+    struct vfm_frame_reader reader;
+    uint8_t header[VFM_FRAME_HEADER_BYTES];
+    size_t used = 99;
+
+    vfm_frame_reader_init(&reader);
+    CHECK(vfm_frame_reader_feed(&reader, (const uint8_t *)"{\"id\":1}", 8, &used) == VFM_FRAME_TEXT && used == 0);
+    vfm_frame_reader_init(&reader);
+    CHECK(vfm_frame_reader_feed(&reader, (const uint8_t *)" \n {", 4, &used) == VFM_FRAME_TEXT && used == 3);
+    vfm_frame_reader_init(&reader);
+    CHECK(vfm_frame_reader_feed(&reader, (const uint8_t *)" \r\n", 3, &used) == VFM_FRAME_MORE && used == 3);
+    CHECK(vfm_frame_reader_feed(&reader, (const uint8_t *)"", 0, &used) == VFM_FRAME_MORE && used == 0);
+    /* The largest length a header can say is read as it is, without overflow (the limit is the caller's). */
+    vfm_frame_header(header, UINT32_MAX);
+    CHECK(header[0] == 0 && header[1] == 0xFF && header[4] == 0xFF);
+    vfm_frame_reader_init(&reader);
+    CHECK(vfm_frame_reader_feed(&reader, header, sizeof(header), &used) == VFM_FRAME_HEADER && used == 5 &&
+          reader.length == UINT32_MAX);
+    vfm_frame_header(header, 0);
+    vfm_frame_reader_init(&reader);
+    CHECK(vfm_frame_reader_feed(&reader, header, sizeof(header), &used) == VFM_FRAME_HEADER && reader.length == 0);
+}
+
+/* ---- the connection's receive, against a scripted agent ---- */
+
+struct rig {
+    struct vfm_address address;
+    struct vfm_connection conn;
+    struct fake_transport fake;
+};
+
+/* A connection "open" on /dev/null (poll says ready at once) with the fake as its transport. */
+static int rig_open(struct rig *rig)
+{
+    struct vfm_failure failure;
+
+    if (vfm_address_parse("unix:/nonexistent", &rig->address, &failure) != 0)
+        return -1;
+    fake_transport_init(&rig->fake);
+    vfm_connection_init(&rig->conn, &rig->address);
+    rig->conn.transport = &rig->fake.base;
+    rig->conn.fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    return rig->conn.fd >= 0 ? 0 : -1;
+}
+
+static void rig_reopen(struct rig *rig)
+{
+    if (rig->conn.fd < 0)
+        rig->conn.fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+}
+
+static void rig_close(struct rig *rig)
+{
+    vfm_connection_destroy(&rig->conn);
+    fake_transport_free(&rig->fake);
+}
+
+static bool payload_ok(const uint8_t *buffer, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (buffer[i] != pattern(i))
+            return false;
+    }
+    return true;
+}
+
+static bool guard_ok(const uint8_t *guard)
+{
+    for (size_t i = 0; i < GUARD_BYTES; i++) {
+        if (guard[i] != GUARD)
+            return false;
+    }
+    return true;
+}
+
+#define LINE "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"data\":{\"attachment\":300}}}"
+
+/* Frame, whitespace, its text, then a plain line: split once at every byte, and delivered a byte at a time. */
+static void receive_split_everywhere(int *failures)
+{
+    enum { N = 300 };
+    struct bytes script = { 0 };
+    uint8_t sink_memory[N + GUARD_BYTES];
+    struct rig rig;
+
+    append_text(&script, "\n");
+    append_frame(&script, N, N);
+    append_text(&script, " \r\n" LINE "\n" "{\"id\":4}\n");
+    CHECK(rig_open(&rig) == 0);
+    for (size_t cut = 0; cut <= script.len + 1; cut++) {
+        struct vfm_attachment_sink sink = { .buffer = sink_memory, .capacity = N };
+        struct vfm_failure failure;
+        char *line = NULL;
+        size_t length = 0;
+        char where[48];
+        bool at_a_time = cut == script.len + 1;
+        int rc;
+
+        snprintf(where, sizeof(where), at_a_time ? "a byte at a time" : "cut %zu", cut);
+        memset(sink_memory, GUARD, sizeof(sink_memory));
+        rig_reopen(&rig);
+        fake_transport_script(&rig.fake, script.data, script.len);
+        if (at_a_time)
+            rig.fake.byte_at_a_time = true;
+        else
+            rig.fake.cuts[rig.fake.cut_count++] = cut;
+        rig.fake.wait_first = cut % 3 == 0;   /* and now and then the transport says "would block" first */
+        rig.fake.watch = sink_memory;
+        rig.fake.watch_len = sizeof(sink_memory);
+        rc = vfm_connection_receive(&rig.conn, vfm_deadline_after_ms(2000), &sink, &line, &length, &failure);
+        CHECK_AT(rc == 0, where);
+        if (rc != 0) {
+            fprintf(stderr, "  %s\n", failure.text);
+            continue;
+        }
+        CHECK_AT(sink.received && sink.length == N, where);
+        CHECK_AT(payload_ok(sink_memory, N), where);
+        CHECK_AT(guard_ok(sink_memory + N), where);
+        CHECK_AT(length == strlen(LINE) && memcmp(line, LINE, length) == 0, where);
+        if (at_a_time)
+            CHECK_AT(rig.fake.received_into_watch == N, where);   /* none of it went through the line buffer */
+        /* The next text, already buffered or not, with no frame. */
+        rc = vfm_connection_receive(&rig.conn, vfm_deadline_after_ms(2000), &sink, &line, &length, &failure);
+        CHECK_AT(rc == 0 && !sink.received && length == 8 && memcmp(line, "{\"id\":4}", 8) == 0, where);
+        vfm_connection_close(&rig.conn);
+    }
+    rig_close(&rig);
+    free(script.data);
+}
+
+/* Runs one receive of `script` with a sink of `capacity` (or none); returns its rc and leaves the reason. */
+static int receive_once(struct rig *rig, const struct bytes *script, size_t capacity, bool with_sink,
+                        uint8_t *sink_memory, struct vfm_attachment_sink *sink, struct vfm_failure *failure)
+{
+    char *line;
+    size_t length;
+
+    memset(sink_memory, GUARD, capacity + GUARD_BYTES);
+    *sink = (struct vfm_attachment_sink){ .buffer = sink_memory, .capacity = capacity };
+    rig_reopen(rig);
+    fake_transport_script(&rig->fake, script->data, script->len);
+    rig->fake.watch = sink_memory;
+    rig->fake.watch_len = capacity + GUARD_BYTES;
+    return vfm_connection_receive(&rig->conn, vfm_deadline_after_ms(2000), with_sink ? sink : NULL, &line, &length,
+                                  failure);
+}
+
+static void receive_refusals(int *failures)
+{
+    enum { CAP = 64 };
+    uint8_t sink_memory[CAP + 1 + GUARD_BYTES];
+    struct vfm_attachment_sink sink;
+    struct vfm_failure failure;
+    struct rig rig;
+
+    CHECK(rig_open(&rig) == 0);
+    /* Over the limit, by one byte and by everything a header can say: refused before a byte of it is read. */
+    {
+        static const uint32_t over[] = { CAP + 1, UINT32_MAX };
+
+        for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+            struct bytes script = { 0 };
+
+            append_frame(&script, over[i], CAP + 1);
+            append_text(&script, LINE "\n");
+            CHECK(receive_once(&rig, &script, CAP, true, sink_memory, &sink, &failure) == -EPROTO);
+            CHECK(strstr(failure.text, "more than the 64 asked for") != NULL);
+            CHECK(!sink.received && guard_ok(sink_memory) && rig.fake.received_into_watch == 0);
+            CHECK(!vfm_connection_is_open(&rig.conn));
+            free(script.data);
+        }
+    }
+    /* Cut in the middle of the frame's bytes, and inside its header. */
+    {
+        struct bytes script = { 0 };
+
+        append_frame(&script, CAP, CAP / 2);
+        CHECK(receive_once(&rig, &script, CAP, true, sink_memory, &sink, &failure) == -ECONNRESET);
+        CHECK(strstr(failure.text, "in the middle of an attachment frame (32 of its 64 bytes came)") != NULL);
+        CHECK(!sink.received && !vfm_connection_is_open(&rig.conn));
+        script.len = 3;
+        CHECK(receive_once(&rig, &script, CAP, true, sink_memory, &sink, &failure) == -ECONNRESET);
+        CHECK(strstr(failure.text, "inside an attachment frame's header") != NULL);
+        /* Whole, but the stream ends before its text. */
+        script.len = 0;
+        append_frame(&script, CAP, CAP);
+        CHECK(receive_once(&rig, &script, CAP, true, sink_memory, &sink, &failure) == -ECONNRESET);
+        CHECK(strstr(failure.text, "connection closed by the agent") != NULL);
+        free(script.data);
+    }
+    /* A frame where none is expected (no sink: any response but vf.save's), and a second frame before one text. */
+    {
+        struct bytes script = { 0 };
+
+        append_frame(&script, 4, 4);
+        append_text(&script, LINE "\n");
+        CHECK(receive_once(&rig, &script, CAP, false, sink_memory, &sink, &failure) == -EPROTO);
+        CHECK(strstr(failure.text, "attachment frame (4 bytes) before a response that takes none") != NULL);
+        CHECK(rig.fake.received_into_watch == 0 && guard_ok(sink_memory) && !vfm_connection_is_open(&rig.conn));
+        script.len = 0;
+        append_frame(&script, 4, 4);
+        append_text(&script, "\n");
+        append_frame(&script, 4, 4);
+        append_text(&script, LINE "\n");
+        CHECK(receive_once(&rig, &script, CAP, true, sink_memory, &sink, &failure) == -EPROTO);
+        CHECK(strstr(failure.text, "second attachment frame") != NULL && !vfm_connection_is_open(&rig.conn));
+        free(script.data);
+    }
+    /* The boundaries that are fine: an empty frame, a frame exactly the capacity, a sink with no frame. */
+    {
+        struct bytes script = { 0 };
+
+        append_frame(&script, 0, 0);
+        append_text(&script, LINE "\n");
+        CHECK(receive_once(&rig, &script, CAP, true, sink_memory, &sink, &failure) == 0 && sink.received &&
+              sink.length == 0 && guard_ok(sink_memory));
+        script.len = 0;
+        append_frame(&script, CAP, CAP);
+        append_text(&script, LINE "\n");
+        CHECK(receive_once(&rig, &script, CAP, true, sink_memory, &sink, &failure) == 0 && sink.received &&
+              sink.length == CAP && payload_ok(sink_memory, CAP) && guard_ok(sink_memory + CAP));
+        script.len = 0;
+        append_text(&script, LINE "\n");
+        CHECK(receive_once(&rig, &script, CAP, true, sink_memory, &sink, &failure) == 0 && !sink.received);
+        free(script.data);
+    }
+    rig_close(&rig);
+}
+
+int run_attachment_tests(void)
+{
+    int count = 0;
+    int *failures = &count;
+
+    reader_header_split_everywhere(failures);
+    reader_text_and_limits(failures);
+    receive_split_everywhere(failures);
+    receive_refusals(failures);
+    return count;
+}
