@@ -293,7 +293,7 @@ test('fault over TLS: no agent at the address: init fails at once, one clear lin
 
 test('fault over TLS: the agent refuses the plugin\'s certificate (another CA): init fails with one clear line, and the agent audits why', async (t) => {
   const run = await initOverSharedTls(t, { client: (await pki()).outsider });
-  assertCleanFailure(t, run, 'init', /agent\.info to tls:127\.0\.0\.1:\d+: the agent closed the TLS connection before its first response \(as it does when it refuses this plugin's certificate/, 5000);
+  assertCleanFailure(t, run, 'init', /rpc\.enableAttachments to tls:127\.0\.0\.1:\d+: the agent closed the TLS connection before its first response \(as it does when it refuses this plugin's certificate/, 5000);
   assertOneLine(t, run);
   const agent = await sharedTlsAgent();
   await waitUntil(async () => agent.logs.some((l) => /"reason":"client certificate refused: (UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT)/.test(l)));

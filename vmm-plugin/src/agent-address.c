@@ -48,6 +48,17 @@ static int apply_timeout_ms(struct vfm_address *address, const char *value, stru
     return 0;
 }
 
+static int apply_attachments(struct vfm_address *address, const char *value, struct vfm_failure *failure)
+{
+    if (strcmp(value, "on") == 0)
+        address->attachments = true;
+    else if (strcmp(value, "off") == 0)
+        address->attachments = false;
+    else
+        return vfm_fail(failure, -EINVAL, "attachments=%.32s is neither on nor off", value);
+    return 0;
+}
+
 /* Only the path is checked here; the file is read when the connection is prepared (init). */
 static int copy_path(const char *name, const char *value, char *out, size_t size, struct vfm_failure *failure)
 {
@@ -118,6 +129,7 @@ static int apply_servername(struct vfm_address *address, const char *value, stru
 
 static const struct option_spec OPTIONS[] = {
     { "timeout_ms", false, false, apply_timeout_ms },
+    { "attachments", false, false, apply_attachments },
     { "ca", true, true, apply_ca },
     { "cert", true, true, apply_cert },
     { "key", true, true, apply_key },
@@ -255,6 +267,7 @@ int vfm_address_parse(const char *arg, struct vfm_address *address, struct vfm_f
 
     memset(address, 0, sizeof(*address));
     address->timeout_ms = VFM_DEFAULT_TIMEOUT_MS;
+    address->attachments = true;
     if (arg == NULL || arg[0] == '\0')
         return vfm_fail(failure, -EINVAL,
                         "bad plugin argument: empty (want HOST:PORT, tcp:HOST:PORT, tls:HOST:PORT,ca=...,cert=...,key=... "

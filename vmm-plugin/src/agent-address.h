@@ -7,6 +7,7 @@
  *            | tls:HOST:PORT | tls://HOST:PORT | unix:PATH
  *              (an IPv6 host in brackets: [::1]:7700)
  *   OPTION  := timeout_ms (1..600000, default 5000)
+ *            | attachments=on|off                 (default on: binary frames if the agent offers them)
  *            | ca=FILE | cert=FILE | key=FILE     (tls: only, and all three required there)
  *            | servername=NAME                    (tls: only)
  *
@@ -16,6 +17,10 @@
  * given (also sent as SNI), else the host, as an IP SAN for an IP literal
  * and as a DNS SAN for a name.
  *
+ * attachments=off keeps every state byte in base64 inside the JSON, as
+ * with an agent that predates attachment frames (rpc-client.h): for
+ * comparing the two, or for a path between that cannot pass them.
+ *
  * The address ends at the first comma, and so does each value: a path
  * cannot hold one. Each option may be given once.
  */
@@ -23,6 +28,7 @@
 #define VFM_AGENT_ADDRESS_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <sys/un.h>
 
 #include "failure.h"
@@ -41,6 +47,7 @@ struct vfm_address {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* Unix */
     char display[320];                       /* the address as the user wrote it, for messages */
     int timeout_ms;                          /* bound on connect (and handshake), each send and each receive */
+    bool attachments;                        /* ask the agent for attachment frames on each connection */
     /* TLS only; empty otherwise. */
     char ca[PATH_MAX];                       /* PEM: the CA certificates the agent's certificate must chain to */
     char cert[PATH_MAX];                     /* PEM: the plugin's certificate, then any intermediates */

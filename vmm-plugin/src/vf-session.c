@@ -38,7 +38,7 @@ int vfm_device_read_state(struct vfm_device *device, enum vfm_v2_state *state, s
 
     if (params == NULL)
         return vfm_fail(failure, -ENOMEM, "out of memory");
-    rc = vfm_rpc_call(&device->rpc, "vf.getState", params, NULL, NULL, 0, &result, &refusal, failure);
+    rc = vfm_rpc_call(&device->rpc, "vf.getState", params, NULL, NULL, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED)
         return vfm_fail(failure, vfm_refusal_errno(refusal.name), "vf.getState refused: %s (%s)", refusal.name,
                         refusal.detail);
@@ -88,7 +88,7 @@ static int transition(struct vfm_device *device, const char *method, const char 
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "%s: out of memory", what);
     }
-    rc = vfm_rpc_call(&device->rpc, method, params, NULL, NULL, 0, &result, &refusal, failure);
+    rc = vfm_rpc_call(&device->rpc, method, params, NULL, NULL, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED)
         return vfm_device_refused(device, what, &refusal, failure);
     if (rc != 0) {
@@ -194,7 +194,7 @@ static int check_agent(struct vfm_device *device, struct vfm_failure *failure)
     const char *version;
     char *end = NULL;
     long major;
-    int rc = vfm_rpc_call(&device->rpc, "agent.info", NULL, NULL, NULL, 0, &result, &refusal, failure);
+    int rc = vfm_rpc_call(&device->rpc, "agent.info", NULL, NULL, NULL, &result, &refusal, failure);
 
     if (rc == VFM_RPC_REFUSED)
         return vfm_fail(failure, -EPROTO, "agent at %s refused agent.info: %s (%s)", device->address.display,
@@ -227,7 +227,7 @@ static int describe_vf(struct vfm_device *device, struct vfm_failure *failure)
 
     if (params == NULL)
         return vfm_fail(failure, -ENOMEM, "out of memory");
-    rc = vfm_rpc_call(&device->rpc, "vf.get", params, NULL, NULL, 0, &result, &refusal, failure);
+    rc = vfm_rpc_call(&device->rpc, "vf.get", params, NULL, NULL, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED) {
         const char *why = refusal.detail[0] != '\0' ? refusal.detail : refusal.message;
 

@@ -1,7 +1,10 @@
 /*
  * A VF's state stream: how much is left to save (update_pending), reading it
- * out in exact amounts (save) and writing it in (load). Payloads travel as
- * base64 in JSON; the decoded bytes go straight into QEMU's buffer.
+ * out in exact amounts (save) and writing it in (load). On a connection with
+ * attachments the bytes travel raw in a frame beside the JSON: a save's
+ * frame is received straight into QEMU's buffer, a load's is sent from it.
+ * Otherwise they travel as base64 in the JSON, and the decoded bytes go
+ * straight into QEMU's buffer.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,7 +26,7 @@ int vfm_device_pending(struct vfm_device *device, uint64_t *bytes, struct vfm_fa
 
     if (params == NULL)
         return vfm_fail(failure, -ENOMEM, "update_pending: out of memory");
-    rc = vfm_rpc_call(&device->rpc, "vf.pending", params, NULL, NULL, 0, &result, &refusal, failure);
+    rc = vfm_rpc_call(&device->rpc, "vf.pending", params, NULL, NULL, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED)
         return vfm_device_refused(device, "update_pending: vf.pending", &refusal, failure);
     if (rc != 0) {
@@ -44,41 +47,63 @@ int vfm_device_pending(struct vfm_device *device, uint64_t *bytes, struct vfm_fa
     return rc;
 }
 
-/* One vf.save call for at most `want` bytes, decoded to buffer; *got and *eof say what came back. */
+/*
+ * One vf.save call for at most `want` bytes, into buffer; *got and *eof say
+ * what came back. Whichever way the bytes came, at most `want` of them are
+ * written to buffer: a frame's length is checked before it is read.
+ */
 static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want, uint64_t *got, bool *eof,
                       struct vfm_failure *failure)
 {
-    json_object *params = vfm_json_vf_params(device->vf);
+    json_object *params;
     json_object *result = NULL;
     struct vfm_refusal refusal;
+    struct vfm_rpc_sink sink = { .key = "data", .buffer = buffer };
+    uint32_t max_bytes = 0;
     const char *data;
     size_t data_len;
     int64_t length;
-    int rc;
+    int rc = vfm_rpc_open(&device->rpc, failure);
 
+    if (rc != 0) {
+        vfm_fail_prefix(failure, "save: vf.save");
+        return rc;
+    }
+    /* Ask for no more than the agent could frame; the loop in vfm_device_save asks again for the rest. */
+    if (vfm_rpc_attachments(&device->rpc, &max_bytes) && want > max_bytes)
+        want = max_bytes;
+    sink.capacity = (size_t)want;
+    params = vfm_json_vf_params(device->vf);
     if (params == NULL || vfm_json_add(params, "maxBytes", json_object_new_int64((int64_t)want)) != 0) {
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "save: out of memory");
     }
-    rc = vfm_rpc_call(&device->rpc, "vf.save", params, NULL, NULL, 0, &result, &refusal, failure);
+    rc = vfm_rpc_call(&device->rpc, "vf.save", params, NULL, &sink, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED)
         return vfm_device_refused(device, "save: vf.save", &refusal, failure);
     if (rc != 0) {
         vfm_fail_prefix(failure, "save");
         return rc;
     }
-    if (vfm_json_string(result, "data", &data, &data_len) != 0 || vfm_json_int64(result, "length", &length) != 0 ||
-        vfm_json_bool(result, "eof", eof) != 0) {
+    if (vfm_json_int64(result, "length", &length) != 0 || vfm_json_bool(result, "eof", eof) != 0 ||
+        (!sink.received && vfm_json_string(result, "data", &data, &data_len) != 0)) {
         rc = vfm_fail(failure, -EPROTO, "save: vf.save result lacks data, length or eof");
     } else if (length < 0 || (uint64_t)length > want) {
         rc = vfm_fail(failure, -EPROTO, "save: vf.save returned %" PRId64 " bytes, more than the %" PRIu64 " asked for",
                       length, want);
-    } else if (vfm_base64_decode_exact(data, data_len, buffer, (size_t)length) != 0) {
+    } else if (sink.received && (uint64_t)length != sink.length) {
+        rc = vfm_fail(failure, -EPROTO, "save: vf.save says %" PRId64 " bytes, but its attachment frame holds %zu",
+                      length, sink.length);
+    } else if (!sink.received && vfm_base64_decode_exact(data, data_len, buffer, (size_t)length) != 0) {
         rc = vfm_fail(failure, -EPROTO, "save: vf.save data is not the base64 of %" PRId64 " bytes", length);
     } else {
         *got = (uint64_t)length;
     }
     json_object_put(result);
+    if (rc != 0) {
+        /* The agent has moved its stream on by a slice we could not take: this connection is no use to the save. */
+        vfm_rpc_close(&device->rpc);
+    }
     return rc;
 }
 
@@ -118,25 +143,44 @@ static int reserve_scratch(struct vfm_device *device, size_t size)
     return 0;
 }
 
-/* One vf.load call with buffer[0..length) at the running offset. */
-static int load_slice(struct vfm_device *device, const uint8_t *buffer, size_t length, struct vfm_failure *failure)
+/*
+ * One vf.load call with the first *length bytes of buffer (or fewer: as
+ * many as the agent takes in one frame) at the running offset; *length
+ * becomes what was sent.
+ */
+static int load_slice(struct vfm_device *device, const uint8_t *buffer, size_t *length, struct vfm_failure *failure)
 {
     json_object *params;
     json_object *result = NULL;
     struct vfm_refusal refusal;
-    size_t text_len;
+    struct vfm_rpc_blob blob = { .key = "data" };
+    uint32_t max_bytes = 0;
     char what[80];
-    int rc;
+    int rc = vfm_rpc_open(&device->rpc, failure);
 
-    if (reserve_scratch(device, vfm_base64_encoded_length(length) + 1) != 0)
-        return vfm_fail(failure, -ENOMEM, "load: out of memory for a %zu-byte slice", length);
-    text_len = vfm_base64_encode(buffer, length, device->scratch);
+    if (rc != 0) {
+        vfm_fail_prefix(failure, "load: vf.load");
+        return rc;
+    }
+    if (vfm_rpc_attachments(&device->rpc, &max_bytes)) {
+        /* Sent as it is from QEMU's buffer: no copy, no encoding. */
+        if (*length > max_bytes)
+            *length = max_bytes;
+        blob.bytes = buffer;
+        blob.length = *length;
+        blob.attached = true;
+    } else {
+        if (reserve_scratch(device, vfm_base64_encoded_length(*length) + 1) != 0)
+            return vfm_fail(failure, -ENOMEM, "load: out of memory for a %zu-byte slice", *length);
+        blob.bytes = device->scratch;
+        blob.length = vfm_base64_encode(buffer, *length, device->scratch);
+    }
     params = vfm_json_vf_params(device->vf);
     if (params == NULL || vfm_json_add(params, "offset", json_object_new_int64((int64_t)device->load_offset)) != 0) {
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "load: out of memory");
     }
-    rc = vfm_rpc_call(&device->rpc, "vf.load", params, "data", device->scratch, text_len, &result, &refusal, failure);
+    rc = vfm_rpc_call(&device->rpc, "vf.load", params, &blob, NULL, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED) {
         snprintf(what, sizeof(what), "load: vf.load at offset %" PRIu64, device->load_offset);
         return vfm_device_refused(device, what, &refusal, failure);
@@ -146,7 +190,7 @@ static int load_slice(struct vfm_device *device, const uint8_t *buffer, size_t l
         return rc;
     }
     json_object_put(result);
-    device->load_offset += length;
+    device->load_offset += *length;
     return 0;
 }
 
@@ -156,8 +200,8 @@ int vfm_device_load(struct vfm_device *device, const uint8_t *buffer, uint64_t l
 
     /* QEMU sends at most 1 MiB at a time, but nothing in the ABI says so: split anything larger. */
     while (done < length) {
-        uint64_t slice = length - done < VFM_MAX_SLICE_BYTES ? length - done : VFM_MAX_SLICE_BYTES;
-        int rc = load_slice(device, buffer + done, (size_t)slice, failure);
+        size_t slice = length - done < VFM_MAX_SLICE_BYTES ? (size_t)(length - done) : VFM_MAX_SLICE_BYTES;
+        int rc = load_slice(device, buffer + done, &slice, failure);
 
         if (rc != 0)
             return rc;

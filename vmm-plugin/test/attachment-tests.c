@@ -1,9 +1,11 @@
 /*
  * Unit tests of attachment frames, run by unit-tests.c: the header reader
  * on its own, the connection's receive against a scripted agent
- * (fake-transport.h) with the agent's bytes split at every boundary. What
- * a hostile or broken agent may try is covered here: a length over the
- * limit, a frame cut short, a frame where none belongs or a second one.
+ * (fake-transport.h) with the agent's bytes split at every boundary, and
+ * the RPC layer's checks and negotiation. What a hostile or broken agent
+ * may try is covered here: a length over the limit, a frame cut short, a
+ * frame where none belongs or a second one, a JSON text whose attachment
+ * disagrees with its frame, an error that comes with a frame.
  */
 #include "attachment-tests.h"
 
@@ -13,11 +15,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "attachment-frame.h"
 #include "connection.h"
 #include "fake-transport.h"
+#include "rpc-client.h"
 
 #define CHECK(cond)                                                                  \
     do {                                                                             \
@@ -353,14 +358,299 @@ static void receive_refusals(int *failures)
     rig_close(&rig);
 }
 
+/* ---- the RPC layer ---- */
+
+/* A listening Unix socket, so that vfm_connection_open's connect succeeds; the fake then does the talking. */
+struct listener {
+    int fd;
+    char path[108];
+};
+
+static int listen_unix(struct listener *l)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+    snprintf(l->path, sizeof(l->path), "/tmp/vfmigd-unit-%d.sock", (int)getpid());
+    unlink(l->path);
+    l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memcpy(addr.sun_path, l->path, strlen(l->path) + 1);
+    if (l->fd < 0 || bind(l->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(l->fd, 64) != 0)
+        return -1;
+    return 0;
+}
+
+static void unlisten(struct listener *l)
+{
+    close(l->fd);
+    unlink(l->path);
+}
+
+struct rpc_rig {
+    struct vfm_address address;
+    struct vfm_rpc rpc;
+    struct fake_transport fake;
+};
+
+/* An rpc whose connection goes to the listener and then talks to the fake; `options` e.g. ",attachments=off". */
+static int rpc_rig_init(struct rpc_rig *rig, const struct listener *l, const char *options)
+{
+    struct vfm_failure failure;
+    char arg[160];
+
+    snprintf(arg, sizeof(arg), "unix:%s%s", l->path, options);
+    if (vfm_address_parse(arg, &rig->address, &failure) != 0)
+        return -1;
+    fake_transport_init(&rig->fake);
+    vfm_rpc_init(&rig->rpc, &rig->address);
+    rig->rpc.conn.transport = &rig->fake.base;   /* prepare then keeps it */
+    return 0;
+}
+
+static void rpc_rig_destroy(struct rpc_rig *rig)
+{
+    vfm_rpc_destroy(&rig->rpc);
+    fake_transport_free(&rig->fake);
+}
+
+static const char ENABLED[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"version\":1,\"maxBytes\":1000}}\n";
+
+static bool sent_text_contains(const struct fake_transport *fake, const char *text)
+{
+    return memmem(fake->sent, fake->sent_len, text, strlen(text)) != NULL;
+}
+
+static void negotiation(int *failures, const struct listener *l)
+{
+    struct rpc_rig rig;
+    struct vfm_failure failure;
+    uint32_t max = 0;
+
+    /* An agent with attachments. */
+    CHECK(rpc_rig_init(&rig, l, "") == 0);
+    fake_transport_script(&rig.fake, ENABLED, strlen(ENABLED));
+    CHECK(vfm_rpc_connect(&rig.rpc, &failure) == 0);
+    CHECK(vfm_rpc_attachments(&rig.rpc, &max) && max == 1000);
+    CHECK(rig.fake.sent_len > 0 && rig.fake.sent[rig.fake.sent_len - 1] == '\n' &&
+          sent_text_contains(&rig.fake, "\"method\":\"rpc.enableAttachments\",\"params\":{}"));
+    /* The agreement dies with the connection. */
+    vfm_rpc_close(&rig.rpc);
+    CHECK(!vfm_rpc_attachments(&rig.rpc, &max) && max == 0);
+    rpc_rig_destroy(&rig);
+
+    /* An agent from before attachments: method not found, and the connection goes on in base64. */
+    {
+        static const char OLD[] =
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,\"message\":\"Method not found\"}}\n";
+
+        CHECK(rpc_rig_init(&rig, l, "") == 0);
+        fake_transport_script(&rig.fake, OLD, strlen(OLD));
+        CHECK(vfm_rpc_connect(&rig.rpc, &failure) == 0);
+        CHECK(vfm_connection_is_open(&rig.rpc.conn) && !vfm_rpc_attachments(&rig.rpc, NULL));
+        rpc_rig_destroy(&rig);
+    }
+    /* attachments=off: not even asked. */
+    CHECK(rpc_rig_init(&rig, l, ",attachments=off") == 0);
+    fake_transport_script(&rig.fake, "", 0);
+    CHECK(vfm_rpc_connect(&rig.rpc, &failure) == 0 && rig.fake.sent_len == 0 && !vfm_rpc_attachments(&rig.rpc, NULL));
+    rpc_rig_destroy(&rig);
+
+    /* Replies that cannot be followed: the connection ends with a clear reason. */
+    {
+        static const struct {
+            const char *reply;
+            int rc;
+            const char *reason;
+        } BAD[] = {
+            { "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"version\":2,\"maxBytes\":1000}}\n", -EPROTONOSUPPORT,
+              "rpc.enableAttachments to unix:/tmp/vfmigd-unit-" },
+            { "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"version\":2,\"maxBytes\":1000}}\n", -EPROTONOSUPPORT,
+              "attachment version 2 (this plugin speaks 1)" },
+            { "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"version\":1,\"maxBytes\":0}}\n", -EPROTO,
+              "lacks a version or a positive maxBytes" },
+            { "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"version\":1}}\n", -EPROTO,
+              "lacks a version or a positive maxBytes" },
+            { "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32603,\"message\":\"Internal error\"}}\n", -EPROTO,
+              "refused: -32603 (Internal error); attachments=off in the plugin argument does without" },
+        };
+
+        for (size_t i = 0; i < sizeof(BAD) / sizeof(BAD[0]); i++) {
+            CHECK(rpc_rig_init(&rig, l, "") == 0);
+            fake_transport_script(&rig.fake, BAD[i].reply, strlen(BAD[i].reply));
+            CHECK(vfm_rpc_connect(&rig.rpc, &failure) == BAD[i].rc);
+            CHECK(strstr(failure.text, BAD[i].reason) != NULL);
+            if (strstr(failure.text, BAD[i].reason) == NULL)
+                fprintf(stderr, "  got: %s\n", failure.text);
+            CHECK(!vfm_connection_is_open(&rig.rpc.conn));
+            rpc_rig_destroy(&rig);
+        }
+    }
+}
+
+/* An rpc open with attachments agreed (maxBytes 1000) whose next reply is `reply`. */
+static int rpc_with_attachments(struct rpc_rig *rig, const struct listener *l, struct bytes *script)
+{
+    struct vfm_failure failure;
+    struct bytes whole = { 0 };
+
+    append_text(&whole, ENABLED);
+    append(&whole, script->data, script->len);
+    free(script->data);
+    *script = whole;
+    if (rpc_rig_init(rig, l, "") != 0)
+        return -1;
+    fake_transport_script(&rig->fake, script->data, script->len);
+    return vfm_rpc_connect(&rig->rpc, &failure);
+}
+
+static void request_with_attachment(int *failures, const struct listener *l)
+{
+    struct rpc_rig rig;
+    struct bytes script = { 0 };
+    struct vfm_failure failure;
+    struct vfm_refusal refusal;
+    json_object *result = NULL;
+    uint8_t raw[200];
+    struct vfm_rpc_blob blob = { .key = "data", .bytes = raw, .length = sizeof(raw), .attached = true };
+    static const char EXPECTED[] =
+        "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"vf.load\",\"params\":{\"vf\":\"nvme0\",\"offset\":0,"
+        "\"data\":{\"attachment\":200}}}\n";
+    json_object *params;
+
+    for (size_t i = 0; i < sizeof(raw); i++)
+        raw[i] = pattern(i);
+    append_text(&script, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"received\":200}}\n");
+    CHECK(rpc_with_attachments(&rig, l, &script) == 0);
+    fake_transport_reset_sent(&rig.fake);
+    params = json_object_new_object();
+    json_object_object_add(params, "vf", json_object_new_string("nvme0"));
+    json_object_object_add(params, "offset", json_object_new_int64(0));
+    CHECK(vfm_rpc_call(&rig.rpc, "vf.load", params, &blob, NULL, &result, &refusal, &failure) == 0);
+    json_object_put(result);
+    /* The frame, the bytes as they were, then the text that names them. */
+    CHECK(rig.fake.sent_len == VFM_FRAME_HEADER_BYTES + sizeof(raw) + strlen(EXPECTED));
+    CHECK(rig.fake.sent_len >= 5 && memcmp(rig.fake.sent, "\x00\x00\x00\x00\xC8", 5) == 0);
+    CHECK(rig.fake.sent_len >= 5 + sizeof(raw) && payload_ok(rig.fake.sent + 5, sizeof(raw)));
+    CHECK(rig.fake.sent_len == 5 + sizeof(raw) + strlen(EXPECTED) &&
+          memcmp(rig.fake.sent + 5 + sizeof(raw), EXPECTED, strlen(EXPECTED)) == 0);
+    /* More than the agent's maxBytes is never sent. */
+    {
+        uint8_t big[1001] = { 0 };
+        struct vfm_rpc_blob too_big = { .key = "data", .bytes = big, .length = sizeof(big), .attached = true };
+
+        fake_transport_reset_sent(&rig.fake);
+        CHECK(vfm_rpc_call(&rig.rpc, "vf.load", json_object_new_object(), &too_big, NULL, &result, &refusal,
+                           &failure) == -EINVAL && rig.fake.sent_len == 0);
+    }
+    rpc_rig_destroy(&rig);
+    free(script.data);
+}
+
+/* vf.save-like calls whose reply disagrees with its frame, or comes with one where it must not. */
+static void result_checks(int *failures, const struct listener *l)
+{
+    static const struct {
+        const char *what;
+        uint32_t frame;      /* UINT32_MAX: no frame */
+        const char *text;
+        int rc;
+        const char *reason;
+    } CASES[] = {
+        { "agrees", 16, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"data\":{\"attachment\":16},\"length\":16}}", 0, NULL },
+        { "says more than its frame", 16,
+          "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"data\":{\"attachment\":17},\"length\":17}}", -EPROTO,
+          "names an attachment of 17 bytes, but its frame holds 16" },
+        { "says less than its frame", 16,
+          "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"data\":{\"attachment\":15},\"length\":15}}", -EPROTO,
+          "names an attachment of 15 bytes, but its frame holds 16" },
+        { "base64 after a frame", 16, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"data\":\"AAAA\",\"length\":3}}",
+          -EPROTO, "its data is not {\"attachment\": N}" },
+        { "extra members", 16,
+          "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"data\":{\"attachment\":16,\"x\":1},\"length\":16}}", -EPROTO,
+          "its data is not {\"attachment\": N}" },
+        { "names one but sends none", UINT32_MAX,
+          "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"data\":{\"attachment\":16},\"length\":16}}", -EPROTO,
+          "the result came without its attachment frame" },
+        { "an error with a frame", 16,
+          "{\"jsonrpc\":\"2.0\",\"id\":2,\"error\":{\"code\":-32000,\"message\":\"x\",\"data\":{\"code\":\"VF_BUSY\"}}}",
+          -EPROTO, "an error response (VF_BUSY) came with an attachment frame" },
+        { "an error without one", UINT32_MAX,
+          "{\"jsonrpc\":\"2.0\",\"id\":2,\"error\":{\"code\":-32000,\"message\":\"x\",\"data\":{\"code\":\"VF_BUSY\"}}}",
+          VFM_RPC_REFUSED, NULL },
+        { "a frame bigger than asked", 33,
+          "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"data\":{\"attachment\":33},\"length\":33}}", -EPROTO,
+          "vf.save to unix:/tmp/vfmigd-unit-" },
+    };
+
+    for (size_t i = 0; i < sizeof(CASES) / sizeof(CASES[0]); i++) {
+        struct rpc_rig rig;
+        struct bytes script = { 0 };
+        struct vfm_failure failure;
+        struct vfm_refusal refusal;
+        json_object *result = NULL;
+        uint8_t sink_memory[32 + GUARD_BYTES];
+        struct vfm_rpc_sink sink = { .key = "data", .buffer = sink_memory, .capacity = 32 };
+        int rc;
+
+        if (CASES[i].frame != UINT32_MAX)
+            append_frame(&script, CASES[i].frame, CASES[i].frame);
+        append_text(&script, CASES[i].text);
+        append_text(&script, "\n");
+        memset(sink_memory, GUARD, sizeof(sink_memory));
+        CHECK(rpc_with_attachments(&rig, l, &script) == 0);
+        rc = vfm_rpc_call(&rig.rpc, "vf.save", json_object_new_object(), NULL, &sink, &result, &refusal, &failure);
+        CHECK_AT(rc == CASES[i].rc, CASES[i].what);
+        if (CASES[i].reason != NULL) {
+            CHECK_AT(strstr(failure.text, CASES[i].reason) != NULL, CASES[i].what);
+            if (strstr(failure.text, CASES[i].reason) == NULL)
+                fprintf(stderr, "  got: %s\n", failure.text);
+        }
+        if (rc < 0)
+            CHECK_AT(!vfm_connection_is_open(&rig.rpc.conn) && !sink.received && result == NULL, CASES[i].what);
+        if (rc == 0)
+            CHECK_AT(sink.received && sink.length == 16 && payload_ok(sink_memory, 16), CASES[i].what);
+        CHECK_AT(guard_ok(sink_memory + 32), CASES[i].what);
+        json_object_put(result);
+        rpc_rig_destroy(&rig);
+        free(script.data);
+    }
+    /* On a connection without attachments a frame is never expected, sink or not. */
+    {
+        static const char OLD_AND_FRAMED[] =
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,\"message\":\"Method not found\"}}\n"
+            "\x00\x00\x00\x00\x01x{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n";
+        struct rpc_rig rig;
+        struct vfm_failure failure;
+        struct vfm_refusal refusal;
+        json_object *result = NULL;
+        uint8_t sink_memory[32];
+        struct vfm_rpc_sink sink = { .key = "data", .buffer = sink_memory, .capacity = sizeof(sink_memory) };
+
+        CHECK(rpc_rig_init(&rig, l, "") == 0);
+        fake_transport_script(&rig.fake, OLD_AND_FRAMED, sizeof(OLD_AND_FRAMED) - 1);
+        CHECK(vfm_rpc_connect(&rig.rpc, &failure) == 0 && !vfm_rpc_attachments(&rig.rpc, NULL));
+        CHECK(vfm_rpc_call(&rig.rpc, "vf.save", json_object_new_object(), NULL, &sink, &result, &refusal, &failure) ==
+              -EPROTO);
+        CHECK(strstr(failure.text, "before a response that takes none") != NULL && !sink.received);
+        rpc_rig_destroy(&rig);
+    }
+}
+
 int run_attachment_tests(void)
 {
     int count = 0;
     int *failures = &count;
+    struct listener l;
 
     reader_header_split_everywhere(failures);
     reader_text_and_limits(failures);
     receive_split_everywhere(failures);
     receive_refusals(failures);
+    CHECK(listen_unix(&l) == 0);
+    if (count == 0) {
+        negotiation(failures, &l);
+        request_with_attachment(failures, &l);
+        result_checks(failures, &l);
+    }
+    unlisten(&l);
     return count;
 }

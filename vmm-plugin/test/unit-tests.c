@@ -107,9 +107,29 @@ static void test_address(void)
     CHECK(parse("h:1,timeout_ms=5s", &a) == -EINVAL);
     CHECK(parse("h:1,timeout_ms", &a) == -EINVAL);
     CHECK(vfm_address_parse("h:1,tls_min=1.2", &a, &failure) == -EINVAL &&
-          strstr(failure.text, "unknown option \"tls_min\" (known: timeout_ms, ca, cert, key, servername)") != NULL);
+          strstr(failure.text, "unknown option \"tls_min\" (known: timeout_ms, attachments, ca, cert, key, servername)") != NULL);
     CHECK(vfm_address_parse("h:1,timeout_ms=5,timeout_ms=6", &a, &failure) == -EINVAL &&
           strstr(failure.text, "\"timeout_ms\" is given twice") != NULL);
+}
+
+/* attachments=on|off, for every kind of address; on (use them if the agent offers them) by default. */
+static void test_attachments_option(void)
+{
+    struct vfm_address a;
+    struct vfm_failure failure;
+
+    CHECK(parse("127.0.0.1:7700", &a) == 0 && a.attachments);
+    CHECK(parse("tcp:h:1,attachments=off", &a) == 0 && !a.attachments);
+    CHECK(parse("h:1,attachments=on,timeout_ms=9", &a) == 0 && a.attachments && a.timeout_ms == 9);
+    CHECK(parse("unix:/run/vfmigd.sock,attachments=off", &a) == 0 && !a.attachments &&
+          strcmp(a.path, "/run/vfmigd.sock") == 0);
+    CHECK(parse("tls:h:1,attachments=off" CREDS, &a) == 0 && !a.attachments && a.kind == VFM_ADDRESS_TLS);
+    CHECK(parse("tls:h:1" CREDS, &a) == 0 && a.attachments);
+    CHECK(vfm_address_parse("h:1,attachments=no", &a, &failure) == -EINVAL &&
+          strstr(failure.text, "attachments=no is neither on nor off") != NULL);
+    CHECK(vfm_address_parse("h:1,attachments=", &a, &failure) == -EINVAL);
+    CHECK(vfm_address_parse("h:1,attachments=off,attachments=on", &a, &failure) == -EINVAL &&
+          strstr(failure.text, "\"attachments\" is given twice") != NULL);
 }
 
 /* Parses `arg`, expecting -EINVAL with `reason` in the message. */
@@ -282,6 +302,7 @@ int main(void)
     test_base64_round_trips();
     test_base64_rejects();
     test_address();
+    test_attachments_option();
     test_tls_address();
     test_tls_peer_name();
     test_tls_credential_files();
