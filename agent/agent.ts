@@ -21,6 +21,7 @@ import { SchemaRegistry } from './rpc/schema-registry.ts';
 import { gatherSocFacts } from './soc-facts.ts';
 import { formatListenAddress, parseListenAddress } from './transport/listen-address.ts';
 import { Listeners } from './transport/listener.ts';
+import type { ConnectionLink, Reply } from './transport/connection.ts';
 import { LOCAL_PRINCIPAL, type PeerInfo } from './transport/peer.ts';
 import { TlsCredentials } from './transport/tls-credentials.ts';
 import type { OpenrpcDocument } from '../schemas/types.ts';
@@ -57,6 +58,13 @@ export interface AssembleOptions {
   readonly listeners?: () => readonly string[];
 }
 
+const NO_ATTACHMENTS: ConnectionLink = { attachments: false, enableAttachments: () => undefined };
+
+function replyText(reply: Reply): string {
+  const text = typeof reply === 'object' && 'attachment' in reply ? reply.text : reply;
+  return typeof text === 'string' ? text : text.join('');
+}
+
 export async function assembleAgent(config: ResolvedConfig, log: Logger, options: AssembleOptions = {}): Promise<AgentApp> {
   const schemas = options.schemas ?? new SchemaRegistry();
   const startedAt = new Date();
@@ -66,7 +74,7 @@ export async function assembleAgent(config: ResolvedConfig, log: Logger, options
   await core.start();
 
   const openRpc = buildOpenRpcDocument(schemas, { version, apiVersion: API_VERSION }) as unknown as OpenrpcDocument;
-  const handlers = allHandlers(core, { version, apiVersion: API_VERSION, startedAt, soc: gatherSocFacts(), openRpc, listeners: options.listeners ?? (() => []) });
+  const handlers = allHandlers(core, { version, apiVersion: API_VERSION, startedAt, soc: gatherSocFacts(), openRpc, listeners: options.listeners ?? (() => []), maxAttachmentBytes: config.limits.maxMessageBytes });
   const pipeline = new CallPipeline({
     handlers: new Map(Object.entries(handlers) as [string, MethodHandler][]),
     schemas,
@@ -96,8 +104,9 @@ export async function assembleAgent(config: ResolvedConfig, log: Logger, options
         authentication: 'local',
         ...peer,
       });
-      const response = await session.handle(typeof message === 'string' ? message : JSON.stringify(message));
-      return response === undefined ? undefined : JSON.parse(typeof response === 'string' ? response : response.join(''));
+      // No framing here, so no attachments: bytes go as base64.
+      const response = await session.handle(typeof message === 'string' ? message : JSON.stringify(message), NO_ATTACHMENTS);
+      return response === undefined ? undefined : JSON.parse(replyText(response));
     },
     close: () => core.stop(),
   };

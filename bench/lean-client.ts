@@ -20,6 +20,12 @@ export class LeanClient {
   private nextId = 1;
   /** Buffers for base64 payloads, reused once a request that carried one has been written. */
   private readonly pool: Buffer[] = [];
+  /** Attachment frames (rpc.enableAttachments): on, the header being read, the body being read, the one read whole. */
+  private attachments = false;
+  private frameHeader: Buffer | undefined;
+  private frameHeaderBytes = 0;
+  private frame: { buffer: Buffer; length: number; received: number } | undefined;
+  private frameDone: { buffer: Buffer; length: number } | undefined;
 
   private constructor(socket: Socket) {
     this.socket = socket;
@@ -109,6 +115,28 @@ export class LeanClient {
     });
   }
 
+  /** Turns attachment frames on (rpc.enableAttachments): vf.save results then come as raw bytes. */
+  async enableAttachments(): Promise<void> {
+    await this.call('rpc.enableAttachments', {});
+    this.attachments = true;
+  }
+
+  /** Like `callWithBase64`, with `bytes` raw in an attachment frame before the request. */
+  callWithAttachment<T = Record<string, unknown>>(method: string, params: object, field: string, bytes: Buffer, onWritten?: () => void): Promise<T> {
+    const id = this.nextId++;
+    const header = Buffer.allocUnsafe(5);
+    header[0] = 0;
+    header.writeUInt32BE(bytes.length, 1);
+    return new Promise<T>((resolve, reject) => {
+      this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.socket.cork();
+      this.socket.write(header);
+      this.socket.write(bytes);
+      this.socket.write(`${JSON.stringify({ jsonrpc: '2.0', method, id, params: { ...params, [field]: { attachment: bytes.length } } })}\n`, onWritten);
+      this.socket.uncork();
+    });
+  }
+
   close(): void {
     this.socket.destroy();
   }
@@ -146,9 +174,33 @@ export class LeanClient {
     this.spilled += bytes.length;
   }
 
+  /** Reads attachment-frame bytes from `at` into a pooled buffer; returns where they end in the chunk. */
+  private onFrameBytes(chunk: Buffer, at: number): number {
+    if (this.frame === undefined) {
+      this.frameHeader ??= Buffer.allocUnsafe(5);
+      while (at < chunk.length && this.frameHeaderBytes < 5) this.frameHeader[this.frameHeaderBytes++] = chunk[at++] as number;
+      if (this.frameHeaderBytes < 5) return at;
+      const length = this.frameHeader.readUInt32BE(1);
+      this.frameHeaderBytes = 0;
+      this.frame = { buffer: this.acquire(length), length, received: 0 };
+    }
+    const frame = this.frame;
+    const take = Math.min(frame.length - frame.received, chunk.length - at);
+    chunk.copy(frame.buffer, frame.received, at, at + take);
+    frame.received += take;
+    if (frame.received === frame.length) {
+      this.frameDone = { buffer: frame.buffer, length: frame.length };
+      this.frame = undefined;
+    }
+    return at + take;
+  }
+
   private onData(chunk: Buffer): void {
     let start = 0;
-    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+    while (this.attachments && start < chunk.length && this.spilled === 0 && (this.frameHeaderBytes > 0 || this.frame !== undefined || chunk[start] === 0)) {
+      start = this.onFrameBytes(chunk, start);
+    }
+    for (let nl = chunk.indexOf(10, start); nl !== -1; nl = chunk.indexOf(10, start)) {
       const piece = chunk.subarray(start, nl);
       let line = piece;
       if (this.spilled > 0) {
@@ -158,6 +210,14 @@ export class LeanClient {
       }
       start = nl + 1;
       const response = this.parseResponse(line);
+      const done = this.frameDone;
+      if (done !== undefined && response.result !== undefined) {
+        this.frameDone = undefined;
+        Object.assign(response.result as object, { bytes: done.buffer.subarray(0, done.length), release: () => this.pool.push(done.buffer) });
+      }
+      while (this.attachments && start < chunk.length && (this.frameHeaderBytes > 0 || this.frame !== undefined || chunk[start] === 0)) {
+        start = this.onFrameBytes(chunk, start);
+      }
       const waiter = this.waiters.get(response.id);
       if (waiter === undefined) continue;
       this.waiters.delete(response.id);

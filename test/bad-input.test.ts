@@ -13,7 +13,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { RecordStreamReader, RecordStreamWriter, type StreamDescriptor } from '../agent/core/state-records.ts';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.ts';
-import { RpcClient, type RpcError } from './support/rpc-client.ts';
+import { base64Of, RpcClient, type RpcError } from './support/rpc-client.ts';
 
 const STATE_BYTES = 100000;
 const VF_COUNT = 24;
@@ -61,7 +61,7 @@ async function readStream(c: Rpc, vf: string, from?: number): Promise<Buffer> {
   for (;;) {
     const slice = await c.call('vf.save', first && from !== undefined ? { vf, maxBytes: 30000, offset: from } : { vf, maxBytes: 30000 });
     first = false;
-    parts.push(Buffer.from(slice.data, 'base64'));
+    parts.push(Buffer.from(base64Of(slice.data), 'base64'));
     if (slice.eof) return Buffer.concat(parts);
   }
 }
@@ -275,7 +275,7 @@ test('STOP_COPY → PRE_COPY and → PRE_COPY_P2P are refused; the VF stays in S
   const c = await connect(t);
   const reference = await snapshot(c, vf);
   await c.call('vf.setState', { vf, state: 'STOP_COPY' });
-  const head = Buffer.from((await c.call('vf.save', { vf, maxBytes: 1000 })).data, 'base64');
+  const head = Buffer.from(base64Of((await c.call('vf.save', { vf, maxBytes: 1000 })).data), 'base64');
   for (const target of ['PRE_COPY', 'PRE_COPY_P2P']) {
     const error = await c.callError('vf.setState', { vf, state: target });
     expectError(t, error, -33002, 'ILLEGAL_TRANSITION');
@@ -371,7 +371,7 @@ test('vf.load on a running VF (RUNNING, RUNNING_P2P) or during a save (STOP_COPY
   t.is(await stateOf(c, vf), 'RUNNING_P2P');
   const reference = await snapshot(c, vf);
   await c.call('vf.setState', { vf, state: 'STOP_COPY' });
-  const head = Buffer.from((await c.call('vf.save', { vf, maxBytes: 777 })).data, 'base64');
+  const head = Buffer.from(base64Of((await c.call('vf.save', { vf, maxBytes: 777 })).data), 'base64');
   expectError(t, await c.callError('vf.load', { vf, offset: 0, data }), -33002, 'ILLEGAL_TRANSITION');
   t.is(await stateOf(c, vf), 'STOP_COPY');
   t.true(Buffer.concat([head, await readStream(c, vf)]).equals(reference), 'the save stream was disturbed');

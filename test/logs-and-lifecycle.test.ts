@@ -8,7 +8,7 @@ import test from 'ava';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgentProcess, tempDir } from './support/agent-process.ts';
-import { RpcClient } from './support/rpc-client.ts';
+import { base64Of, RpcClient } from './support/rpc-client.ts';
 
 test('log events are JSON lines bound to connection, method, VF and phase, and carry no state payload', async (t) => {
   const agent = await startAgentProcess({ config: { drivers: [{ driver: 'blob-bench', options: { vfCount: 2, stateBytes: 4096 } }] } });
@@ -41,7 +41,7 @@ test('log events are JSON lines bound to connection, method, VF and phase, and c
   t.truthy(events.find((e) => e.msg === 'resume session opened' && e.phase === 'load' && e.vf === 'blob1'));
   t.truthy(events.find((e) => e.msg === 'state applied' && e.phase === 'load' && e.vf === 'blob1'));
   // A state payload never reaches the log, not even a piece of it.
-  const needle = slice.data.slice(100, 164);
+  const needle = base64Of(slice.data).slice(100, 164);
   t.false(agent.logs.some((l) => l.includes(needle)));
   t.false(events.some((e) => 'data' in e || 'params' in e));
 });

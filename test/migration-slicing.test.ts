@@ -7,7 +7,7 @@
  */
 import test from 'ava';
 import { startAgentProcess, type AgentProcess } from './support/agent-process.ts';
-import { RpcClient } from './support/rpc-client.ts';
+import { base64Of, RpcClient } from './support/rpc-client.ts';
 
 const MiB = 1024 * 1024;
 const STATE_BYTES = 300 * 1024;
@@ -35,7 +35,7 @@ for (const [saveBytes, loadBytes] of [[MiB, 509], [4093, MiB], [509, 4093]] as c
       t.is(slice.totalBytes, estimate, 'the total is known exactly from the start');
       t.is(slice.remaining, estimate - offset - slice.length);
       t.is((await source.rpc.call('vf.pending', { vf: 'blob0' })).pendingBytes, slice.remaining);
-      parts.push(Buffer.from(slice.data, 'base64'));
+      parts.push(Buffer.from(base64Of(slice.data), 'base64'));
       offset += slice.length;
       if (slice.eof) break;
       t.is(slice.length, saveBytes, 'every slice but the last is full');
@@ -68,7 +68,7 @@ test('a slice whose answer was lost can be asked for again, on both sides; nothi
   t.like(ahead.data, { code: 'STREAM_OFFSET', expected: 200_000 });
 
   await destination.rpc.call('vf.setState', { vf: 'blob0', state: 'STOP' });
-  const firstBytes = Buffer.from(first.data, 'base64');
+  const firstBytes = Buffer.from(base64Of(first.data), 'base64');
   const loaded = await destination.rpc.call('vf.load', { vf: 'blob0', offset: 0, data: first.data });
   t.like(await destination.rpc.call('vf.load', { vf: 'blob0', offset: 0, data: first.data }), { received: loaded.received }, 'the same slice again is taken as done');
   const changed = Buffer.from(firstBytes);

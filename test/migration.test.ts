@@ -11,7 +11,7 @@ import test from 'ava';
 import { tempDir } from './support/agent-process.ts';
 import { copyGuestMemory } from './support/host-port.ts';
 import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig } from './support/migration-rig.ts';
-import type { RpcClient } from './support/rpc-client.ts';
+import { base64Of, type RpcClient } from './support/rpc-client.ts';
 
 const BDF = '0000:3b:00.2';
 const MiB = 1024 * 1024;
@@ -23,7 +23,7 @@ async function saveAll(rpc: RpcClient, sliceBytes: number): Promise<{ slices: Bu
   for (;;) {
     const slice = await rpc.call('vf.save', { vf: BDF, maxBytes: sliceBytes, offset });
     if (slice.offset !== offset) throw new Error(`slice at ${slice.offset}, expected ${offset}`);
-    const bytes = Buffer.from(slice.data, 'base64');
+    const bytes = Buffer.from(base64Of(slice.data), 'base64');
     if (bytes.length !== slice.length || bytes.length > sliceBytes) throw new Error(`slice of ${bytes.length} bytes, announced ${slice.length}`);
     slices.push(bytes);
     offset += bytes.length;
@@ -69,7 +69,7 @@ for (const sliceBytes of [509]) {
     // The last slice can be asked for again (as after a lost answer), and nothing before it.
     const lastOffset = total - (slices.at(-1)?.length ?? 0);
     const again = await source.rpc.call('vf.save', { vf: BDF, maxBytes: sliceBytes, offset: lastOffset });
-    t.true(Buffer.from(again.data, 'base64').equals(slices.at(-1) ?? Buffer.alloc(0)), 'the last slice again, unchanged');
+    t.true(Buffer.from(base64Of(again.data), 'base64').equals(slices.at(-1) ?? Buffer.alloc(0)), 'the last slice again, unchanged');
     t.is((await source.rpc.callError('vf.save', { vf: BDF, offset: 0 })).data?.code, 'STREAM_OFFSET', 'the stream is not kept whole');
 
     // The VMM moves guest RAM while the VF is stopped.

@@ -27,7 +27,7 @@ import { AGENT_MAIN, startAgentProcess, tempDir, type AgentOptions, type AgentPr
 import { getFeatures, FEATURE } from './support/guest-nvme-commands.ts';
 import { GuestNvme } from './support/guest-nvme.ts';
 import { rpcHostPort } from './support/host-port.ts';
-import { RpcClient, type RpcError } from './support/rpc-client.ts';
+import { base64Of, RpcClient, type RpcError } from './support/rpc-client.ts';
 
 const STATE_BYTES = 100_000;
 const BLOB_VFS = 8;
@@ -94,7 +94,7 @@ async function snapshot(c: RpcClient, vf: string): Promise<Buffer> {
   const parts: Buffer[] = [];
   for (;;) {
     const slice = await c.call('vf.save', { vf, maxBytes: 30_000 });
-    parts.push(Buffer.from(slice.data, 'base64'));
+    parts.push(Buffer.from(base64Of(slice.data), 'base64'));
     if (slice.eof) break;
   }
   await c.call('vf.setState', { vf, state: 'STOP' });
@@ -105,7 +105,7 @@ async function readRest(c: RpcClient, vf: string): Promise<Buffer> {
   const parts: Buffer[] = [];
   for (;;) {
     const slice = await c.call('vf.save', { vf, maxBytes: 30_000 });
-    parts.push(Buffer.from(slice.data, 'base64'));
+    parts.push(Buffer.from(base64Of(slice.data), 'base64'));
     if (slice.eof) return Buffer.concat(parts);
   }
 }

@@ -10,7 +10,7 @@ import test from 'ava';
 import { join } from 'node:path';
 import { VFIO_STATES, routeTo, type VfioStateName } from '../agent/core/vfio-states.ts';
 import { startAgentProcess, tempDir } from './support/agent-process.ts';
-import { RpcClient } from './support/rpc-client.ts';
+import { base64Of, RpcClient } from './support/rpc-client.ts';
 
 const MiB = 1024 * 1024;
 
@@ -35,7 +35,7 @@ test('every (from, to) pair, with and without P2P, against the Linux next-step t
     t.is((await rpc.call('vf.get', { vf: id })).capabilities.p2p, p2p);
     // A state of this very VF, to put it in RESUMING with something valid to commit.
     await rpc.call('vf.setState', { vf: id, state: 'STOP_COPY' });
-    const state = (await rpc.call('vf.save', { vf: id, offset: 0 })).data;
+    const state = base64Of((await rpc.call('vf.save', { vf: id, offset: 0 })).data);
 
     const reachable = VFIO_STATES.filter((s) => s !== 'ERROR' && s !== 'PRE_COPY' && s !== 'PRE_COPY_P2P' && (p2p || s !== 'RUNNING_P2P'));
     for (const from of reachable) {

@@ -11,7 +11,7 @@ import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import type { Config } from '../schemas/types.ts';
 import { startAgentProcess, tempDir, type AgentProcess } from './support/agent-process.ts';
 import { TestCa, writePem, writeText, type IssuedCertificate, type PemFiles } from './support/pki.ts';
-import { RpcClient } from './support/rpc-client.ts';
+import { base64Of, RpcClient } from './support/rpc-client.ts';
 
 type Json = Record<string, unknown>;
 
@@ -307,7 +307,7 @@ test('no payload, key or certificate material reaches any log, even at trace lev
   const everything = `${agent.agent.logs.join('\n')}\n${readFileSync(auditLog, 'utf8')}`;
   const pemLines = (pem: string): string[] => pem.split('\n').filter((l) => l.length >= 40 && !l.startsWith('-----'));
   const secrets: [string, string[]][] = [
-    ['state payload', [slice.data.slice(64, 128), slice.data.slice(-64)]],
+    ['state payload', [base64Of(slice.data).slice(64, 128), base64Of(slice.data).slice(-64)]],
     ['agent key', pemLines(agentCert.key)],
     ['client key', pemLines(client.key)],
     ['agent certificate', pemLines(agentCert.cert)],

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Config } from '../schemas/types.ts';
 import { AGENT_MAIN, startAgentProcess, tempDir, type AgentProcess } from './support/agent-process.ts';
 import { rawConnect } from './support/raw-connection.ts';
-import { RpcClient, checkResponseShape, type RpcAddress } from './support/rpc-client.ts';
+import { base64Of, RpcClient, checkResponseShape, type RpcAddress } from './support/rpc-client.ts';
 
 type Json = Record<string, unknown>;
 type Limits = NonNullable<Config['limits']>;
@@ -114,7 +114,7 @@ test('several requests in flight on one connection are each answered with their 
   ]);
   t.is(save.length, 4 * MiB);
   t.is(save.offset, 0);
-  t.is(Buffer.from(save.data, 'base64').length, 4 * MiB);
+  t.is(Buffer.from(base64Of(save.data), 'base64').length, 4 * MiB);
   t.is(list.vfs.length, 2);
   t.is(state.vf, 'blob1');
   t.is(info.id, 'blob1');
@@ -286,7 +286,7 @@ test('backpressure: 126 pipelined 4 MiB vf.save calls from a client that does no
   for (const vf of ['blob0', 'blob1']) {
     await side.call('vf.quiesce', { vf });
     const slice = await side.call('vf.save', { vf, maxBytes: 4 * MiB, offset: 0 });
-    reference.set(vf, createHash('sha256').update(Buffer.from(slice.data, 'base64')).digest('hex'));
+    reference.set(vf, createHash('sha256').update(Buffer.from(base64Of(slice.data), 'base64')).digest('hex'));
   }
   const idle = vmRss(pid, 'VmRSS');
 
@@ -343,12 +343,21 @@ test('backpressure: 126 pipelined 4 MiB vf.save calls from a client that does no
 
 interface CliRun { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }
 
-function runCli(args: readonly string[], timeoutMs = 10000): Promise<CliRun> {
+/**
+ * Runs the agent's command line to its exit. An agent that starts serving
+ * (its "listening" event) is killed at once: the signal tells the test it
+ * started instead of exiting. The timer is only a last resort for a hang,
+ * not a window the test depends on: a loaded machine may start slowly.
+ */
+function runCli(args: readonly string[], timeoutMs = 60000): Promise<CliRun> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [AGENT_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (stdout.includes('"msg":"listening"')) child.kill('SIGKILL');
+    });
     child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     // 'close', not 'exit': only then has all of stdout and stderr been read.

@@ -1,4 +1,4 @@
-/** rpc.discover, agent.info, agent.health: the agent itself. */
+/** rpc.discover, rpc.enableAttachments, agent.info, agent.health: the agent itself and the connection. */
 import type { MigrationCore } from '../core/migration-core.ts';
 import type { OpenrpcDocument, SocFacts } from '../../schemas/types.ts';
 import type { MethodHandlers } from './method-table.ts';
@@ -11,13 +11,19 @@ export interface AgentFacts {
   /** Gathered once at start-up. */
   readonly soc: Promise<SocFacts>;
   readonly openRpc: OpenrpcDocument;
+  /** The longest attachment a connection takes: the message size limit. */
+  readonly maxAttachmentBytes: number;
 }
 
-type AgentHandlers = Pick<MethodHandlers, 'rpc.discover' | 'agent.info' | 'agent.health'>;
+type AgentHandlers = Pick<MethodHandlers, 'rpc.discover' | 'rpc.enableAttachments' | 'agent.info' | 'agent.health'>;
 
 export function agentHandlers(core: MigrationCore, facts: AgentFacts): AgentHandlers {
   return {
     'rpc.discover': async () => facts.openRpc,
+    'rpc.enableAttachments': async (_params, ctx) => {
+      ctx.enableAttachments();
+      return { version: 1, maxBytes: facts.maxAttachmentBytes };
+    },
     'agent.info': async () => ({
       name: 'vfmigd',
       version: facts.version,

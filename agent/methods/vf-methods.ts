@@ -5,6 +5,7 @@ import type { RequestContext } from '../rpc/context.ts';
 import { vfioStateValue } from '../core/vfio-states.ts';
 import { markBase64 } from '../rpc/base64-fields.ts';
 import type { StreamDescriptor } from '../core/state-records.ts';
+import { bufferSlice } from '../core/migration-session.ts';
 import type { Transition } from '../../schemas/types.ts';
 import { base64Slice, type MethodHandlers } from './method-table.ts';
 
@@ -55,19 +56,22 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
     'vf.save': async ({ vf, maxBytes, offset, session, format }, ctx) => {
       const machine = core.lookup(vf);
       const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session, format);
-      return markBase64({
-        data: slice.data.toString('base64'),
+      const result = {
         offset: slice.offset,
         length: slice.data.length,
         remaining: slice.remaining,
         totalBytes: slice.totalBytes,
         eof: slice.eof,
         session: slice.session,
-      }, 'data');
+      };
+      const attached = ctx.attach(slice.data);
+      if (attached !== undefined) return { data: attached, ...result };
+      return markBase64({ data: slice.data.toString('base64'), ...result }, 'data');
     },
     'vf.load': async ({ vf, offset, data, session }, ctx) => {
       const machine = core.lookup(vf);
-      return machine.load(offset, base64Slice(data, '/data'), DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session);
+      const bytes = typeof data === 'string' ? base64Slice(data, '/data') : bufferSlice(asBuffer(ctx.attachment(data)));
+      return machine.load(offset, bytes, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session);
     },
     'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
     'vf.formats': async ({ vf }) => ({ formats: core.lookup(vf).formats() }),
@@ -85,4 +89,9 @@ function callerOf(ctx: RequestContext, machine: VfMachine): Caller {
 
 function transition(machine: VfMachine, result: TransitionResult): Transition {
   return { vf: machine.vf.id, ...result, value: vfioStateValue(result.state) };
+}
+
+/** The same bytes as a Buffer, not copied. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }

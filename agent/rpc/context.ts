@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { Attachment } from '../../schemas/types.ts';
 import type { PeerInfo } from '../transport/peer.ts';
 import type { Permission } from './permissions.ts';
 
@@ -23,4 +24,14 @@ export interface RequestContext {
   may(permission: Permission, vf: VfNames): boolean;
   /** Child logger bound to connection, principal and method. */
   readonly log: Logger;
+  /** The bytes of the request's attachment, which the pipeline has matched to `ref` before the call. */
+  attachment(ref: Attachment): Uint8Array;
+  /**
+   * Sends `bytes` raw, in an attachment frame before the response, when the
+   * connection has attachments on and the call is not in a batch: returns
+   * what the result names them by. Otherwise undefined: send base64.
+   */
+  attach(bytes: Uint8Array): Attachment | undefined;
+  /** Turns attachment frames on for the connection this call came on. */
+  enableAttachments(): void;
 }

@@ -11,12 +11,13 @@
 import { randomUUID } from 'node:crypto';
 import jayson from 'jayson';
 import type { Logger } from 'pino';
-import { NOT_UTF8, type FramedText } from '../transport/json-text-framer.ts';
+import type { ConnectionLink, Reply } from '../transport/connection.ts';
+import { isAttached, NOT_UTF8, type FramedMessage } from '../transport/json-text-framer.ts';
 import type { PeerInfo } from '../transport/peer.ts';
 import { BASE64_FIELDS } from './base64-fields.ts';
 import { ERROR_CATALOGUE, errorResponse, wireError, type ErrorName, type WireError } from './error-catalogue.ts';
 import { parseMessage } from './parse-message.ts';
-import type { CallPipeline } from './pipeline.ts';
+import type { CallCarrier, CallPipeline } from './pipeline.ts';
 
 export interface EnvelopeLimits {
   readonly maxBatchLength: number;
@@ -26,10 +27,11 @@ export interface EnvelopeLimits {
 type JsonRpcId = string | number | null;
 type Callback = (error: WireError | null, result?: unknown) => void;
 
-/** What jayson hands the method: the connection the message came on. */
+/** What jayson hands the method: the connection the message came on, and how its bytes travel. */
 interface MessageContext {
   readonly peer: PeerInfo;
   readonly log: Logger;
+  readonly carrier: CallCarrier;
 }
 
 export class Dispatcher {
@@ -47,8 +49,8 @@ export class Dispatcher {
     const methods = new Map<string, jayson.Method>();
     for (const name of pipeline.names()) {
       const handler = (params: jayson.RequestParamsLike, context: object, callback: Callback): void => {
-        const { peer, log: connectionLog } = context as MessageContext;
-        pipeline.invoke(name, params, peer, connectionLog).then(
+        const { peer, log: connectionLog, carrier } = context as MessageContext;
+        pipeline.invoke(name, params, peer, connectionLog, carrier).then(
           (outcome) => ('error' in outcome ? callback(outcome.error) : callback(null, outcome.result)),
           (error: unknown) => {
             connectionLog.error({ err: error, method: name }, 'pipeline failed');
@@ -75,7 +77,9 @@ export class Dispatcher {
    * Handles one message; resolves to the response, as text or as pieces of
    * text to be written in order, or to undefined when nothing is owed.
    */
-  async handle(text: FramedText, session: DispatchSession): Promise<string | string[] | undefined> {
+  async handle(framed: FramedMessage, session: DispatchSession, link: ConnectionLink): Promise<Reply | undefined> {
+    const attachments = isAttached(framed) ? framed.attachments : [];
+    const text = isAttached(framed) ? framed.text : framed;
     if (text === NOT_UTF8) return errorResponse(null, 'PARSE_ERROR', 'the message is not valid UTF-8');
     let message: unknown;
     try {
@@ -86,6 +90,12 @@ export class Dispatcher {
     if (!Array.isArray(message) && !isRecord(message)) {
       // jayson would parse a JSON string a second time and run what is inside.
       return errorResponse(null, 'INVALID_REQUEST', 'a request is a JSON object, and a batch an array of them');
+    }
+    if (attachments.length > 0) {
+      // Answered with the request's id when it has a usable one, so the client can tell which call failed.
+      const id = isRecord(message) && (typeof message.id === 'string' || Number.isSafeInteger(message.id)) ? (message.id as string | number) : null;
+      if (Array.isArray(message)) return errorResponse(null, 'INVALID_REQUEST', 'an attachment cannot stand before a batch: send it before the one request it belongs to');
+      if (attachments.length > 1) return errorResponse(id, 'INVALID_REQUEST', `one attachment per message; ${attachments.length} stood before this one`);
     }
     if (Array.isArray(message) && message.length > this.limits.maxBatchLength) {
       return errorResponse(null, 'BATCH_TOO_LARGE', `a batch may hold at most ${this.limits.maxBatchLength} requests; this one has ${message.length}`, { limit: this.limits.maxBatchLength });
@@ -106,10 +116,12 @@ export class Dispatcher {
     const count = Array.isArray(message) ? Math.max(1, message.length) : 1;
     await session.admit(count);
     try {
-      const response = await this.call(Array.isArray(message) ? prepared : prepared[0], { peer: session.peer, log: session.log });
+      const carrier: CallCarrier = { attachment: attachments[0], canAttach: link.attachments && !Array.isArray(message), outgoing: undefined, link };
+      const response = await this.call(Array.isArray(message) ? prepared : prepared[0], { peer: session.peer, log: session.log, carrier });
       if (response === undefined && refusals.length === 0) return undefined;
       const finished = response === undefined ? [] : finishResponse(response, ids);
-      return serialize(Array.isArray(finished) ? [...finished, ...refusals] : finished);
+      const reply = serialize(Array.isArray(finished) ? [...finished, ...refusals] : finished);
+      return carrier.outgoing === undefined ? reply : { text: reply, attachment: carrier.outgoing };
     } finally {
       session.release(count);
     }
@@ -143,8 +155,8 @@ export class DispatchSession {
     this.log = log;
   }
 
-  handle(text: FramedText): Promise<string | string[] | undefined> {
-    return this.dispatcher.handle(text, this);
+  handle(message: FramedMessage, link: ConnectionLink): Promise<Reply | undefined> {
+    return this.dispatcher.handle(message, this, link);
   }
 
   /** True while a new message would have to wait for requests in flight to finish. */

@@ -10,7 +10,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
+import type { Attachment } from '../../schemas/types.ts';
 import { Fault } from '../core/faults.ts';
+import type { ConnectionLink } from '../transport/connection.ts';
 import type { PeerInfo } from '../transport/peer.ts';
 import { InvalidParamsError } from './call-errors.ts';
 import type { RequestContext, VfNames } from './context.ts';
@@ -52,6 +54,19 @@ export interface PipelineParts {
   readonly observers: readonly CallObserver[];
 }
 
+/**
+ * How one call's bytes travel: made by the envelope per message. The
+ * attachment that came with the request, whether the result's bytes may go
+ * as one (the connection has attachments on, and the call is not in a
+ * batch), and, once the call is done, the one it sends.
+ */
+export interface CallCarrier {
+  readonly attachment: Uint8Array | undefined;
+  readonly canAttach: boolean;
+  outgoing: Uint8Array | undefined;
+  readonly link: ConnectionLink;
+}
+
 interface Method {
   readonly schema: MethodSchema;
   readonly handler: MethodHandler;
@@ -78,12 +93,14 @@ export class CallPipeline {
     return this.methods.keys();
   }
 
-  async invoke(name: string, params: unknown, peer: PeerInfo, log: Logger): Promise<CallOutcome> {
+  async invoke(name: string, params: unknown, peer: PeerInfo, log: Logger, carrier: CallCarrier): Promise<CallOutcome> {
     const method = this.methods.get(name);
     if (method === undefined) return { error: wireError('METHOD_NOT_FOUND', `no method "${name}"`) };
     const started = performance.now();
     const vf = isRecord(params) && typeof params.vf === 'string' ? params.vf : undefined;
-    const outcome = await this.run(method, params, vf, peer, log);
+    const outcome = await this.run(method, params, vf, peer, log, carrier);
+    // A call that failed sends no bytes, whatever it attached first.
+    if ('error' in outcome) carrier.outgoing = undefined;
     const error = 'error' in outcome ? outcome.error.data.code : undefined;
     const record: CallRecord = {
       peer,
@@ -98,7 +115,7 @@ export class CallPipeline {
     return outcome;
   }
 
-  private async run(method: Method, params: unknown, vf: string | undefined, peer: PeerInfo, log: Logger): Promise<CallOutcome> {
+  private async run(method: Method, params: unknown, vf: string | undefined, peer: PeerInfo, log: Logger, carrier: CallCarrier): Promise<CallOutcome> {
     const { schema, handler } = method;
     // authorize
     const names = vf === undefined ? undefined : this.parts.resolveVf(vf);
@@ -118,8 +135,10 @@ export class CallPipeline {
       const first = errors[0];
       return { error: wireError('INVALID_PARAMS', first ? `params${first.path === '/' ? '' : first.path} ${first.message}` : 'params are invalid', { errors }) };
     }
+    const unmatched = attachmentMismatch(schema, given as Record<string, unknown>, carrier.attachment);
+    if (unmatched !== undefined) return { error: wireError('INVALID_PARAMS', `params${unmatched.path === '/' ? '' : unmatched.path} ${unmatched.message}`, { errors: [unmatched] }) };
     // run
-    const ctx = new CallContext(peer, schema.name, subject, policy, log);
+    const ctx = new CallContext(peer, schema, subject, policy, log, carrier);
     let result: unknown;
     try {
       result = await handler(given as never, ctx);
@@ -133,6 +152,20 @@ export class CallPipeline {
     }
     return { result };
   }
+}
+
+/** Why the request's attachment and what its params name do not go together; undefined when they do. */
+function attachmentMismatch(schema: MethodSchema, params: Record<string, unknown>, attachment: Uint8Array | undefined): { path: string; message: string } | undefined {
+  const field = schema.attachment.params;
+  const named = field === undefined ? undefined : params[field];
+  const ref = isRecord(named) ? (named as unknown as Attachment) : undefined;
+  if (ref === undefined) {
+    if (attachment === undefined) return undefined;
+    return { path: '/', message: field === undefined ? `take no attachment, but one came with the request` : `name no attachment in "${field}", but one came with the request` };
+  }
+  if (attachment === undefined) return { path: `/${field}`, message: 'names an attachment, but none came before the request' };
+  if (ref.attachment !== attachment.length) return { path: `/${field}/attachment`, message: `is ${ref.attachment}, but the attachment holds ${attachment.length} bytes` };
+  return undefined;
 }
 
 function toWireError(error: unknown, ctx: RequestContext): WireError {
@@ -151,18 +184,39 @@ function toWireError(error: unknown, ctx: RequestContext): WireError {
 class CallContext implements RequestContext {
   readonly peer: PeerInfo;
   readonly method: string;
+  readonly #schema: MethodSchema;
   readonly #subject: VfNames | string | undefined;
   readonly #policy: Policy;
   readonly #parentLog: Logger;
+  readonly #carrier: CallCarrier;
   #log: Logger | undefined;
   #admin: boolean | undefined;
 
-  constructor(peer: PeerInfo, method: string, subject: VfNames | string | undefined, policy: Policy, parentLog: Logger) {
+  constructor(peer: PeerInfo, schema: MethodSchema, subject: VfNames | string | undefined, policy: Policy, parentLog: Logger, carrier: CallCarrier) {
     this.peer = peer;
-    this.method = method;
+    this.method = schema.name;
+    this.#schema = schema;
     this.#subject = subject;
     this.#policy = policy;
     this.#parentLog = parentLog;
+    this.#carrier = carrier;
+  }
+
+  attachment(ref: Attachment): Uint8Array {
+    const bytes = this.#carrier.attachment;
+    // The pipeline matched them before the call: anything else is a fault of the handler.
+    if (bytes === undefined || bytes.length !== ref.attachment) throw new Error(`${this.method}: no attachment of ${ref.attachment} bytes came with the request`);
+    return bytes;
+  }
+
+  attach(bytes: Uint8Array): Attachment | undefined {
+    if (!this.#carrier.canAttach || this.#schema.attachment.result === undefined) return undefined;
+    this.#carrier.outgoing = bytes;
+    return { attachment: bytes.length };
+  }
+
+  enableAttachments(): void {
+    this.#carrier.link.enableAttachments();
   }
 
   get admin(): boolean {

@@ -30,6 +30,12 @@ export interface MethodSchema {
   readonly result: SchemaDocument;
   readonly validateParams: ValidateFunction;
   readonly validateResult: ValidateFunction;
+  /**
+   * Where the method's bytes may travel as an attachment (`x-attachment`):
+   * the params field that may name the request's, the result field that
+   * carries the response's.
+   */
+  readonly attachment: { readonly params?: string; readonly result?: string };
 }
 
 /** One failing path of a validation, as callers see it in `error.data.errors`. */
@@ -51,7 +57,7 @@ export class SchemaRegistry {
   constructor(schemasDir: string = SCHEMAS_DIR) {
     this.ajv = new Ajv2020({ strict: true, allowUnionTypes: true, discriminator: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false });
     // Annotations of our own, carried for docs and OpenRPC.
-    this.ajv.addVocabulary(['x-errors', 'x-summary', 'x-permission', 'x-driver-details']);
+    this.ajv.addVocabulary(['x-errors', 'x-summary', 'x-permission', 'x-driver-details', 'x-attachment']);
     this.common = readJson(join(schemasDir, 'common.json'));
     this.ajv.addSchema(this.common);
     this.permissions = ((this.common.$defs as { permission: { enum: Permission[] } }).permission.enum);
@@ -104,6 +110,7 @@ export class SchemaRegistry {
       result: defs.result,
       validateParams: compile('params'),
       validateResult: compile('result'),
+      attachment: attachmentFields(doc['x-attachment'], file),
     };
   }
 }
@@ -126,6 +133,15 @@ function withDriverDetails(doc: SchemaDocument, drivers: ReadonlyMap<string, Sch
   }));
   result.allOf = [...((result.allOf ?? []) as unknown[]), ...branches];
   return doc;
+}
+
+function attachmentFields(value: unknown, file: string): MethodSchema['attachment'] {
+  if (value === undefined) return {};
+  const fields = value as { params?: unknown; result?: unknown };
+  for (const part of ['params', 'result'] as const) {
+    if (fields[part] !== undefined && typeof fields[part] !== 'string') throw new Error(`${file}: x-attachment.${part} must name a field`);
+  }
+  return { ...(typeof fields.params === 'string' ? { params: fields.params } : {}), ...(typeof fields.result === 'string' ? { result: fields.result } : {}) };
 }
 
 /** ajv's errors as `{path, message}`, e.g. `{path: "/maxBytes", message: "must be <= 4194304"}`. */

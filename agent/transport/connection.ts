@@ -14,12 +14,23 @@
  */
 import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { JsonTextFramer, MessageTooLargeError, type FramedText } from './json-text-framer.ts';
+import { attachmentFrameHeader, JsonTextFramer, MessageTooLargeError, type FramedMessage } from './json-text-framer.ts';
+
+/** A response: its text (or pieces of it, written in order), and the attachment to send before it. */
+export type Reply = string | readonly string[] | { readonly text: string | readonly string[]; readonly attachment: Uint8Array };
+
+/** What the layer above may ask of the connection a message came on. */
+export interface ConnectionLink {
+  /** Whether attachment frames are on, both ways. */
+  readonly attachments: boolean;
+  /** Turns attachment frames on for the bytes after the message being served, and for every reply. */
+  enableAttachments(): void;
+}
 
 /** The dispatch layer, as the transport sees it. */
 export interface MessageSession {
-  /** A response as text, or as pieces written in order; undefined when none is owed. */
-  handle(message: FramedText): Promise<string | string[] | undefined>;
+  /** The response owed, undefined when none is. */
+  handle(message: FramedMessage, link: ConnectionLink): Promise<Reply | undefined>;
   /** True while a new message would have to wait for room. */
   readonly saturated: boolean;
   /** Calls `listener` whenever room frees up. */
@@ -47,7 +58,18 @@ export interface ConnectionHooks {
 export function serveConnection(socket: Socket, session: MessageSession, limits: ConnectionLimits, refusals: TransportRefusals, hooks: ConnectionHooks, log: Logger): void {
   const framer = new JsonTextFramer(limits.maxMessageBytes);
   /** Framed messages not yet handed to the session. */
-  const queued: FramedText[] = [];
+  const queued: FramedMessage[] = [];
+  let attachmentsOn = false;
+  const link: ConnectionLink = {
+    get attachments() {
+      return attachmentsOn;
+    },
+    enableAttachments() {
+      if (attachmentsOn) return;
+      attachmentsOn = true;
+      framer.acceptAttachments();
+    },
+  };
   let waitingForDrain = false;
   let unanswered = 0;
   /** Set once a message was too large: the last words before closing. */
@@ -86,15 +108,21 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
     }
   };
 
-  const send = (response: string | string[]): void => {
+  const send = (response: Reply): void => {
     if (socket.destroyed || !socket.writable) return;
     let flushed: boolean;
     if (typeof response === 'string') {
       flushed = socket.write(`${response}\n`);
     } else {
-      // One write per piece, sent together.
+      // One write per piece, sent together: the attachment's frame, then the text.
       socket.cork();
-      for (const piece of response) socket.write(piece);
+      const text = 'attachment' in response ? response.text : response;
+      if ('attachment' in response) {
+        socket.write(attachmentFrameHeader(response.attachment.length));
+        socket.write(response.attachment);
+      }
+      if (typeof text === 'string') socket.write(text);
+      else for (const piece of text) socket.write(piece);
       flushed = socket.write('\n');
       process.nextTick(() => socket.uncork());
     }
@@ -110,7 +138,7 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
   /** Hands queued messages to the session while there is room, and reads only when all were handed on. */
   const pump = (): void => {
     while (queued.length > 0 && !waitingForDrain && !session.saturated && !socket.destroyed) {
-      dispatch(queued.shift() as FramedText);
+      dispatch(queued.shift() as FramedMessage);
     }
     const blocked = queued.length > 0 || waitingForDrain || farewell !== undefined || ended;
     if (blocked && !socket.isPaused()) socket.pause();
@@ -118,9 +146,9 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
     armTimers();
   };
 
-  const dispatch = (message: FramedText): void => {
+  const dispatch = (message: FramedMessage): void => {
     unanswered += 1;
-    session.handle(message).then(
+    session.handle(message, link).then(
       (response) => { if (response !== undefined) send(response); },
       (error: unknown) => { log.error({ err: error }, 'dispatch failed'); },
     ).finally(() => {

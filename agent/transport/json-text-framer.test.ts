@@ -8,11 +8,11 @@
  */
 import test from 'ava';
 import fc from 'fast-check';
-import { JsonTextFramer, MessageTooLargeError, NOT_UTF8, type FramedText } from './json-text-framer.ts';
+import { attachmentFrameHeader, isAttached, JsonTextFramer, MessageTooLargeError, NOT_UTF8, type FramedMessage, type FramedText } from './json-text-framer.ts';
 
 /** Feeds `chunks` in order and returns every text framed. */
-function frameAll(framer: JsonTextFramer, chunks: Iterable<Buffer>): FramedText[] {
-  const out: FramedText[] = [];
+function frameAll(framer: JsonTextFramer, chunks: Iterable<Buffer>): FramedMessage[] {
+  const out: FramedMessage[] = [];
   for (const chunk of chunks) out.push(...framer.push(chunk));
   return out;
 }
@@ -22,8 +22,9 @@ function* chunksOf(bytes: Buffer, size: number): Generator<Buffer> {
 }
 
 /** Parsed values of the framed texts (the framer hands on text; equality of values is what matters). */
-function values(texts: readonly FramedText[]): unknown[] {
-  return texts.map((text) => (text === NOT_UTF8 ? NOT_UTF8 : JSON.parse(text)));
+function values(texts: readonly FramedMessage[]): unknown[] {
+  const value = (text: FramedText): unknown => (text === NOT_UTF8 ? NOT_UTF8 : JSON.parse(text));
+  return texts.map((m) => (isAttached(m) ? { value: value(m.text), attachments: m.attachments.map((a) => a.toString('hex')) } : value(m)));
 }
 
 const REQUESTS = [
@@ -283,4 +284,65 @@ test('at the end of the stream the unfinished text is handed on as it is, and th
   t.deepEqual(framer.push(Buffer.from('{}')), ['{}']);
   t.deepEqual(framer.push(Buffer.from([0xef, 0xbb])), []);
   t.is(framer.end(), NOT_UTF8);
+});
+
+// Attachment frames (rpc.enableAttachments): 0x00, a big-endian u32 length, the bytes; they belong to the next text.
+
+function attached(bytes: Buffer): Buffer {
+  return Buffer.concat([attachmentFrameHeader(bytes.length), bytes]);
+}
+
+test('attachments: split at every byte boundary, each comes with the text after it, byte for byte', (t) => {
+  const first = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 7) & 0xff));
+  const stream = Buffer.concat([
+    attached(first), Buffer.from('{"id":1}\n'),
+    Buffer.from('{"id":2}\n'),
+    attached(Buffer.alloc(0)), Buffer.from('\n  {"id":3}'),
+    attached(Buffer.from('{"not":"json"}\n')), Buffer.from('[{"id":4}]'),
+  ]);
+  const expected = [
+    { value: { id: 1 }, attachments: [first.toString('hex')] },
+    { id: 2 },
+    { value: { id: 3 }, attachments: [''] },
+    { value: [{ id: 4 }], attachments: [Buffer.from('{"not":"json"}\n').toString('hex')] },
+  ];
+  for (let cut = 0; cut <= stream.length; cut += 1) {
+    const framer = new JsonTextFramer(1024);
+    framer.acceptAttachments();
+    t.deepEqual(values(frameAll(framer, [stream.subarray(0, cut), stream.subarray(cut)])), expected, `cut at ${cut}`);
+    t.is(framer.buffered, 0);
+  }
+  const framer = new JsonTextFramer(1024);
+  framer.acceptAttachments();
+  t.deepEqual(values(frameAll(framer, chunksOf(stream, 1))), expected, 'one byte at a time');
+});
+
+test('attachments: two before one text are both handed on (the dispatcher refuses that), held bytes are counted', (t) => {
+  const framer = new JsonTextFramer(1024);
+  framer.acceptAttachments();
+  t.deepEqual(framer.push(Buffer.concat([attached(Buffer.from('ab')), attached(Buffer.from('c')).subarray(0, 3)])), []);
+  t.is(framer.buffered, 2 + 2, 'a whole attachment and two bytes of the next frame header');
+  const [message] = framer.push(Buffer.concat([attached(Buffer.from('c')).subarray(3), Buffer.from('{}')]));
+  t.deepEqual(values([message as FramedMessage]), [{ value: {}, attachments: ['6162', '63'] }]);
+});
+
+test('attachments: a frame longer than the limit is refused as soon as its length is read; texts before it come out', (t) => {
+  const framer = new JsonTextFramer(100);
+  framer.acceptAttachments();
+  const error = t.throws(() => framer.push(Buffer.concat([Buffer.from('{"id":1}'), attachmentFrameHeader(101)])), { instanceOf: MessageTooLargeError });
+  t.deepEqual(values(error?.before ?? []), [{ id: 1 }]);
+  const exact = new JsonTextFramer(100);
+  exact.acceptAttachments();
+  t.deepEqual(values(exact.push(Buffer.concat([attached(Buffer.alloc(100, 1)), Buffer.from('{}')]))), [{ value: {}, attachments: ['01'.repeat(100)] }]);
+});
+
+test('attachments: off (the default), a 0x00 is junk to the end of its line; at the end of the stream an attachment with no text is dropped', (t) => {
+  const off = new JsonTextFramer(1024);
+  t.deepEqual(off.push(Buffer.concat([attached(Buffer.from('x')), Buffer.from('{"id":1}\n{"id":2}\n')])).length, 2, 'the junk line, then the request after it');
+  const on = new JsonTextFramer(1024);
+  on.acceptAttachments();
+  t.deepEqual(on.push(attached(Buffer.from('abc')).subarray(0, 6)), []);
+  t.is(on.end(), undefined);
+  t.is(on.buffered, 0);
+  t.deepEqual(values(on.push(Buffer.from('{"id":5}'))), [{ id: 5 }], 'nothing of the dropped attachment sticks to the next text');
 });

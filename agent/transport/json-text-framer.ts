@@ -26,14 +26,21 @@
  * - elsewhere, the broken text runs to the end of its line.
  * A text that starts with neither `{` nor `[` (never a valid JSON-RPC
  * message) runs to the end of its line, as every text did before.
+ *
+ * Attachments (once `acceptAttachments()` was called for the connection):
+ * between texts, a 0x00 byte (which no JSON text holds raw) starts an
+ * attachment frame: a 4-byte big-endian length N, then N raw bytes, which
+ * belong to the text that follows. Its bytes are kept as the chunks they
+ * came in (no copy when one chunk holds them all) and count against the
+ * same limit as a text.
  */
 import { isAscii } from 'node:buffer';
 
 export class MessageTooLargeError extends Error {
   readonly limit: number;
-  /** Complete texts that came before the oversized one in the same chunk. */
-  readonly before: readonly FramedText[];
-  constructor(limit: number, before: readonly FramedText[]) {
+  /** Complete messages that came before the oversized one in the same chunk. */
+  readonly before: readonly FramedMessage[];
+  constructor(limit: number, before: readonly FramedMessage[]) {
     super(`message exceeds ${limit} bytes`);
     this.name = 'MessageTooLargeError';
     this.limit = limit;
@@ -44,6 +51,27 @@ export class MessageTooLargeError extends Error {
 /** A text whose bytes are not valid UTF-8 (RFC 8259 section 8.1: JSON is UTF-8). */
 export const NOT_UTF8: unique symbol = Symbol('vfmigd.notUtf8');
 export type FramedText = string | typeof NOT_UTF8;
+
+/** A text and the attachment frames that stood before it (one, unless the client broke the rule). */
+export interface AttachedText {
+  readonly text: FramedText;
+  readonly attachments: readonly Buffer[];
+}
+
+/** What the framer hands on: a text, or a text with its attachments. */
+export type FramedMessage = FramedText | AttachedText;
+
+export function isAttached(message: FramedMessage): message is AttachedText {
+  return typeof message === 'object';
+}
+
+/** The frame header an attachment of `length` bytes is sent behind: 0x00, then the length, big-endian. */
+export function attachmentFrameHeader(length: number): Buffer {
+  const header = Buffer.allocUnsafe(1 + ATTACHMENT_LENGTH_BYTES);
+  header[0] = NUL;
+  header.writeUInt32BE(length, 1);
+  return header;
+}
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -58,6 +86,8 @@ const CLOSE_OBJECT = 0x7d;
 const OPEN_ARRAY = 0x5b;
 const CLOSE_ARRAY = 0x5d;
 const BOM = [0xef, 0xbb, 0xbf] as const;
+const NUL = 0x00;
+const ATTACHMENT_LENGTH_BYTES = 4;
 
 /** Where the scanner is. Containers keep their kinds on a stack. */
 const Scan = {
@@ -85,6 +115,10 @@ const Scan = {
   Escape: 10,
   /** Inside a number or a literal (true, false, null), or junk made of the same characters. */
   Token: 11,
+  /** After an attachment's 0x00: its length, big-endian. */
+  AttachmentLength: 12,
+  /** Inside an attachment's bytes. */
+  AttachmentBody: 13,
 } as const;
 type Scan = (typeof Scan)[keyof typeof Scan];
 
@@ -122,14 +156,28 @@ export class JsonTextFramer {
   private bomMatched = 0;
   /** True after a line feed inside the current text until the next non-blank byte. */
   private atLineStart = false;
+  private attachmentsOn = false;
+  /** The attachment being received: length bytes seen, its length, its bytes so far. */
+  private attachmentLengthBytes = 0;
+  private attachmentLength = 0;
+  private attachmentPieces: Buffer[] = [];
+  private attachmentReceived = 0;
+  /** Attachments received whole, waiting for their text. */
+  private attachments: Buffer[] = [];
+  private attachmentsHeld = 0;
 
   constructor(maxMessageBytes: number) {
     this.maxMessageBytes = maxMessageBytes;
   }
 
-  /** Bytes of an unfinished text held now. */
+  /** Bytes of an unfinished message (text or attachment) held now. */
   get buffered(): number {
-    return this.pendingBytes + this.bomMatched;
+    return this.pendingBytes + this.bomMatched + this.attachmentsHeld + this.attachmentReceived + this.attachmentLengthBytes;
+  }
+
+  /** From the next byte on, a 0x00 between texts starts an attachment frame. */
+  acceptAttachments(): void {
+    this.attachmentsOn = true;
   }
 
   /**
@@ -137,7 +185,10 @@ export class JsonTextFramer {
    * parser answers it: a top-level scalar is complete at the end of the
    * stream; a cut object or array is a parse error). The framer starts afresh.
    */
-  end(): FramedText | undefined {
+  end(): FramedMessage | undefined {
+    // An attachment with no text after it belongs to nothing: dropped.
+    if (this.state === Scan.AttachmentLength || this.state === Scan.AttachmentBody) this.state = Scan.Between;
+    this.dropAttachments();
     const held = this.state === Scan.Between ? undefined : this.take(EMPTY);
     if (held === undefined && this.bomMatched > 0) {
       this.bomMatched = 0;
@@ -151,8 +202,8 @@ export class JsonTextFramer {
   }
 
   /** Feeds a chunk; returns the texts it finished, in order. */
-  push(chunk: Buffer): FramedText[] {
-    const texts: FramedText[] = [];
+  push(chunk: Buffer): FramedMessage[] {
+    const texts: FramedMessage[] = [];
     /** Where the current text starts in this chunk (0 when it began in an earlier one). */
     let start = 0;
     const caches: SearchCache = { quote: -1, backslash: -1, lf: -1 };
@@ -161,7 +212,14 @@ export class JsonTextFramer {
 
     const finish = (until: number): void => {
       this.ensureFits(until - start, texts);
-      texts.push(this.take(chunk.subarray(start, until)));
+      const text = this.take(chunk.subarray(start, until));
+      if (this.attachments.length === 0) {
+        texts.push(text);
+      } else {
+        texts.push({ text, attachments: this.attachments });
+        this.attachments = [];
+        this.attachmentsHeld = 0;
+      }
       this.state = Scan.Between;
       this.depth = 0;
       this.atLineStart = false;
@@ -194,6 +252,13 @@ export class JsonTextFramer {
             continue;
           }
           if (isWhitespace(byte)) {
+            i += 1;
+            continue;
+          }
+          if (byte === NUL && this.attachmentsOn) {
+            this.state = Scan.AttachmentLength;
+            this.attachmentLengthBytes = 0;
+            this.attachmentLength = 0;
             i += 1;
             continue;
           }
@@ -244,6 +309,25 @@ export class JsonTextFramer {
           i += 1;
           continue;
         }
+        case Scan.AttachmentLength: {
+          this.attachmentLength = this.attachmentLength * 256 + byte;
+          this.attachmentLengthBytes += 1;
+          i += 1;
+          if (this.attachmentLengthBytes < ATTACHMENT_LENGTH_BYTES) continue;
+          this.attachmentLengthBytes = 0;
+          if (this.attachmentLength > this.maxMessageBytes) this.tooLarge(texts);
+          this.state = Scan.AttachmentBody;
+          if (this.attachmentLength === 0) this.attachmentDone();
+          continue;
+        }
+        case Scan.AttachmentBody: {
+          const take = Math.min(this.attachmentLength - this.attachmentReceived, end - i);
+          this.attachmentPieces.push(chunk.subarray(i, i + take));
+          this.attachmentReceived += take;
+          i += take;
+          if (this.attachmentReceived === this.attachmentLength) this.attachmentDone();
+          continue;
+        }
         case Scan.Token: {
           if (isTokenByte(byte)) {
             i += 1;
@@ -272,7 +356,7 @@ export class JsonTextFramer {
       if (this.depth === 0) finish(i);
     }
 
-    if (this.state !== Scan.Between) {
+    if (this.state !== Scan.Between && this.state !== Scan.AttachmentLength && this.state !== Scan.AttachmentBody) {
       this.ensureFits(end - start, texts);
       this.append(chunk.subarray(start, end));
     }
@@ -398,9 +482,32 @@ export class JsonTextFramer {
     this.pendingBytes = needed;
   }
 
+  /** An attachment received whole: it waits for its text. */
+  private attachmentDone(): void {
+    const pieces = this.attachmentPieces;
+    this.attachments.push(pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, this.attachmentReceived));
+    this.attachmentsHeld += this.attachmentReceived;
+    this.attachmentPieces = [];
+    this.attachmentReceived = 0;
+    this.state = Scan.Between;
+  }
+
+  private dropAttachments(): void {
+    this.attachmentPieces = [];
+    this.attachmentReceived = 0;
+    this.attachmentLengthBytes = 0;
+    this.attachments = [];
+    this.attachmentsHeld = 0;
+  }
+
   /** Refuses the text as soon as it is known to be too long, and forgets everything held for it. */
-  private ensureFits(more: number, framedSoFar: readonly FramedText[]): void {
+  private ensureFits(more: number, framedSoFar: readonly FramedMessage[]): void {
     if (this.pendingBytes + more <= this.maxMessageBytes) return;
+    this.tooLarge(framedSoFar);
+  }
+
+  private tooLarge(framedSoFar: readonly FramedMessage[]): never {
+    this.dropAttachments();
     this.spill = EMPTY;
     this.pendingBytes = 0;
     this.state = Scan.Between;

@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { ERROR_CATALOGUE, type ErrorName } from '../../agent/rpc/error-catalogue.ts';
 import { SchemaRegistry, violations } from '../../agent/rpc/schema-registry.ts';
-import type { MethodTypes } from '../../schemas/types.ts';
+import type { MethodTypes, StateBytes } from '../../schemas/types.ts';
 
 let registry: SchemaRegistry | undefined;
 /** One registry for the whole test process: compiling the schemas takes a while. */
@@ -40,6 +40,14 @@ export type RpcAddress = { host: string; port: number; tls?: ConnectionOptions }
 
 type Pending = { method: string | undefined; resolve: (r: Record<string, unknown>) => void };
 
+/** The attachment frame that stood before a response, by response object. */
+const ATTACHMENTS = new WeakMap<object, Buffer>();
+
+/** The bytes of the attachment frame that came before `response`, if one did. */
+export function attachmentOf(response: object): Buffer | undefined {
+  return ATTACHMENTS.get(response);
+}
+
 export class RpcClient {
   private readonly socket: Socket;
   /** Bytes of a response still waiting for its newline. */
@@ -50,6 +58,11 @@ export class RpcClient {
   private readonly unmatched: unknown[] = [];
   private readonly waiters: ((r: unknown) => void)[] = [];
   private closedWith: Error | undefined;
+  /** Attachment frames, once `enableAttachments` was answered: the frame being read, and the one read whole. */
+  private attachmentsOn = false;
+  private frameHeader: number[] | undefined;
+  private frameBody: { length: number; pieces: Buffer[]; received: number } | undefined;
+  private frameDone: Buffer | undefined;
 
   private constructor(socket: Socket) {
     this.socket = socket;
@@ -117,6 +130,28 @@ export class RpcClient {
     });
   }
 
+  /** Turns attachment frames on for this connection (rpc.enableAttachments); resolves to the agent's answer. */
+  async enableAttachments(): Promise<MethodTypes['rpc.enableAttachments']['result']> {
+    const result = await this.call('rpc.enableAttachments', {});
+    this.attachmentsOn = true;
+    return result;
+  }
+
+  /**
+   * Sends a request with `attachment` in a frame before it (or none), and
+   * resolves to the checked response and the attachment that came with it.
+   */
+  async requestAttached(method: string, params: object, attachment?: Buffer): Promise<{ response: Record<string, unknown>; attachment: Buffer | undefined }> {
+    const message = { jsonrpc: '2.0', method, params, id: this.nextId++ };
+    if (attachment !== undefined) {
+      const header = Buffer.alloc(5);
+      header.writeUInt32BE(attachment.length, 1);
+      this.socket.write(Buffer.concat([header, attachment]));
+    }
+    const response = await this.request(message);
+    return { response, attachment: attachmentOf(response) };
+  }
+
   /** Writes raw text (a newline is not added). */
   sendRaw(text: string | Buffer): void {
     this.socket.write(text);
@@ -146,16 +181,47 @@ export class RpcClient {
     this.socket.destroy();
   }
 
-  /** Scans each byte once: responses can be megabytes long. */
+  /** Scans each byte once: responses can be megabytes long. Attachment frames stand right before a line. */
   private onData(chunk: Buffer): void {
     let start = 0;
-    for (let newline = chunk.indexOf(10); newline !== -1; newline = chunk.indexOf(10, start)) {
+    while (start < chunk.length) {
+      if (this.frameHeader !== undefined || this.frameBody !== undefined || (this.attachmentsOn && this.partial.length === 0 && chunk[start] === 0)) {
+        start = this.onFrameBytes(chunk, start);
+        continue;
+      }
+      const newline = chunk.indexOf(10, start);
+      if (newline === -1) break;
       const line = Buffer.concat([...this.partial, chunk.subarray(start, newline)]);
       this.partial = [];
       start = newline + 1;
-      this.onMessage(JSON.parse(line.toString('utf8')) as unknown);
+      const message = JSON.parse(line.toString('utf8')) as unknown;
+      if (this.frameDone !== undefined && isRecord(message)) ATTACHMENTS.set(message, this.frameDone);
+      this.frameDone = undefined;
+      this.onMessage(message);
     }
     if (start < chunk.length) this.partial.push(chunk.subarray(start));
+  }
+
+  /** Reads frame bytes from `at`; returns where the frame's bytes end in the chunk. */
+  private onFrameBytes(chunk: Buffer, at: number): number {
+    if (this.frameBody === undefined) {
+      this.frameHeader ??= [];
+      while (at < chunk.length && this.frameHeader.length < 5) this.frameHeader.push(chunk[at++] as number);
+      if (this.frameHeader.length < 5) return at;
+      const length = Buffer.from(this.frameHeader).readUInt32BE(1);
+      this.frameHeader = undefined;
+      this.frameBody = { length, pieces: [], received: 0 };
+    }
+    const body = this.frameBody;
+    const take = Math.min(body.length - body.received, chunk.length - at);
+    body.pieces.push(chunk.subarray(at, at + take));
+    body.received += take;
+    if (body.received === body.length) {
+      if (this.frameDone !== undefined) throw new Error('two attachment frames before one response');
+      this.frameDone = Buffer.concat(body.pieces, body.length);
+      this.frameBody = undefined;
+    }
+    return at + take;
   }
 
   private onMessage(message: unknown): void {
@@ -209,4 +275,10 @@ export function checkResponseShape(response: unknown, method: string | undefined
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** A slice's bytes as the base64 a connection without attachments carries them in. */
+export function base64Of(data: StateBytes): string {
+  if (typeof data !== 'string') throw new Error(`expected base64 data, got an attachment of ${data.attachment} bytes`);
+  return data;
 }
