@@ -3,8 +3,10 @@
  * against an in-process TLS server on a socketpair whose buffers are made
  * tiny, so that OpenSSL's WANT_WRITE and WANT_READ really happen (loopback
  * TCP against the agent seldom fills a buffer): a large request and a
- * large response in many records, a send that cannot finish before its
- * deadline, a handshake that never completes, a peer that goes away. The
+ * large response in many records, an attachment frame read through
+ * SSL_read (whole, and cut short with and without close_notify), a send
+ * that cannot finish before its deadline, a handshake that never
+ * completes, a peer that goes away. The
  * test process keeps SIGPIPE's default action, so a write of the plugin's
  * that raised it would kill `make check`.
  *
@@ -28,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attachment-frame.h"
 #include "connection.h"
 #include "transport.h"
 
@@ -108,7 +111,13 @@ enum server_mode {
     SERVE_SLOW_ECHO,      /* read the request slowly, answer with a BIG_BYTES line */
     SERVE_NEVER_READ,     /* handshake, then read nothing until told to stop */
     SERVE_HANG_UP,        /* handshake, then close the socket */
+    SERVE_FRAME,          /* read a line, answer with a BIG_BYTES attachment frame and a line */
+    SERVE_FRAME_CUT,      /* ... but end with close_notify halfway through the frame's bytes */
+    SERVE_FRAME_DROP,     /* ... but close the socket halfway through, with no close_notify */
 };
+
+#define FRAME_LINE "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"data\":{\"attachment\":3145728}}}"
+
 
 struct server {
     pthread_t thread;
@@ -148,6 +157,29 @@ static bool read_request(SSL *ssl, struct server *server)
     }
 }
 
+/* A line in, then a frame of BIG_BYTES (in as many records as SSL_write makes) and its text, or half the frame. */
+static void serve_frame(SSL *ssl, enum server_mode mode)
+{
+    size_t total = VFM_FRAME_HEADER_BYTES + BIG_BYTES + 1 + sizeof(FRAME_LINE);
+    size_t send = mode == SERVE_FRAME ? total : VFM_FRAME_HEADER_BYTES + BIG_BYTES / 2;
+    uint8_t *out = malloc(total);
+    char byte;
+
+    while (SSL_read(ssl, &byte, 1) == 1 && byte != '\n')
+        continue;
+    if (out == NULL)
+        return;
+    vfm_frame_header(out, BIG_BYTES);
+    for (size_t i = 0; i < BIG_BYTES; i++)
+        out[VFM_FRAME_HEADER_BYTES + i] = (uint8_t)pattern_byte(i);
+    out[VFM_FRAME_HEADER_BYTES + BIG_BYTES] = ' ';
+    memcpy(out + VFM_FRAME_HEADER_BYTES + BIG_BYTES + 1, FRAME_LINE "\n", sizeof(FRAME_LINE));
+    (void)SSL_write(ssl, out, (int)send);
+    if (mode == SERVE_FRAME_CUT)
+        (void)SSL_shutdown(ssl);
+    free(out);
+}
+
 static void *serve(void *opaque)
 {
     struct server *server = opaque;
@@ -170,6 +202,8 @@ static void *serve(void *opaque)
             (void)SSL_write(ssl, line, (int)BIG_BYTES + 1);
             free(line);
         }
+    } else if (server->mode == SERVE_FRAME || server->mode == SERVE_FRAME_CUT || server->mode == SERVE_FRAME_DROP) {
+        serve_frame(ssl, server->mode);
     } else if (server->mode == SERVE_NEVER_READ) {
         char byte;
 
@@ -337,6 +371,48 @@ static void peer_hangs_up(struct vfm_connection *conn, SSL_CTX *ctx, int *failur
     free(body);
 }
 
+/* The frame's bytes come out of SSL_read straight into the sink, split across many records. */
+static void frame_through_tls(struct vfm_connection *conn, SSL_CTX *ctx, int *failures)
+{
+    struct vfm_failure failure;
+    struct server server;
+    uint8_t *sink_memory = malloc(BIG_BYTES + 1);
+    struct vfm_attachment_sink sink = { .buffer = sink_memory, .capacity = BIG_BYTES };
+    struct iovec iov = { .iov_base = "{}\n", .iov_len = 3 };
+    char *line = NULL;
+    size_t length = 0;
+    bool same = true;
+
+    CHECK(sink_memory != NULL);
+    if (sink_memory == NULL)
+        return;
+    sink_memory[BIG_BYTES] = 0x5A;
+    CHECK(connect_pair(conn, &server, ctx, SERVE_FRAME, 2000, true, &failure) == 0);
+    CHECK(vfm_connection_send(conn, &iov, 1, vfm_deadline_after_ms(5000), &failure) == 0);
+    CHECK(vfm_connection_receive(conn, vfm_deadline_after_ms(5000), &sink, &line, &length, &failure) == 0);
+    CHECK(sink.received && sink.length == BIG_BYTES && sink_memory[BIG_BYTES] == 0x5A);
+    for (size_t i = 0; i < BIG_BYTES && same; i++)
+        same = sink_memory[i] == (uint8_t)pattern_byte(i);
+    CHECK(same);
+    CHECK(line != NULL && length == strlen(FRAME_LINE) && memcmp(line, FRAME_LINE, length) == 0);
+    vfm_connection_close(conn);
+    finish_server(&server, true);
+
+    /* Cut halfway through the frame's bytes: an orderly TLS end, then a bare close. */
+    for (int drop = 0; drop <= 1; drop++) {
+        iov = (struct iovec){ .iov_base = "{}\n", .iov_len = 3 };
+        CHECK(connect_pair(conn, &server, ctx, drop ? SERVE_FRAME_DROP : SERVE_FRAME_CUT, 2000, true, &failure) == 0);
+        CHECK(vfm_connection_send(conn, &iov, 1, vfm_deadline_after_ms(5000), &failure) == 0);
+        CHECK(vfm_connection_receive(conn, vfm_deadline_after_ms(5000), &sink, &line, &length, &failure) == -ECONNRESET);
+        CHECK(strstr(failure.text, "in the middle of an attachment frame (1572864 of its 3145728 bytes came)") != NULL);
+        if (strstr(failure.text, "in the middle of an attachment frame") == NULL)
+            fprintf(stderr, "  got: %s\n", failure.text);
+        CHECK(!sink.received && !vfm_connection_is_open(conn) && sink_memory[BIG_BYTES] == 0x5A);
+        finish_server(&server, true);
+    }
+    free(sink_memory);
+}
+
 int run_tls_transport_tests(void)
 {
     int count = 0;
@@ -357,6 +433,7 @@ int run_tls_transport_tests(void)
     CHECK(vfm_connection_prepare(&conn, &failure) == 0);
     if (count == 0) {
         big_round_trip(&conn, server_ctx, failures);
+        frame_through_tls(&conn, server_ctx, failures);
         send_deadline(&conn, server_ctx, failures);
         handshake_deadline(&conn, server_ctx, failures);
         peer_hangs_up(&conn, server_ctx, failures);
