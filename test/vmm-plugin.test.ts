@@ -3,12 +3,16 @@
  * (vmm-plugin/build/libvfmigd-plugin.so), loaded and driven by a harness
  * that replays QEMU's own call sequence, against two real agent processes
  * while a guest runs a verifying workload on the VF, over TCP and over
- * mutual TLS. Also four VFs at once, the cancel path, and the faults a VMM
- * must survive: agent down, unknown VF, agent killed mid-save, connection
- * cut mid-load or mid-save; over TLS also a refused or untrusted
- * certificate, a name the agent's certificate lacks, a silent peer and
- * credential files that cannot serve. Fault cases run the AddressSanitizer
- * build, so a leak or a memory error fails them.
+ * mutual TLS, with the state bytes in attachment frames (the default when
+ * the agent offers them) and in base64 (attachments=off, or an agent from
+ * before attachments); a recording proxy (support/wire-recorder.ts) shows
+ * which path every call took. Also four VFs at once, the cancel path, and
+ * the faults a VMM must survive: agent down, unknown VF, agent killed
+ * mid-save, connection cut mid-load or mid-save, a frame longer than asked
+ * for or cut short; over TLS also a refused or untrusted certificate, a
+ * name the agent's certificate lacks, a silent peer and credential files
+ * that cannot serve. Fault cases run the AddressSanitizer build, so a leak
+ * or a memory error fails them.
  */
 import test, { type ExecutionContext } from 'ava';
 import { createPrivateKey } from 'node:crypto';
@@ -24,6 +28,7 @@ import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig,
 import { makePluginPki, PLUGIN_PRINCIPAL, startTlsSide, tlsAgentConfig, tlsArg, type PluginPki, type TlsArgOptions } from './support/plugin-tls.ts';
 import { writeText } from './support/pki.ts';
 import { RpcClient } from './support/rpc-client.ts';
+import { pathsTaken, wireRecorder, type FrameFault, type WireRecorder } from './support/wire-recorder.ts';
 
 const MiB = 1024 * 1024;
 
@@ -43,17 +48,31 @@ function pki(): Promise<PluginPki> {
   return pkiPromise;
 }
 
+/** blob-bench's BDF for its VF number `i` (function numbers go 0-7, then the next device). */
+const blobBdf = (i: number): string => `0000:5e:${(i >> 3).toString(16).padStart(2, '0')}.${i & 7}`;
+
+/** The shared agent's VFs, each test its own: the tests of a file run at once. */
+const SHARED = {
+  tlsCutMidSave: blobBdf(0),
+  tlsRoundTrip: [blobBdf(1), blobBdf(2), blobBdf(3)],
+  brokenFrame: { tls: { length: blobBdf(4), cut: blobBdf(5) }, tcp: { length: blobBdf(6), cut: blobBdf(7) } },
+  olderAgent: blobBdf(8),
+  unix: blobBdf(9),
+} as const;
+const SHARED_SOCKET = join(tempDir('vfmigd-plugin-unix-'), 'agent.sock');
+
 let tlsAgentPromise: Promise<AgentProcess> | undefined;
 /**
- * One TLS agent for the TLS tests that need no agent of their own (an agent
- * start is the costly part of a test here): four VFs with an 8 MB state,
- * blob0 for the cut mid-save and the others for the clean round trip; the
- * handshake faults never reach a VF.
+ * One agent for the tests that need no agent of their own (an agent start
+ * is the costly part of a test here, and a loaded machine feels every one),
+ * on mutual TLS, loopback TCP and a Unix socket: ten VFs with an 8 MB
+ * state; the handshake faults never reach a VF.
  */
 function sharedTlsAgent(): Promise<AgentProcess> {
-  tlsAgentPromise ??= (async () => startAgentProcess({
-    config: { limits: { maxStateBytes: 64 * MiB }, ...tlsAgentConfig(await pki(), [{ driver: 'blob-bench', options: { vfCount: 4, stateBytes: 8 * MiB } }]) },
-  }))();
+  tlsAgentPromise ??= (async () => {
+    const config = tlsAgentConfig(await pki(), [{ driver: 'blob-bench', options: { vfCount: 10, stateBytes: 8 * MiB } }]);
+    return startAgentProcess({ config: { ...config, listen: [...(config.listen ?? []), `unix:${SHARED_SOCKET}`], limits: { maxStateBytes: 64 * MiB } } });
+  })();
   return tlsAgentPromise;
 }
 
@@ -67,10 +86,6 @@ const TRANSPORT_NAME: Record<Transport, string> = { tcp: 'TCP', tls: 'mutual TLS
 
 async function startSideOver(t: ExecutionContext, transport: Transport, vfs: NvmeEmuVf[]): Promise<Side> {
   return transport === 'tls' ? startTlsSide(t, await pki(), vfs) : startSide(t, vfs);
-}
-
-async function argOver(transport: Transport, side: Side): Promise<string> {
-  return transport === 'tls' ? tlsArg(side.agent, await pki()) : tcpArg(side.agent);
 }
 
 function assertSucceeded(t: ExecutionContext, run: HarnessRun, devices: number): void {
@@ -100,8 +115,47 @@ function assertCleanFailure(t: ExecutionContext, run: HarnessRun, op: string, re
  */
 const MORE_COMMANDS: Record<Transport, number> = { tcp: 1500, tls: 300 };
 
+/** How the plugin is to carry state bytes: in attachment frames (its default, the agent offering them) or in base64. */
+type BytesPath = 'attachments' | 'base64';
+const PATH_NAME: Record<BytesPath, string> = { attachments: 'state bytes in attachment frames', base64: 'state bytes in base64 (attachments=off)' };
+
+/** A recording proxy in front of a side's agent, on its TCP or its mutual-TLS listener. */
+async function recorderOver(t: ExecutionContext, transport: Transport, agent: AgentProcess, fault?: FrameFault): Promise<WireRecorder> {
+  const p = await pki();
+  const recorder = transport === 'tls'
+    ? await wireRecorder({ host: '127.0.0.1', port: agent.tls?.port ?? 0 }, { tls: { server: p.agent, client: p.plugin, ca: p.ca }, fault })
+    : await wireRecorder(agent.tcp, { fault });
+  t.teardown(() => recorder.close());
+  return recorder;
+}
+
+/** The plugin argument for a recorder in front of `agent`. */
+async function argVia(transport: Transport, agent: AgentProcess, recorder: WireRecorder, path: BytesPath = 'attachments', timeoutMs = 5000): Promise<string> {
+  const arg = transport === 'tls'
+    ? tlsArg(agent, await pki(), { port: recorder.port, timeoutMs })
+    : `tcp:127.0.0.1:${recorder.port},timeout_ms=${timeoutMs}`;
+  return path === 'base64' ? `${arg},attachments=off` : arg;
+}
+
+/** Every connection the recorder saw took `path`, both ways, and at least one state byte went by it. */
+function assertPathTaken(t: ExecutionContext, recorder: WireRecorder, path: BytesPath, side: 'source' | 'destination'): void {
+  const paths = pathsTaken(recorder.connections);
+  t.log(`${side}: ${JSON.stringify(paths)}`);
+  t.true(paths.connections > 0, `${side}: the plugin went through the recorder`);
+  t.is(paths.strayFrames, 0, `${side}: no frame outside vf.save results and vf.load requests`);
+  if (path === 'attachments') {
+    t.is(paths.agreed, paths.connections, `${side}: every connection agreed to attachments before anything else`);
+    t.is(paths.base64Saves + paths.base64Loads, 0, `${side}: no state byte in base64`);
+    t.true(side === 'source' ? paths.framedSaves > 0 : paths.framedLoads > 0, `${side}: the state went in frames`);
+  } else {
+    t.false(recorder.connections.some((c) => c.requests.some((r) => r.method === 'rpc.enableAttachments')), `${side}: attachments=off does not ask for them`);
+    t.is(paths.framedSaves + paths.framedLoads, 0, `${side}: no frame`);
+    t.true(side === 'source' ? paths.base64Saves > 0 : paths.base64Loads > 0, `${side}: the state went in base64`);
+  }
+}
+
 const migratesBusyVf = test.macro({
-  async exec(t, transport: Transport) {
+  async exec(t, transport: Transport, path: BytesPath) {
     const dir = scratchDir(t);
     const source = await startSideOver(t, transport, [vfConfig(dir)]);
     const destination = await startSideOver(t, transport, [vfConfig(dir)]);
@@ -110,16 +164,20 @@ const migratesBusyVf = test.macro({
     await pauseWithCommandsInFlight(t, guest.workload);
 
     const stream = join(dir, 'nvme0.stream');
-    const saved = await runHarness({ mode: 'source', arg: await argOver(transport, source), devices: [{ bdf, stream }] });
+    const sourceWire = await recorderOver(t, transport, source.agent);
+    const saved = await runHarness({ mode: 'source', arg: await argVia(transport, source.agent, sourceWire, path), devices: [{ bdf, stream }] });
     assertSucceeded(t, saved, 1);
     t.is((await source.rpc.call('vf.getState', { vf: bdf })).state, 'STOP', 'QEMU leaves the source VF in STOP');
     const size = readFileSync(stream).readBigUInt64BE(0);
     t.is(Number(size), saved.reports[0]?.bytes ?? -1, 'the stream holds [be64 size][bytes] as QEMU writes it');
+    assertPathTaken(t, sourceWire, path, 'source');
 
     await copyGuestMemory(source.portOf(bdf), destination.portOf(bdf), guest.nvme.memoryRegions());
-    const loaded = await runHarness({ mode: 'destination', arg: await argOver(transport, destination), devices: [{ bdf, stream }] });
+    const destinationWire = await recorderOver(t, transport, destination.agent);
+    const loaded = await runHarness({ mode: 'destination', arg: await argVia(transport, destination.agent, destinationWire, path), devices: [{ bdf, stream }] });
     assertSucceeded(t, loaded, 1);
     t.is((await destination.rpc.call('vf.getState', { vf: bdf })).state, 'RUNNING');
+    assertPathTaken(t, destinationWire, path, 'destination');
 
     // Over TLS the plugin's calls are its certificate's principal's; over loopback TCP, the local caller's.
     const expected = transport === 'tls' ? { principal: PLUGIN_PRINCIPAL, authentication: 'mtls' } : { principal: 'local', authentication: 'local' };
@@ -128,11 +186,13 @@ const migratesBusyVf = test.macro({
     await guest.nvme.attach(destination.portOf(bdf));
     await finishClean(t, guest, MORE_COMMANDS[transport]);
   },
-  title: (_, transport: Transport) => `QEMU migrates a busy NVMe VF through the plugin over ${TRANSPORT_NAME[transport]}: every command completes exactly once, every byte verified`,
+  title: (_, transport: Transport, path: BytesPath) => `QEMU migrates a busy NVMe VF through the plugin over ${TRANSPORT_NAME[transport]}, ${PATH_NAME[path]}: every command completes exactly once, every byte verified`,
 });
 
-test(migratesBusyVf, 'tcp');
-test(migratesBusyVf, 'tls');
+test(migratesBusyVf, 'tcp', 'attachments');
+test(migratesBusyVf, 'tcp', 'base64');
+test(migratesBusyVf, 'tls', 'attachments');
+test(migratesBusyVf, 'tls', 'base64');
 
 test('four VFs migrated at once from one harness process, one plugin handle each', async (t) => {
   const dir = scratchDir(t);
@@ -214,9 +274,7 @@ async function bigStateAgent(t: ExecutionContext): Promise<AgentProcess> {
   t.teardown(async () => { await agent.stop(); });
   return agent;
 }
-const BLOB_BDF = '0000:5e:00.0';
-/** The shared TLS agent's other VFs (blob-bench numbers them on from BLOB_BDF). */
-const SHARED_ROUND_TRIP_BDFS = ['0000:5e:00.1', '0000:5e:00.2', '0000:5e:00.3'];
+const BLOB_BDF = blobBdf(0);
 
 test('fault: the agent killed in the middle of save: a negative return within the timeout, no crash, no leak', async (t) => {
   const agent = await bigStateAgent(t);
@@ -274,7 +332,7 @@ test('over TLS with servername= (a DNS SAN, sent as SNI, while the host is an IP
   const agent = await sharedTlsAgent();
   const arg = tlsArg(agent, await pki(), { servername: 'localhost' });
   const dir = scratchDir(t);
-  const devices = SHARED_ROUND_TRIP_BDFS.map((bdf, i) => ({ bdf, stream: join(dir, `blob${i + 1}.stream`) }));
+  const devices = SHARED.tlsRoundTrip.map((bdf, i) => ({ bdf, stream: join(dir, `blob${i + 1}.stream`) }));
   const saved = await runHarness({ build: ASAN_BUILD, mode: 'source', arg, devices });
   assertSucceeded(t, saved, devices.length);
   t.true(saved.reports.every((r) => (r.bytes ?? 0) > 8 * MiB));
@@ -367,24 +425,112 @@ test('fault over TLS: the connection cut in the middle of save: a negative retur
   t.teardown(() => proxy.close());
   const stall = stallPoint(dir);
   const running = runHarness({
-    build: ASAN_BUILD, mode: 'source', arg: tlsArg(agent, p, { port: proxy.port, timeoutMs: 2000 }), devices: [{ bdf: BLOB_BDF, stream: join(dir, 'blob.stream') }],
+    build: ASAN_BUILD, mode: 'source', arg: tlsArg(agent, p, { port: proxy.port, timeoutMs: 2000 }), devices: [{ bdf: SHARED.tlsCutMidSave, stream: join(dir, 'blob.stream') }],
     extraArgs: stall.args,
   });
   await stall.reached(running);
-  t.is(await stateOf(agent), 'STOP_COPY');
+  t.is(await stateOf(agent, SHARED.tlsCutMidSave), 'STOP_COPY');
   proxy.cut();
   stall.release();
   const run = await running;
   assertCleanFailure(t, run, 'save', /save: vf\.save to tls:127\.0\.0\.1:\d+: /, 10000);
   assertOneLine(t, run);
   t.true((run.reports[0] as { cancelled?: boolean } | undefined)?.cancelled, `the cancel reached the agent again: ${JSON.stringify(run.reports)}`);
-  t.is(await stateOf(agent), 'RUNNING');
+  t.is(await stateOf(agent, SHARED.tlsCutMidSave), 'RUNNING');
 });
 
-async function stateOf(agent: AgentProcess): Promise<string> {
+type BrokenFrame = 'length' | 'cut';
+const BROKEN: Record<BrokenFrame, { fault: (frameIndex: number) => FrameFault; reason: string; title: string }> = {
+  length: {
+    fault: (frameIndex) => ({ frameIndex, rewriteLength: 0xffff_ffff }),
+    reason: 'the agent sent an attachment frame of 4294967295 bytes, more than the 1048576 asked for',
+    title: 'a frame that says it is 4 GiB long, for a 1 MiB slice: refused before a byte of it is read',
+  },
+  cut: {
+    fault: (frameIndex) => ({ frameIndex, cutAfterBytes: 300_000 }),
+    reason: 'the agent closed the connection in the middle of an attachment frame (300000 of its 1048576 bytes came)',
+    title: 'the connection ends in the middle of a frame\'s bytes',
+  },
+};
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+const brokenFrame = test.macro({
+  async exec(t, transport: Transport, broken: BrokenFrame) {
+    const agent = await sharedTlsAgent();
+    const bdf = SHARED.brokenFrame[transport][broken];
+    // The third slice's frame: two chunks of 1 MiB have reached QEMU by then.
+    const recorder = await recorderOver(t, transport, agent, BROKEN[broken].fault(2));
+    const run = await runHarness({
+      build: ASAN_BUILD, mode: 'source', arg: await argVia(transport, agent, recorder), devices: [{ bdf, stream: join(scratchDir(t), 'blob.stream') }],
+    });
+    t.true(recorder.faulted, `the broken frame went out: ${run.stderr}${JSON.stringify(run.reports)}`);
+    assertCleanFailure(t, run, 'save', new RegExp(`save: vf\\.save to ${transport}:127\\.0\\.0\\.1:\\d+: ${escapeRegExp(BROKEN[broken].reason)}`), 10000);
+    assertOneLine(t, run);
+    t.is(run.reports[0]?.bytes, 2 * MiB, 'the two slices before it were saved');
+    // QEMU's cancel opens a new connection, which agrees to attachments again and is left alone.
+    t.true((run.reports[0] as { cancelled?: boolean } | undefined)?.cancelled, `the cancel reached the agent: ${JSON.stringify(run.reports)}`);
+    t.is(await stateOf(agent, bdf), 'RUNNING');
+    t.true(recorder.connections.length >= 2);
+    t.is(pathsTaken(recorder.connections).agreed, recorder.connections.length);
+  },
+  title: (_, transport: Transport, broken: BrokenFrame) => `fault over ${TRANSPORT_NAME[transport]}: ${BROKEN[broken].title}; a negative return, one clear line, no crash, no leak; QEMU's cancel then reconnects and the VF runs on`,
+});
+
+test(brokenFrame, 'tcp', 'length');
+test(brokenFrame, 'tcp', 'cut');
+test(brokenFrame, 'tls', 'length');
+test(brokenFrame, 'tls', 'cut');
+
+test('an agent from before attachments (rpc.enableAttachments answered -32601): the plugin carries an 8 MB state in base64 as before, saved and loaded back; no leak', async (t) => {
+  const agent = await sharedTlsAgent();
+  const bdf = SHARED.olderAgent;
+  const recorder = await wireRecorder(agent.tcp, { olderAgent: true });
+  t.teardown(() => recorder.close());
+  const arg = `tcp:127.0.0.1:${recorder.port},timeout_ms=5000`;
+  const stream = join(scratchDir(t), 'blob.stream');
+  const saved = await runHarness({ build: ASAN_BUILD, mode: 'source', arg, devices: [{ bdf, stream }] });
+  assertSucceeded(t, saved, 1);
+  // The destination is the VF the state came from: the agent checks the whole state before it applies it.
+  const loaded = await runHarness({ build: ASAN_BUILD, mode: 'destination', arg, devices: [{ bdf, stream }] });
+  assertSucceeded(t, loaded, 1);
+  t.is(loaded.reports[0]?.bytes, saved.reports[0]?.bytes);
+  t.is(await stateOf(agent, bdf), 'RUNNING');
+  const paths = pathsTaken(recorder.connections);
+  t.log(JSON.stringify(paths));
+  t.true(recorder.connections.every((c) => c.requests[0]?.method === 'rpc.enableAttachments'), 'every connection asked');
+  t.is(paths.agreed, 0);
+  t.true(paths.base64Saves >= 8 && paths.base64Loads >= 8, 'the state went in base64, a slice per chunk');
+  t.is(paths.framedSaves + paths.framedLoads + paths.strayFrames, 0);
+  t.is(saved.stderr + loaded.stderr, '');
+});
+
+test('over a Unix socket: an 8 MB state saved and loaded back in attachment frames; no leak', async (t) => {
+  const agent = await sharedTlsAgent();
+  const bdf = SHARED.unix;
+  const dir = scratchDir(t);
+  const listenPath = join(dir, 'recorder.sock');
+  const recorder = await wireRecorder({ path: SHARED_SOCKET }, { listenPath });
+  t.teardown(() => recorder.close());
+  const arg = `unix:${listenPath},timeout_ms=5000`;
+  const stream = join(dir, 'blob.stream');
+  const saved = await runHarness({ build: ASAN_BUILD, mode: 'source', arg, devices: [{ bdf, stream }] });
+  assertSucceeded(t, saved, 1);
+  assertPathTaken(t, recorder, 'attachments', 'source');
+  const loaded = await runHarness({ build: ASAN_BUILD, mode: 'destination', arg, devices: [{ bdf, stream }] });
+  assertSucceeded(t, loaded, 1);
+  t.is(loaded.reports[0]?.bytes, saved.reports[0]?.bytes);
+  assertPathTaken(t, recorder, 'attachments', 'destination');
+  t.is(await stateOf(agent, bdf), 'RUNNING');
+  t.is(saved.stderr + loaded.stderr, '');
+});
+
+async function stateOf(agent: AgentProcess, bdf = BLOB_BDF): Promise<string> {
   const rpc = await RpcClient.connect(agent.tcp);
   try {
-    return (await rpc.call('vf.getState', { vf: BLOB_BDF })).state;
+    return (await rpc.call('vf.getState', { vf: bdf })).state;
   } finally {
     rpc.destroy();
   }
