@@ -3,12 +3,13 @@
  * machine, Node version and date), and with --write-readme puts it into
  * the README between the bench markers. Figures, not pass/fail.
  *
- *   node dist/bench/run.js [--only transfer|small|tls|downtime|scale|plugin] [--quick] [--write-readme]
+ *   node dist/bench/run.js [--only transfer|large|small|tls|downtime|scale|plugin] [--quick] [--write-readme]
  */
 import os from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { downtime } from './downtime.ts';
+import { largeState } from './large-state.ts';
 import { pluginPath } from './plugin.ts';
 import { scale } from './scale.ts';
 import { smallCalls, smallCallsTls } from './small-calls.ts';
@@ -27,6 +28,7 @@ const selected = (name: string): boolean => values.only === undefined || values.
 
 const benches: [string, () => Promise<BenchRow[]>][] = [
   ['transfer', () => stateTransfer({ stateMiB: quick ? 32 : 256, jaysonMiB: quick ? 8 : 32, sliceBytes: 1024 * 1024, depth: 4, rounds: quick ? 1 : 3 })],
+  ['large', () => largeState({ stateMiB: quick ? 64 : 256, dirtyMiBPerSecond: 32, rounds: quick ? 1 : 3, rssStateMiB: quick ? 256 : 1024 })],
   ['small', () => smallCalls(quick ? 500 : 1000, quick ? 3 : 5)],
   ['tls', async () => [
     ...await stateTransferTls({ stateMiB: quick ? 32 : 256, jaysonMiB: 0, sliceBytes: 1024 * 1024, depth: 4, rounds: quick ? 1 : 3 }),

@@ -4,8 +4,10 @@
  * runs (PRE_COPY). A save first hands out every page (the initial state),
  * then the pages changed since they were handed out (dirty), again and
  * again while the VF runs; once it is stopped, what is still dirty, and
- * then the end. A resume takes the pages into a staging copy, in order
- * (a page sent twice: the later one wins), and applies them at commit.
+ * then the end. A resume hands each page to the driver's sink as it
+ * arrives, in order (a page sent twice: the later one wins); the sink
+ * stages it where the device keeps such things, and applies them all at
+ * commit.
  *
  * The device data is a sequence of page records: u32 page index
  * (little-endian), then the page's bytes.
@@ -18,7 +20,7 @@ const INDEX_BYTES = 4;
 export interface PagedState {
   readonly pageSize: number;
   readonly pageCount: number;
-  /** The page's bytes now (not to be changed by the caller). */
+  /** The page's bytes now, valid until the next call (the caller copies them). */
   page(index: number): Uint8Array;
   /** Pages changed since the last call (each at most once), their dirty bits cleared. */
   takeDirty(): number[];
@@ -27,7 +29,8 @@ export interface PagedState {
 /**
  * A save of `state`: every page, then its dirty pages; `running()` says
  * whether the VF runs. The data is a byte stream: page records are cut
- * across reads as the reads' sizes fall.
+ * across reads as the reads' sizes fall. Each page is copied once, from
+ * the device into the bytes a read returns.
  */
 export function pagedSaveStream(state: PagedState, running: () => boolean): DeviceSaveStream {
   const recordBytes = INDEX_BYTES + state.pageSize;
@@ -49,42 +52,45 @@ export function pagedSaveStream(state: PagedState, running: () => boolean): Devi
       }
     }
   };
-  const nextRecord = (): Buffer | undefined => {
-    let index: number;
+  /** The next page to hand out, or undefined when none is due now. */
+  const nextPage = (): number | undefined => {
     carryIsInitial = initialLeft() > 0;
-    if (initialLeft() > 0) {
-      index = nextInitial;
-      nextInitial += 1;
-    } else if (dirty.length > 0) {
-      index = dirty.shift() as number;
-      queued[index] = 0;
-    } else {
-      return undefined;
-    }
-    const record = Buffer.allocUnsafe(recordBytes);
-    record.writeUInt32LE(index, 0);
-    record.set(state.page(index), INDEX_BYTES);
-    return record;
+    if (initialLeft() > 0) return nextInitial++;
+    const index = dirty.shift();
+    if (index !== undefined) queued[index] = 0;
+    return index;
+  };
+  const writeRecord = (index: number, target: Buffer, at: number): void => {
+    target.writeUInt32LE(index, at);
+    target.set(state.page(index), at + INDEX_BYTES);
   };
   return {
     async read(maxBytes: number): Promise<Uint8Array> {
       if (!open) throw new DriverError('driver-failure', 'read from a closed save stream');
       refreshDirty();
-      const out: Buffer[] = [];
-      let filled = 0;
-      while (filled < maxBytes) {
-        if (carry.length === 0) {
-          const record = nextRecord();
-          if (record === undefined) break;
-          carry = record;
+      const due = carry.length + (initialLeft() + dirty.length) * recordBytes;
+      const out = Buffer.allocUnsafe(Math.min(maxBytes, due));
+      let filled = Math.min(carry.length, out.length);
+      carry.copy(out, 0, 0, filled);
+      carry = carry.subarray(filled);
+      while (filled < out.length) {
+        const index = nextPage();
+        if (index === undefined) break;
+        if (out.length - filled >= recordBytes) {
+          writeRecord(index, out, filled);
+          filled += recordBytes;
+          continue;
         }
-        const piece = carry.subarray(0, maxBytes - filled);
-        out.push(piece);
-        filled += piece.length;
-        carry = carry.subarray(piece.length);
+        // The last record of this read is cut: the rest waits for the next one.
+        const record = Buffer.allocUnsafe(recordBytes);
+        writeRecord(index, record, 0);
+        const fits = out.length - filled;
+        record.copy(out, filled, 0, fits);
+        carry = record.subarray(fits);
+        filled += fits;
       }
       // Fewer than asked: nothing more now (the end of the data, once the VF is stopped).
-      return Buffer.concat(out, filled);
+      return out.subarray(0, filled);
     },
     stopCopyBytes(): number {
       refreshDirty();
@@ -103,24 +109,29 @@ export function pagedSaveStream(state: PagedState, running: () => boolean): Devi
   };
 }
 
-/**
- * A resume into a staging copy of `pageCount` pages of `pageSize` bytes; at
- * commit, `apply` gets the staged pages whole (it validates them before the
- * VF takes them) and whether every page came.
- */
-export function pagedLoadStream(pageSize: number, pageCount: number, apply: (staged: Buffer) => Promise<void> | void): DeviceLoadStream {
+/** Where a resume's pages go: the driver stages them as its device would, and applies them at commit. */
+export interface PageSink {
+  /** Page `index` as it came (a later one replaces an earlier); may refuse it (`corrupt-state`). The bytes are the caller's. */
+  page(index: number, bytes: Buffer): void;
+  /** Every page has come at least once: validate the whole, then apply it. */
+  commit(): Promise<void> | void;
+  /** The resume is over without a commit: drop what was staged. */
+  abort(): void;
+}
+
+/** A resume of `pageCount` pages of `pageSize` bytes into `sink`, which gets each page whole, however the writes cut them. */
+export function pagedLoadStream(pageSize: number, pageCount: number, sink: PageSink): DeviceLoadStream {
   const recordBytes = INDEX_BYTES + pageSize;
-  // Every page must come before the commit (counted below), so no byte of this is ever read unwritten.
-  let staged: Buffer | undefined = Buffer.allocUnsafe(pageSize * pageCount);
   const seen = new Uint8Array(pageCount);
   let seenCount = 0;
+  let open = true;
   /** A page record cut by the end of a write. */
   let partial = Buffer.alloc(0);
-  const bank = (): Buffer => staged ?? fail('the resume stream is closed');
   const take = (record: Buffer): void => {
+    if (!open) fail('the resume stream is closed');
     const index = record.readUInt32LE(0);
     if (index >= pageCount) throw new DriverError('corrupt-state', `page ${index} is past the ${pageCount} pages of this state`);
-    bank().set(record.subarray(INDEX_BYTES), index * pageSize);
+    sink.page(index, record.subarray(INDEX_BYTES));
     if (seen[index] === 0) {
       seen[index] = 1;
       seenCount += 1;
@@ -144,14 +155,15 @@ export function pagedLoadStream(pageSize: number, pageCount: number, apply: (sta
       if (at < data.length) partial = Buffer.from(data.subarray(at));
     },
     async commit(): Promise<void> {
-      const pages = bank();
-      staged = undefined;
+      if (!open) fail('the resume stream is closed');
+      open = false;
       if (partial.length > 0) throw new DriverError('corrupt-state', `the state ends inside a page record (${partial.length} of ${recordBytes} bytes)`);
       if (seenCount !== pageCount) throw new DriverError('corrupt-state', `${pageCount - seenCount} of the ${pageCount} pages never came`);
-      await apply(pages);
+      await sink.commit();
     },
     abort(): void {
-      staged = undefined;
+      open = false;
+      sink.abort();
     },
   };
 }

@@ -41,13 +41,23 @@ export interface SessionInfo {
  */
 export interface SliceSource {
   readonly length: number;
-  /** The bytes as a buffer of their own; throws if they turn out invalid. */
-  toBuffer(): Buffer;
+  /** The bytes, as the pieces they came in (not copied); throws if they turn out invalid. */
+  pieces(): readonly Buffer[];
 }
 
 /** A slice that is already a buffer. */
 export function bufferSlice(bytes: Buffer): SliceSource {
-  return { length: bytes.length, toBuffer: () => bytes };
+  return { length: bytes.length, pieces: () => [bytes] };
+}
+
+/** A slice that came in pieces (an attachment as it was received). */
+export function piecesSlice(pieces: readonly Buffer[], length: number): SliceSource {
+  return { length, pieces: () => pieces };
+}
+
+/** A slice's bytes as one buffer (a copy when it has several pieces). */
+export function sliceBytes(slice: { readonly pieces: readonly Buffer[]; readonly length: number }): Buffer {
+  return slice.pieces.length === 1 ? (slice.pieces[0] as Buffer) : Buffer.concat(slice.pieces, slice.length);
 }
 
 abstract class MigrationSession {
@@ -103,7 +113,9 @@ abstract class MigrationSession {
 }
 
 export interface SaveSlice {
-  readonly data: Buffer;
+  /** The slice's bytes, as views of the stream's records (not copied: nothing changes them). */
+  readonly pieces: readonly Buffer[];
+  readonly length: number;
   readonly offset: number;
   /** Stream bytes after this slice: exact, since the VF is stopped. */
   readonly remaining: number;
@@ -208,11 +220,12 @@ export class SaveSession extends MigrationSession {
     }
     // While the VF runs, the driver hands out what it has now; once stopped, until its data ends.
     while (this.#queuedBytes < maxBytes && !this.#dataEnded && (await this.#pull())) { /* pulled a full record */ }
-    const data = this.#take(maxBytes);
+    const pieces = this.#take(maxBytes);
+    const length = pieces.reduce((n, p) => n + p.length, 0);
     const start = this.#offset;
-    this.#offset += data.length;
+    this.#offset += length;
     const remaining = this.pendingBytes;
-    this.#last = { data, offset: start, remaining, totalBytes: this.#offset + remaining, eof: this.#dataEnded && this.#queuedBytes === 0 };
+    this.#last = { pieces, length, offset: start, remaining, totalBytes: this.#offset + remaining, eof: this.#dataEnded && this.#queuedBytes === 0 };
     return this.#last;
   }
 
@@ -249,7 +262,7 @@ export class SaveSession extends MigrationSession {
     }
   }
 
-  #take(maxBytes: number): Buffer {
+  #take(maxBytes: number): Buffer[] {
     const parts: Buffer[] = [];
     let taken = 0;
     while (taken < maxBytes && this.#queued.length > 0) {
@@ -270,8 +283,8 @@ export class SaveSession extends MigrationSession {
     const initial = Math.min(taken, this.#queuedInitial);
     this.#queuedInitial -= initial;
     this.#queuedDirty = Math.max(0, this.#queuedDirty - (taken - initial));
-    // A copy: the slice is kept for a retry, and the pieces may be the driver's.
-    return Buffer.concat(parts, taken);
+    // Views, not a copy: the records' bytes never change (the driver's are the core's once read).
+    return parts;
   }
 }
 
@@ -301,7 +314,7 @@ export class ResumeSession extends MigrationSession {
   /** Set once the driver refused data it was given: the stream cannot go on. */
   #refused: Fault | undefined;
   /** The last slice taken, so that the same slice sent again (its answer lost) is taken as done. */
-  #last: { offset: number; bytes: Buffer } | undefined;
+  #last: { offset: number; pieces: readonly Buffer[]; length: number } | undefined;
 
   constructor(vf: string, owner: string, limits: ReaderLimits, openDevice: OpenDeviceLoad, now: () => number = Date.now) {
     super(vf, owner, now);
@@ -322,17 +335,18 @@ export class ResumeSession extends MigrationSession {
    * is refused; so is one with a bad record in it, and then nothing of it
    * was taken: the reader is put back and no byte of it reached the driver.
    */
-  async write(offset: number, bytes: Buffer): Promise<LoadProgress> {
+  async write(offset: number, pieces: readonly Buffer[]): Promise<LoadProgress> {
     if (this.#refused !== undefined) throw this.#refused;
     const last = this.#last;
+    const length = pieces.reduce((n, p) => n + p.length, 0);
     if (offset !== this.#received) {
-      if (last !== undefined && offset === last.offset && bytes.equals(last.bytes)) return this.progress;
+      if (last !== undefined && offset === last.offset && length === last.length && sliceBytes({ pieces, length }).equals(sliceBytes(last))) return this.progress;
       throw new Fault('STREAM_OFFSET', `slice at offset ${offset} does not continue the stream at ${this.#received}`, { expected: this.#received });
     }
     const checkpoint = this.#reader.checkpoint();
-    let events: StreamEvent[];
+    const events: StreamEvent[] = [];
     try {
-      events = this.#reader.push(bytes);
+      for (const piece of pieces) events.push(...this.#reader.push(piece));
       this.#openOnDescriptor(events);
     } catch (error) {
       this.#reader.restore(checkpoint);
@@ -349,8 +363,8 @@ export class ResumeSession extends MigrationSession {
       this.#refused = new Fault(kind, `the driver refused the state at stream offset ${offset}: ${error instanceof Error ? error.message : String(error)}; this resume session cannot go on`, {}, { cause: error });
       throw error;
     }
-    this.#received += bytes.length;
-    this.#last = { offset, bytes };
+    this.#received += length;
+    this.#last = { offset, pieces, length };
     return this.progress;
   }
 

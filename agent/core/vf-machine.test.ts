@@ -15,7 +15,7 @@ import {
   DriverError, type DeviceLoadStream, type DeviceSaveStream, type HostPort, type RunLevel, type RunLevelChange, type VendorDriver,
 } from '../../vendor-drivers/driver.ts';
 import { Fault, type FaultName } from './faults.ts';
-import { bufferSlice, type SliceSource } from './migration-session.ts';
+import { bufferSlice, sliceBytes, type SliceSource } from './migration-session.ts';
 import { encodeEnvelope } from './state-envelope.ts';
 import { RecordStreamReader, RecordStreamWriter } from './state-records.ts';
 import { AGENT_CALLER, VfMachine, type VfMachineLimits } from './vf-machine.ts';
@@ -178,16 +178,16 @@ test('save with an offset past the end of a stream it had to open leaves the VF 
   t.false(vf.pending().streamOpen);
   // The next save opens the stream afresh, from its start.
   const slice = await vf.save(1 << 20, undefined, SECOND);
-  t.true(slice.data.equals(saved('the device state of the fake VF')));
+  t.true(sliceBytes(slice).equals(saved('the device state of the fake VF')));
 });
 
 test('a refused save in STOP_COPY leaves the cursor where it was', async (t) => {
   const { vf } = machine();
   await vf.quiesce(SECOND);
   const whole = saved('the device state of the fake VF');
-  const head = (await vf.save(10, undefined, SECOND)).data;
+  const head = sliceBytes(await vf.save(10, undefined, SECOND));
   t.is((await refusal(vf.save(10, whole.length + 1, SECOND))).details.expected, 10);
-  const rest = (await vf.save(1 << 20, undefined, SECOND)).data;
+  const rest = sliceBytes(await vf.save(1 << 20, undefined, SECOND));
   t.true(Buffer.concat([head, rest]).equals(whole));
 });
 
@@ -205,7 +205,7 @@ test('a slice whose bytes do not decode (not a Fault) passes through and changes
   await vf.quiesce(SECOND);
   const broken: SliceSource = {
     length: 3,
-    toBuffer: () => { throw new RangeError('not base64'); },
+    pieces: () => { throw new RangeError('not base64'); },
   };
   await t.throwsAsync(vf.load(0, broken, SECOND), { instanceOf: RangeError });
   t.is(vf.state, 'STOP');
@@ -376,7 +376,7 @@ test('formats: a driver that saves in two formats saves in the one asked for, an
   await vf.quiesce(SECOND);
   const slice = await vf.save(1 << 20, undefined, SECOND, AGENT_CALLER, undefined, legacy);
   const reader = new RecordStreamReader({ maxRecordBytes: 1 << 20, maxV1StateBytes: 1 << 20 });
-  const descriptor = reader.push(slice.data).find((e) => e.type === 'descriptor');
+  const descriptor = reader.push(sliceBytes(slice)).find((e) => e.type === 'descriptor');
   t.deepEqual(descriptor?.type === 'descriptor' ? descriptor.descriptor.format : undefined, legacy, 'the stream says the format asked for');
   t.like(vf.checkCompatibility({ format: legacy, identity: IDENTITY }), { compatible: true, format: legacy });
   t.like(vf.checkCompatibility({ format: { name: 'fake', version: 9 }, identity: IDENTITY }), { compatible: false, format: null });

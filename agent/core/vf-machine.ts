@@ -207,9 +207,9 @@ export class VfMachine {
       }
       open.continueAs(session);
       // Bytes that do not decode are the caller's fault (invalid params), not the driver's.
-      const bytes = data.toBuffer();
+      const pieces = data.pieces();
       try {
-        return { state: this.currentState, session: open.id, ...(await open.write(offset, bytes)) };
+        return { state: this.currentState, session: open.id, ...(await open.write(offset, pieces)) };
       } catch (error) {
         throw this.asFault(error, 'load');
       }

@@ -17,8 +17,8 @@ export type MethodHandlers = {
  * would cost milliseconds per megabyte).
  */
 export function decodeBase64(text: string, path: string): Buffer {
-  const slice = base64Slice(text, path);
-  return slice.toBuffer();
+  const [bytes] = base64Slice(text, path).pieces();
+  return bytes ?? Buffer.alloc(0);
 }
 
 /** A base64 param as a slice of bytes, decoded when the bytes are wanted. */
@@ -31,10 +31,10 @@ export function base64Slice(text: string, path: string): SliceSource {
   const check = (written: number): void => { if (written !== length) throw invalid(); };
   return {
     length,
-    toBuffer: () => {
+    pieces: () => {
       const bytes = Buffer.from(text, 'base64');
       check(bytes.length);
-      return bytes;
+      return [bytes];
     },
   };
 }

@@ -5,7 +5,7 @@ import type { RequestContext } from '../rpc/context.ts';
 import { vfioStateValue } from '../core/vfio-states.ts';
 import { markBase64 } from '../rpc/base64-fields.ts';
 import type { StreamDescriptor } from '../core/state-records.ts';
-import { bufferSlice } from '../core/migration-session.ts';
+import { piecesSlice, sliceBytes } from '../core/migration-session.ts';
 import type { Transition } from '../../schemas/types.ts';
 import { base64Slice, type MethodHandlers } from './method-table.ts';
 
@@ -58,19 +58,19 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session, format);
       const result = {
         offset: slice.offset,
-        length: slice.data.length,
+        length: slice.length,
         remaining: slice.remaining,
         totalBytes: slice.totalBytes,
         eof: slice.eof,
         session: slice.session,
       };
-      const attached = ctx.attach(slice.data);
+      const attached = ctx.attach(slice.pieces);
       if (attached !== undefined) return { data: attached, ...result };
-      return markBase64({ data: slice.data.toString('base64'), ...result }, 'data');
+      return markBase64({ data: sliceBytes(slice).toString('base64'), ...result }, 'data');
     },
     'vf.load': async ({ vf, offset, data, session }, ctx) => {
       const machine = core.lookup(vf);
-      const bytes = typeof data === 'string' ? base64Slice(data, '/data') : bufferSlice(asBuffer(ctx.attachment(data)));
+      const bytes = typeof data === 'string' ? base64Slice(data, '/data') : piecesSlice(ctx.attachment(data), data.attachment);
       return machine.load(offset, bytes, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session);
     },
     'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
@@ -91,7 +91,3 @@ function transition(machine: VfMachine, result: TransitionResult): Transition {
   return { vf: machine.vf.id, ...result, value: vfioStateValue(result.state) };
 }
 
-/** The same bytes as a Buffer, not copied. */
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}

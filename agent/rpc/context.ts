@@ -24,14 +24,15 @@ export interface RequestContext {
   may(permission: Permission, vf: VfNames): boolean;
   /** Child logger bound to connection, principal and method. */
   readonly log: Logger;
-  /** The bytes of the request's attachment, which the pipeline has matched to `ref` before the call. */
-  attachment(ref: Attachment): Uint8Array;
+  /** The bytes of the request's attachment, as the pieces they came in; the pipeline has matched them to `ref` before the call. */
+  attachment(ref: Attachment): readonly Buffer[];
   /**
-   * Sends `bytes` raw, in an attachment frame before the response, when the
-   * connection has attachments on and the call is not in a batch: returns
-   * what the result names them by. Otherwise undefined: send base64.
+   * Sends `pieces` raw, in order, in one attachment frame before the
+   * response, when the connection has attachments on and the call is not in
+   * a batch: returns what the result names them by. Otherwise undefined:
+   * send base64.
    */
-  attach(bytes: Uint8Array): Attachment | undefined;
+  attach(pieces: readonly Uint8Array[]): Attachment | undefined;
   /** Turns attachment frames on for the connection this call came on. */
   enableAttachments(): void;
 }

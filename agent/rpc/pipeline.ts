@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { Attachment } from '../../schemas/types.ts';
 import { Fault } from '../core/faults.ts';
 import type { ConnectionLink } from '../transport/connection.ts';
+import type { FramedAttachment } from '../transport/json-text-framer.ts';
 import type { PeerInfo } from '../transport/peer.ts';
 import { InvalidParamsError } from './call-errors.ts';
 import type { RequestContext, VfNames } from './context.ts';
@@ -61,9 +62,9 @@ export interface PipelineParts {
  * batch), and, once the call is done, the one it sends.
  */
 export interface CallCarrier {
-  readonly attachment: Uint8Array | undefined;
+  readonly attachment: FramedAttachment | undefined;
   readonly canAttach: boolean;
-  outgoing: Uint8Array | undefined;
+  outgoing: readonly Uint8Array[] | undefined;
   readonly link: ConnectionLink;
 }
 
@@ -155,7 +156,7 @@ export class CallPipeline {
 }
 
 /** Why the request's attachment and what its params name do not go together; undefined when they do. */
-function attachmentMismatch(schema: MethodSchema, params: Record<string, unknown>, attachment: Uint8Array | undefined): { path: string; message: string } | undefined {
+function attachmentMismatch(schema: MethodSchema, params: Record<string, unknown>, attachment: FramedAttachment | undefined): { path: string; message: string } | undefined {
   const field = schema.attachment.params;
   const named = field === undefined ? undefined : params[field];
   const ref = isRecord(named) ? (named as unknown as Attachment) : undefined;
@@ -202,17 +203,17 @@ class CallContext implements RequestContext {
     this.#carrier = carrier;
   }
 
-  attachment(ref: Attachment): Uint8Array {
-    const bytes = this.#carrier.attachment;
+  attachment(ref: Attachment): readonly Buffer[] {
+    const attached = this.#carrier.attachment;
     // The pipeline matched them before the call: anything else is a fault of the handler.
-    if (bytes === undefined || bytes.length !== ref.attachment) throw new Error(`${this.method}: no attachment of ${ref.attachment} bytes came with the request`);
-    return bytes;
+    if (attached === undefined || attached.length !== ref.attachment) throw new Error(`${this.method}: no attachment of ${ref.attachment} bytes came with the request`);
+    return attached.pieces;
   }
 
-  attach(bytes: Uint8Array): Attachment | undefined {
+  attach(pieces: readonly Uint8Array[]): Attachment | undefined {
     if (!this.#carrier.canAttach || this.#schema.attachment.result === undefined) return undefined;
-    this.#carrier.outgoing = bytes;
-    return { attachment: bytes.length };
+    this.#carrier.outgoing = pieces;
+    return { attachment: pieces.reduce((n, piece) => n + piece.length, 0) };
   }
 
   enableAttachments(): void {

@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import { attachmentFrameHeader, JsonTextFramer, MessageTooLargeError, type FramedMessage } from './json-text-framer.ts';
 
 /** A response: its text (or pieces of it, written in order), and the attachment to send before it. */
-export type Reply = string | readonly string[] | { readonly text: string | readonly string[]; readonly attachment: Uint8Array };
+export type Reply = string | readonly string[] | { readonly text: string | readonly string[]; readonly attachment: readonly Uint8Array[] };
 
 /** What the layer above may ask of the connection a message came on. */
 export interface ConnectionLink {
@@ -118,8 +118,8 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
       socket.cork();
       const text = 'attachment' in response ? response.text : response;
       if ('attachment' in response) {
-        socket.write(attachmentFrameHeader(response.attachment.length));
-        socket.write(response.attachment);
+        socket.write(attachmentFrameHeader(response.attachment.reduce((n, piece) => n + piece.length, 0)));
+        for (const piece of response.attachment) socket.write(piece);
       }
       if (typeof text === 'string') socket.write(text);
       else for (const piece of text) socket.write(piece);

@@ -24,7 +24,7 @@ function* chunksOf(bytes: Buffer, size: number): Generator<Buffer> {
 /** Parsed values of the framed texts (the framer hands on text; equality of values is what matters). */
 function values(texts: readonly FramedMessage[]): unknown[] {
   const value = (text: FramedText): unknown => (text === NOT_UTF8 ? NOT_UTF8 : JSON.parse(text));
-  return texts.map((m) => (isAttached(m) ? { value: value(m.text), attachments: m.attachments.map((a) => a.toString('hex')) } : value(m)));
+  return texts.map((m) => (isAttached(m) ? { value: value(m.text), attachments: m.attachments.map((a) => Buffer.concat(a.pieces).toString('hex')) } : value(m)));
 }
 
 const REQUESTS = [

@@ -30,9 +30,9 @@
  * Attachments (once `acceptAttachments()` was called for the connection):
  * between texts, a 0x00 byte (which no JSON text holds raw) starts an
  * attachment frame: a 4-byte big-endian length N, then N raw bytes, which
- * belong to the text that follows. Its bytes are kept as the chunks they
- * came in (no copy when one chunk holds them all) and count against the
- * same limit as a text.
+ * belong to the text that follows. Its bytes are kept as views of the
+ * chunks they came in (never copied here) and count against the same limit
+ * as a text.
  */
 import { isAscii } from 'node:buffer';
 
@@ -52,10 +52,16 @@ export class MessageTooLargeError extends Error {
 export const NOT_UTF8: unique symbol = Symbol('vfmigd.notUtf8');
 export type FramedText = string | typeof NOT_UTF8;
 
+/** The bytes of one attachment frame, as views of the chunks they came in. */
+export interface FramedAttachment {
+  readonly pieces: readonly Buffer[];
+  readonly length: number;
+}
+
 /** A text and the attachment frames that stood before it (one, unless the client broke the rule). */
 export interface AttachedText {
   readonly text: FramedText;
-  readonly attachments: readonly Buffer[];
+  readonly attachments: readonly FramedAttachment[];
 }
 
 /** What the framer hands on: a text, or a text with its attachments. */
@@ -163,7 +169,7 @@ export class JsonTextFramer {
   private attachmentPieces: Buffer[] = [];
   private attachmentReceived = 0;
   /** Attachments received whole, waiting for their text. */
-  private attachments: Buffer[] = [];
+  private attachments: FramedAttachment[] = [];
   private attachmentsHeld = 0;
 
   constructor(maxMessageBytes: number) {
@@ -484,8 +490,7 @@ export class JsonTextFramer {
 
   /** An attachment received whole: it waits for its text. */
   private attachmentDone(): void {
-    const pieces = this.attachmentPieces;
-    this.attachments.push(pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, this.attachmentReceived));
+    this.attachments.push({ pieces: this.attachmentPieces, length: this.attachmentReceived });
     this.attachmentsHeld += this.attachmentReceived;
     this.attachmentPieces = [];
     this.attachmentReceived = 0;

@@ -9,6 +9,9 @@
  * values replaced by other JSON, huge or odd numbers and deep nesting,
  * garbage batches (empty, nested, over the batch limit, mixed with valid
  * entries), random bytes, and large base64 payloads, mutated too.
+ * Attachment frames (rpc.enableAttachments): frames before requests, of the
+ * right length, a byte off, huge, two at once, before a batch; sent with
+ * the call that turns them on or without it.
  */
 import fc from 'fast-check';
 
@@ -53,7 +56,7 @@ const timeoutMs = fc.integer({ min: 1, max: 50 });
 const call: fc.Arbitrary<{ method: string; params?: unknown }> = fc.oneof(
   fc.constant({ method: 'vf.list', params: {} }),
   fc.record({ method: fc.constant('vf.list'), params: fc.record({ driver: fc.constantFrom('blob-bench', 'nvme-emu', 'x') }) }),
-  fc.constantFrom('agent.info', 'agent.health', 'rpc.discover').map((method) => ({ method })),
+  fc.constantFrom('agent.info', 'agent.health', 'rpc.discover', 'rpc.enableAttachments').map((method) => ({ method })),
   fc.record({ method: fc.constantFrom('vf.get', 'vf.getState', 'vf.pending', 'emu.interrupts', 'vf.reset'), params: fc.record({ vf }) }),
   fc.record({ method: fc.constantFrom('vf.quiesce', 'vf.resume'), params: fc.record({ vf, timeoutMs }, { requiredKeys: ['vf'] }) }),
   fc.record({ method: fc.constant('vf.setState'), params: fc.record({ vf, state, timeoutMs }, { requiredKeys: ['vf', 'state'] }) }),
@@ -166,6 +169,35 @@ const large: fc.Arbitrary<Buffer> = fc.tuple(
 
 const rendered = fc.tuple(request, render).map(([r, to]) => Buffer.from(to(r)));
 
+function frameHeader(length: number): Buffer {
+  const header = Buffer.alloc(5);
+  header.writeUInt32BE(length >>> 0, 1);
+  return header;
+}
+
+/** Attachment frames and the texts after them: right, a byte off, huge, doubled, before a batch or before junk. */
+const attached: fc.Arbitrary<Buffer> = fc.tuple(
+  fc.uint8Array({ maxLength: 9000 }).map((a) => Buffer.from(a)),
+  fc.constantFrom(0, 0, 0, -1, 1, 0x7fffffff, 0xffffffff),
+  fc.constantFrom<string>(...FUZZ_VF_NAMES),
+  fc.nat({ max: 20000 }),
+  fc.constantFrom('load', 'load', 'getState', 'batch', 'two', 'base64 too', 'junk'),
+).map(([bytes, delta, target, offset, how]) => {
+  const frame = Buffer.concat([frameHeader(bytes.length + delta), bytes]);
+  const load = { jsonrpc: '2.0', id: 'att', method: 'vf.load', params: { vf: target, offset, data: { attachment: bytes.length } } };
+  const text = (v: unknown): Buffer => Buffer.from(`${JSON.stringify(v)}\n`);
+  switch (how) {
+    case 'getState': return Buffer.concat([frame, text({ jsonrpc: '2.0', id: 'att', method: 'vf.getState', params: { vf: target } })]);
+    case 'batch': return Buffer.concat([frame, text([load])]);
+    case 'two': return Buffer.concat([frame, frame, text(load)]);
+    case 'base64 too': return Buffer.concat([frame, text({ ...load, params: { ...load.params, data: bytes.toString('base64') } })]);
+    case 'junk': return Buffer.concat([frame, Buffer.from('not json\n')]);
+    default: return Buffer.concat([frame, text(load)]);
+  }
+});
+
+const enable = Buffer.from(`${JSON.stringify({ jsonrpc: '2.0', id: 'enable', method: 'rpc.enableAttachments', params: {} })}\n`);
+
 /** One piece, with what kind of thing it is, for the report. */
 const piece: fc.Arbitrary<{ piece: Piece; kind: string }> = fc.oneof(
   { weight: 2, arbitrary: rendered.map((bytes) => ({ piece: { bytes, mutated: false }, kind: 'valid' })) },
@@ -174,6 +206,9 @@ const piece: fc.Arbitrary<{ piece: Piece; kind: string }> = fc.oneof(
   { weight: 2, arbitrary: fc.tuple(batch, fc.option(mutation, { freq: 2 })).map(([bytes, m]) => ({ piece: { bytes: m === null ? bytes : m(bytes), mutated: m !== null }, kind: 'batch' })) },
   { weight: 1, arbitrary: randomBytes.map((bytes) => ({ piece: { bytes, mutated: true }, kind: 'random' })) },
   { weight: 1, arbitrary: fc.tuple(large, fc.option(mutation, { freq: 2 })).map(([bytes, m]) => ({ piece: { bytes: m === null ? bytes : m(bytes), mutated: m !== null }, kind: 'large' })) },
+  // Whether a frame counts depends on whether the agent had turned frames on when its bytes came: no exact replies to expect.
+  { weight: 1, arbitrary: fc.constant({ piece: { bytes: enable, mutated: false }, kind: 'enable' }) },
+  { weight: 2, arbitrary: fc.tuple(attached, fc.option(mutation, { freq: 3 })).map(([bytes, m]) => ({ piece: { bytes: m === null ? bytes : m(bytes), mutated: true }, kind: 'attached' })) },
 );
 
 export const fuzzCase: fc.Arbitrary<FuzzCase> = fc.array(piece, { minLength: 1, maxLength: 3 }).chain((pieces) => fc.record({

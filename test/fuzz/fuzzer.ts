@@ -186,7 +186,7 @@ function exchange(address: { host: string; port: number }, bytes: Buffer, cuts: 
     socket.on('error', () => undefined);
     socket.on('close', () => {
       clearTimeout(timer);
-      resolve({ port, lines: Buffer.concat(received).toString('utf8').split('\n').filter((line) => line !== '') });
+      resolve({ port, lines: replyLines(Buffer.concat(received)) });
     });
     socket.once('connect', () => {
       port = socket.localPort ?? 0;
@@ -198,6 +198,27 @@ function exchange(address: { host: string; port: number }, bytes: Buffer, cuts: 
       socket.end(bytes.subarray(from));
     });
   });
+}
+
+/**
+ * The reply texts of a connection, one per line. An attachment frame (a
+ * 0x00 where a line starts, a length, the bytes) stands before a vf.save
+ * result on a connection that turned them on: skipped whole.
+ */
+function replyLines(bytes: Buffer): string[] {
+  const lines: string[] = [];
+  let at = 0;
+  while (at < bytes.length) {
+    if (bytes[at] === 0 && at + 5 <= bytes.length) {
+      at += 5 + bytes.readUInt32BE(at + 1);
+      continue;
+    }
+    const end = bytes.indexOf(0x0a, at);
+    const line = bytes.subarray(at, end === -1 ? bytes.length : end).toString('utf8');
+    if (line !== '') lines.push(line);
+    at = end === -1 ? bytes.length : end + 1;
+  }
+  return lines;
 }
 
 function checkReplies(lines: readonly string[], c: FuzzCase, sent: string, find: (kind: FindingKind, detail: string) => void): number {

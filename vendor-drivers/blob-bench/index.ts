@@ -8,11 +8,18 @@
  * any other: validates a whole state before applying it, refuses another
  * VF's identity.
  *
- * Every page checks itself: page i at version v holds i and v, bytes
+ * Every page checks itself: page i at version v holds i and v, filler
  * derived from them, and a CRC32C of the rest. Page 0, the header, holds
  * the page count and two sums over the other pages' (index, version): a
  * destination that missed an update (a stale page, well formed but old)
  * fails the sums.
+ *
+ * A page's bytes follow from its (index, version), so the device keeps
+ * only the versions (4 bytes a page) and makes a page's bytes when they are
+ * read, as a device's own memory would hand them out: the agent's memory
+ * holds no state, whatever its size (a 1 GiB state is 1 MiB of versions).
+ * A destination compares every page it receives with the bytes of the
+ * version it names, and stages only that version until the commit.
  */
 import { crc32c } from '@node-rs/crc32';
 import type { Logger } from 'pino';
@@ -21,11 +28,11 @@ import {
   DriverError, type DeviceIdentity, type DeviceLoadStream, type DeviceSaveStream, type HealthCheck, type RunLevel,
   type RunLevelChange, type StateFormat, type VendorDriver, type VfDescription, type VfDescriptor,
 } from '../driver.ts';
-import { pagedLoadStream, pagedSaveStream, type PagedState } from '../paged-streams.ts';
+import { pagedLoadStream, pagedSaveStream, type PageSink, type PagedState } from '../paged-streams.ts';
 import { VFMIGD_VENDOR } from '../nvme-emu/state-format.ts';
 
-/** Version 2: paged (version 1 was one digest-sealed buffer). */
-const FORMAT: StateFormat = { name: 'blob-bench', version: 2, vendor: VFMIGD_VENDOR };
+/** Version 3: filler is the 8-byte pattern of (index, version) (version 2: a xorshift stream of it; 1: one sealed buffer). */
+const FORMAT: StateFormat = { name: 'blob-bench', version: 3, vendor: VFMIGD_VENDOR };
 const MODEL = 'vfmigd/blob-bench';
 const PAGE_BYTES = 4096;
 const MAGIC = 0x424f4c42; // "BLOB"
@@ -44,49 +51,65 @@ function mixB(index: number, version: number): number {
   return x >>> 0;
 }
 
+/** The 8 bytes a data page's filler repeats. */
+const pattern = Buffer.allocUnsafe(8);
+
+/** The bytes of data page `index` at `version`, into `page` (memset and CRC32C speed). */
 function writeDataPage(page: Buffer, index: number, version: number): void {
   page.writeUInt32LE(index, 0);
   page.writeUInt32LE(version, 4);
-  let x = (mixA(index, version) | 1) >>> 0;
-  for (let off = 8; off < CRC_AT; off += 4) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5;
-    page.writeInt32LE(x | 0, off);
-  }
+  pattern.writeUInt32LE(mixA(index, version), 0);
+  pattern.writeUInt32LE(mixB(index, version), 4);
+  page.fill(pattern, 8, CRC_AT);
   page.writeUInt32LE(crc32c(page.subarray(0, CRC_AT)), CRC_AT);
 }
 
-/** One VF's state: pages, versions, the header's sums, dirty bits, and the clock of its dirtying. */
+function writeHeaderPage(page: Buffer, pageCount: number, sumA: number, sumB: number): void {
+  page.fill(0);
+  page.writeUInt32LE(MAGIC, 0);
+  page.writeUInt32LE(pageCount, 4);
+  page.writeUInt32LE(sumA, 8);
+  page.writeUInt32LE(sumB, 12);
+  page.writeUInt32LE(crc32c(page.subarray(0, CRC_AT)), CRC_AT);
+}
+
+/** The (index, version) sums the header page carries. */
+function sumsOf(versions: Uint32Array): { sumA: number; sumB: number } {
+  let sumA = 0;
+  let sumB = 0;
+  for (let i = 1; i < versions.length; i += 1) {
+    const version = versions[i] ?? 0;
+    sumA = (sumA + mixA(i, version)) >>> 0;
+    sumB = (sumB + mixB(i, version)) >>> 0;
+  }
+  return { sumA, sumB };
+}
+
+/** One VF's state: page versions, the header's sums, dirty bits, and where its dirtying walk is. */
 class BlobState implements PagedState {
   readonly pageSize = PAGE_BYTES;
   readonly pageCount: number;
-  readonly #pages: Buffer;
   readonly #versions: Uint32Array;
   readonly #dirty: Uint8Array;
+  readonly #scratch = Buffer.allocUnsafe(PAGE_BYTES);
   #dirtyList: number[] = [];
-  #sumA = 0;
-  #sumB = 0;
+  #sumA: number;
+  #sumB: number;
   /** Where the deterministic walk of dirtied pages is. */
   #walk = 1;
 
-  constructor(pageCount: number, pages?: Buffer) {
+  /** A state at version 0 everywhere, or with the versions of a loaded state. */
+  constructor(pageCount: number, versions: Uint32Array = new Uint32Array(pageCount)) {
     this.pageCount = pageCount;
-    this.#versions = new Uint32Array(pageCount);
+    this.#versions = versions;
     this.#dirty = new Uint8Array(pageCount);
-    if (pages !== undefined) {
-      this.#pages = pages;
-      for (let i = 1; i < pageCount; i += 1) this.#account(i, pages.readUInt32LE(i * PAGE_BYTES + 4), +1);
-      return;
-    }
-    this.#pages = Buffer.allocUnsafe(pageCount * PAGE_BYTES);
-    for (let i = 1; i < pageCount; i += 1) {
-      writeDataPage(this.#pageBuffer(i), i, 0);
-      this.#account(i, 0, +1);
-    }
-    this.#writeHeader();
+    ({ sumA: this.#sumA, sumB: this.#sumB } = sumsOf(versions));
   }
 
   page(index: number): Uint8Array {
-    return this.#pageBuffer(index);
+    if (index === 0) writeHeaderPage(this.#scratch, this.pageCount, this.#sumA, this.#sumB);
+    else writeDataPage(this.#scratch, index, this.#versions[index] ?? 0);
+    return this.#scratch;
   }
 
   takeDirty(): number[] {
@@ -101,28 +124,14 @@ class BlobState implements PagedState {
     for (let n = 0; n < count && this.pageCount > 1; n += 1) {
       const index = this.#walk;
       this.#walk = this.#walk + 1 >= this.pageCount ? 1 : this.#walk + 1;
-      const version = ((this.#versions[index] ?? 0) + 1) >>> 0;
-      this.#account(index, this.#versions[index] ?? 0, -1);
-      writeDataPage(this.#pageBuffer(index), index, version);
-      this.#account(index, version, +1);
+      const old = this.#versions[index] ?? 0;
+      const version = (old + 1) >>> 0;
+      this.#versions[index] = version;
+      this.#sumA = (this.#sumA - mixA(index, old) + mixA(index, version)) >>> 0;
+      this.#sumB = (this.#sumB - mixB(index, old) + mixB(index, version)) >>> 0;
       this.#markDirty(index);
     }
-    if (count > 0) this.#writeHeader();
-  }
-
-  /** The whole state, for a checksum of what a save handed out. */
-  get bytes(): Buffer {
-    return this.#pages;
-  }
-
-  #pageBuffer(index: number): Buffer {
-    return this.#pages.subarray(index * PAGE_BYTES, (index + 1) * PAGE_BYTES);
-  }
-
-  #account(index: number, version: number, sign: 1 | -1): void {
-    this.#versions[index] = version;
-    this.#sumA = (this.#sumA + sign * mixA(index, version)) >>> 0;
-    this.#sumB = (this.#sumB + sign * mixB(index, version)) >>> 0;
+    if (count > 0) this.#markDirty(0);
   }
 
   #markDirty(index: number): void {
@@ -130,36 +139,48 @@ class BlobState implements PagedState {
     this.#dirty[index] = 1;
     this.#dirtyList.push(index);
   }
-
-  #writeHeader(): void {
-    const header = this.#pageBuffer(0);
-    header.fill(0);
-    header.writeUInt32LE(MAGIC, 0);
-    header.writeUInt32LE(this.pageCount, 4);
-    header.writeUInt32LE(this.#sumA, 8);
-    header.writeUInt32LE(this.#sumB, 12);
-    header.writeUInt32LE(crc32c(header.subarray(0, CRC_AT)), CRC_AT);
-    this.#markDirty(0);
-  }
 }
 
-/** Throws `corrupt-state` unless `pages` is a whole, current state of `pageCount` pages. */
-function verify(pages: Buffer, pageCount: number): void {
-  let sumA = 0;
-  let sumB = 0;
-  for (let i = 0; i < pageCount; i += 1) {
-    const page = pages.subarray(i * PAGE_BYTES, (i + 1) * PAGE_BYTES);
-    if (page.readUInt32LE(CRC_AT) !== crc32c(page.subarray(0, CRC_AT))) throw new DriverError('corrupt-state', `page ${i} fails its checksum`);
-    if (i === 0) continue;
-    if (page.readUInt32LE(0) !== i) throw new DriverError('corrupt-state', `page ${i} says it is page ${page.readUInt32LE(0)}`);
-    const version = page.readUInt32LE(4);
-    sumA = (sumA + mixA(i, version)) >>> 0;
-    sumB = (sumB + mixB(i, version)) >>> 0;
-  }
-  if (pages.readUInt32LE(0) !== MAGIC || pages.readUInt32LE(4) !== pageCount) throw new DriverError('corrupt-state', 'the header is not that of this state');
-  if (pages.readUInt32LE(8) !== sumA || pages.readUInt32LE(12) !== sumB) {
-    throw new DriverError('corrupt-state', 'the pages are not the versions the header counts: an update was lost');
-  }
+/**
+ * A resume's staging: the version each page came with, after its bytes
+ * were found to be exactly that version's; at commit, the header's sums
+ * must be those of the staged versions (no update lost), and only then
+ * does the VF take them.
+ */
+function stagingSink(pageCount: number, apply: (versions: Uint32Array) => void): PageSink {
+  let versions: Uint32Array | undefined = new Uint32Array(pageCount);
+  let header: { sumA: number; sumB: number } | undefined;
+  const expected = Buffer.allocUnsafe(PAGE_BYTES);
+  return {
+    page(index: number, bytes: Buffer): void {
+      const staged = versions ?? fail('the resume is over');
+      if (index === 0) {
+        if (bytes.readUInt32LE(CRC_AT) !== crc32c(bytes.subarray(0, CRC_AT))) throw new DriverError('corrupt-state', 'the header page fails its checksum');
+        if (bytes.readUInt32LE(0) !== MAGIC || bytes.readUInt32LE(4) !== pageCount) throw new DriverError('corrupt-state', 'the header is not that of this state');
+        header = { sumA: bytes.readUInt32LE(8), sumB: bytes.readUInt32LE(12) };
+        return;
+      }
+      const version = bytes.readUInt32LE(4);
+      writeDataPage(expected, index, version);
+      if (!bytes.equals(expected)) {
+        const claimed = bytes.readUInt32LE(0);
+        throw new DriverError('corrupt-state', claimed !== index ? `page ${index} says it is page ${claimed}` : `page ${index} is not the bytes of its version ${version}`);
+      }
+      staged[index] = version;
+    },
+    commit(): void {
+      const staged = versions ?? fail('the resume is over');
+      versions = undefined;
+      const sums = sumsOf(staged);
+      if (header === undefined || header.sumA !== sums.sumA || header.sumB !== sums.sumB) {
+        throw new DriverError('corrupt-state', 'the pages are not the versions the header counts: an update was lost');
+      }
+      apply(staged);
+    },
+    abort(): void {
+      versions = undefined;
+    },
+  };
 }
 
 interface BlobVf {
@@ -252,10 +273,9 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
     openLoad(id: string): DeviceLoadStream {
       const vf = vfOf(id);
       if (vf.level !== 'stopped') fail(`VF ${id} is ${vf.level}; a resume needs it stopped`);
-      return pagedLoadStream(PAGE_BYTES, pageCount, (staged) => {
-        verify(staged, pageCount);
-        vf.state = new BlobState(pageCount, staged);
-      });
+      return pagedLoadStream(PAGE_BYTES, pageCount, stagingSink(pageCount, (versions) => {
+        vf.state = new BlobState(pageCount, versions);
+      }));
     },
     stopCopyBytes: () => pageCount * (PAGE_BYTES + 4),
     async reset(id: string): Promise<void> {

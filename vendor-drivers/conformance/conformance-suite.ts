@@ -29,7 +29,7 @@
 import type { TestFn } from 'ava';
 import { pino } from 'pino';
 import { Fault, type FaultName } from '../../agent/core/faults.ts';
-import { bufferSlice } from '../../agent/core/migration-session.ts';
+import { bufferSlice, sliceBytes as bytesOf } from '../../agent/core/migration-session.ts';
 import { RecordStreamReader, RecordStreamWriter } from '../../agent/core/state-records.ts';
 import { VfMachine } from '../../agent/core/vf-machine.ts';
 import { routeTo, SAVING_STATES, VFIO_STATES, type MigrationFeatures, type VfioStateName } from '../../agent/core/vfio-states.ts';
@@ -81,7 +81,7 @@ async function saveAll(machine: VfMachine, sliceBytes: number): Promise<Buffer> 
   const parts: Buffer[] = [];
   for (;;) {
     const slice = await machine.save(sliceBytes, undefined, SECOND);
-    parts.push(Buffer.from(slice.data));
+    parts.push(bytesOf(slice));
     if (slice.eof) return Buffer.concat(parts);
   }
 }
@@ -270,7 +270,7 @@ export function conformanceSuite(test: TestFn, name: string, subject: Conformanc
     while (info.initialBytes > 0) {
       const slice = await source.machine.save(4093, undefined, SECOND);
       t.false(slice.eof, 'a running VF never ends its stream');
-      parts.push(Buffer.from(slice.data));
+      parts.push(bytesOf(slice));
       const next = source.machine.precopyInfo();
       t.true(next.initialBytes <= info.initialBytes, 'initial bytes never rise');
       info = next;
@@ -280,15 +280,15 @@ export function conformanceSuite(test: TestFn, name: string, subject: Conformanc
     while (source.machine.precopyInfo().dirtyBytes === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
     t.true(source.machine.precopyInfo().dirtyBytes > 0, 'the running VF changed its state');
     t.is(source.machine.precopyInfo().initialBytes, 0, 'initial bytes stay at 0');
-    parts.push(Buffer.from((await source.machine.save(1 << 20, undefined, SECOND)).data));
+    parts.push(bytesOf(await source.machine.save(1 << 20, undefined, SECOND)));
     // Stop: what is left comes in STOP_COPY, exactly as announced.
     await source.machine.setState('STOP_COPY', SECOND);
     const left = source.machine.pending().pendingBytes;
     let tail = 0;
     for (;;) {
       const slice = await source.machine.save(4093, undefined, SECOND);
-      parts.push(Buffer.from(slice.data));
-      tail += slice.data.length;
+      parts.push(bytesOf(slice));
+      tail += slice.length;
       if (slice.eof) break;
     }
     t.is(tail, left, 'the stop-copy size was exact');
