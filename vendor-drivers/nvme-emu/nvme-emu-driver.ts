@@ -33,10 +33,8 @@ import { deviceIdentity, identityDifference } from './identity.ts';
 import { NamespaceStore } from './namespace-store.ts';
 import { resolveOptions, type ResolvedOptions, type VfConfig } from './options.ts';
 import { ServiceClock } from './service-clock.ts';
-import { decodeState } from './state-decode.ts';
-import { encodeState } from './state-encode.ts';
-import { STATE_FORMAT } from './state-format.ts';
-import { validateSnapshot } from './state-validate.ts';
+import { STATE_CODECS, type StateCodec } from './state-codecs.ts';
+import { MAX_IMAGE_BYTES } from './state-format.ts';
 
 interface Vf {
   readonly descriptor: VfDescriptor;
@@ -50,7 +48,10 @@ interface Vf {
 export class NvmeEmuDriver implements VendorDriver {
   readonly name = 'nvme-emu';
   readonly capabilities: DriverCapabilities;
-  readonly stateFormats: readonly StateFormat[] = [STATE_FORMAT];
+  /** Loads and saves the same formats (the option `stateFormats`), the default save first. */
+  readonly stateFormats: readonly StateFormat[];
+  readonly saveFormats: readonly StateFormat[];
+  readonly #codecs: readonly StateCodec[];
 
   readonly #vfs = new Map<string, Vf>();
   readonly #clock = new ServiceClock();
@@ -61,6 +62,9 @@ export class NvmeEmuDriver implements VendorDriver {
   constructor(options: NvmeEmuOptions) {
     const resolved = resolveOptions(options);
     this.capabilities = Object.freeze({ p2p: resolved.p2p, preCopy: false, dirtyTracking: false, hostPort: options.hostPort === true });
+    this.#codecs = resolved.stateFormats.map((name) => STATE_CODECS[name]);
+    this.stateFormats = this.#codecs.map((codec) => codec.format);
+    this.saveFormats = this.stateFormats;
     for (const config of resolved.vfs) this.#vfs.set(config.id, this.#createVf(config, resolved));
   }
 
@@ -103,11 +107,11 @@ export class NvmeEmuDriver implements VendorDriver {
   }
 
   /** The controller state is a few kilobytes: captured whole when the save opens, the VF stopped. */
-  openSave(vfId: string, _format: StateFormat): DeviceSaveStream {
+  openSave(vfId: string, format: StateFormat): DeviceSaveStream {
     const vf = this.#vf(vfId);
     requireStopped(vf, 'a save');
-    const payload = encodeState(vf.controller.snapshot());
-    this.#vfLog(vfId).debug({ bytes: payload.length }, 'state captured');
+    const payload = this.#codec(format).encode(vf.controller.snapshot(), true);
+    this.#vfLog(vfId).debug({ bytes: payload.length, format: format.name }, 'state captured');
     return bufferedSaveStream(payload);
   }
 
@@ -117,21 +121,21 @@ export class NvmeEmuDriver implements VendorDriver {
   }
 
   /** Gathers the controller state and applies it at commit, once decoded and validated whole. */
-  openLoad(vfId: string, _format: StateFormat): DeviceLoadStream {
+  openLoad(vfId: string, format: StateFormat): DeviceLoadStream {
     const vf = this.#vf(vfId);
+    const codec = this.#codec(format);
     requireStopped(vf, 'a resume');
-    return bufferedLoadStream(MAX_STATE_BYTES, async (payload) => {
+    return bufferedLoadStream(MAX_IMAGE_BYTES, async (payload) => {
       requireStopped(vf, 'applying a state');
-      const snapshot = decodeState(payload);
-      validateSnapshot(snapshot, vf.profile);
+      const snapshot = codec.decode(payload, vf.controller.snapshot(), 'suspended');
       vf.controller.restore(snapshot);
-      this.#vfLog(vfId).info({ bytes: payload.length, ioQueues: snapshot.ioSqs.length }, 'state restored');
+      this.#vfLog(vfId).info({ bytes: payload.length, format: format.name, ioQueues: snapshot.ioSqs.length }, 'state restored');
     });
   }
 
+  /** Of the default save format. Encoding is the only way to be exact, and costs microseconds. */
   stopCopyBytes(vfId: string): number {
-    // Encoding is the only way to be exact, and costs microseconds.
-    return encodeState(this.#vf(vfId).controller.snapshot()).length;
+    return this.#defaultCodec().encode(this.#vf(vfId).controller.snapshot(), true).length;
   }
 
   async reset(vfId: string): Promise<void> {
@@ -171,6 +175,17 @@ export class NvmeEmuDriver implements VendorDriver {
     };
   }
 
+  /** The core passes one of `stateFormats`; anything else is a bug. */
+  #codec(format: StateFormat): StateCodec {
+    const codec = this.#codecs.find((c) => c.format.name === format.name && c.format.version === format.version && c.format.vendor === format.vendor);
+    if (codec === undefined) throw new DriverError('driver-failure', `nvme-emu is not configured for state format ${format.name} v${format.version}`);
+    return codec;
+  }
+
+  #defaultCodec(): StateCodec {
+    return this.#codecs[0] as StateCodec;
+  }
+
   #vf(vfId: string): Vf {
     const vf = this.#vfs.get(vfId);
     if (!vf) throw new DriverError('driver-failure', `nvme-emu has no VF ${JSON.stringify(vfId)}`);
@@ -186,9 +201,6 @@ export class NvmeEmuDriver implements VendorDriver {
     return log;
   }
 }
-
-/** Far above what any controller state is (its I/O queues and logs are a few kilobytes). */
-const MAX_STATE_BYTES = 1024 * 1024;
 
 function requireStopped(vf: Vf, operation: string): void {
   const level = vf.controller.runLevel;
