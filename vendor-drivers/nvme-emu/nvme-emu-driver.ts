@@ -24,7 +24,7 @@ import {
   type VfDescription,
   type VfDescriptor,
 } from '../driver.ts';
-import { bufferedLoadStream, bufferedSaveStream } from '../buffered-streams.ts';
+import { imageLoadStream, imageSaveStream, type ImageFraming } from '../image-streams.ts';
 import { BackingFilePool } from './backing-files.ts';
 import { NvmeController } from './controller.ts';
 import { controllerProfile, type ControllerProfile } from './controller-profile.ts';
@@ -33,8 +33,9 @@ import { deviceIdentity, identityDifference } from './identity.ts';
 import { NamespaceStore } from './namespace-store.ts';
 import { resolveOptions, type ResolvedOptions, type VfConfig } from './options.ts';
 import { ServiceClock } from './service-clock.ts';
+import { imageLength } from './nvme-controller-state.ts';
 import { STATE_CODECS, type StateCodec } from './state-codecs.ts';
-import { MAX_IMAGE_BYTES } from './state-format.ts';
+import { HEADER_BYTES } from './state-format.ts';
 
 interface Vf {
   readonly descriptor: VfDescriptor;
@@ -61,7 +62,7 @@ export class NvmeEmuDriver implements VendorDriver {
 
   constructor(options: NvmeEmuOptions) {
     const resolved = resolveOptions(options);
-    this.capabilities = Object.freeze({ p2p: resolved.p2p, preCopy: false, dirtyTracking: false, hostPort: options.hostPort === true });
+    this.capabilities = Object.freeze({ p2p: resolved.p2p, preCopy: resolved.preCopy, dirtyTracking: false, hostPort: options.hostPort === true });
     this.#codecs = resolved.stateFormats.map((name) => STATE_CODECS[name]);
     this.stateFormats = this.#codecs.map((codec) => codec.format);
     this.saveFormats = this.stateFormats;
@@ -106,13 +107,26 @@ export class NvmeEmuDriver implements VendorDriver {
     return { drainedCommands };
   }
 
-  /** The controller state is a few kilobytes: captured whole when the save opens, the VF stopped. */
+  /**
+   * The controller state is a few kilobytes: taken whole, as one image
+   * (image-streams.ts). With the VF stopped that is the save; with
+   * pre-copy, a save opened while it runs hands out an image at once, a new
+   * one whenever the state has changed, and the final one once it stops.
+   */
   openSave(vfId: string, format: StateFormat): DeviceSaveStream {
     const vf = this.#vf(vfId);
-    requireStopped(vf, 'a save');
-    const payload = this.#codec(format).encode(vf.controller.snapshot(), true);
-    this.#vfLog(vfId).debug({ bytes: payload.length, format: format.name }, 'state captured');
-    return bufferedSaveStream(payload);
+    if (!this.capabilities.preCopy) requireStopped(vf, 'a save');
+    const codec = this.#codec(format);
+    const { controller } = vf;
+    const stream = imageSaveStream({
+      capture: (final) => {
+        if (final) requireStopped(vf, 'the final state image');
+        return codec.encode(controller.snapshot(), final);
+      },
+      stopped: () => controller.runLevel === 'stopped',
+    });
+    this.#vfLog(vfId).debug({ format: format.name, running: controller.runLevel !== 'stopped', stopCopyBytes: stream.stopCopyBytes() }, 'save opened');
+    return stream;
   }
 
   checkIdentity(vfId: string, identity: DeviceIdentity): void {
@@ -120,16 +134,26 @@ export class NvmeEmuDriver implements VendorDriver {
     if (difference) throw new DriverError('incompatible-state', difference);
   }
 
-  /** Gathers the controller state and applies it at commit, once decoded and validated whole. */
+  /**
+   * Takes the images of a save in order (one, or several from a pre-copy
+   * save), each decoded and validated against the VF as it completes, and
+   * applies the last at commit, validated whole again: it must have been
+   * taken stopped.
+   */
   openLoad(vfId: string, format: StateFormat): DeviceLoadStream {
     const vf = this.#vf(vfId);
     const codec = this.#codec(format);
     requireStopped(vf, 'a resume');
-    return bufferedLoadStream(MAX_IMAGE_BYTES, async (payload) => {
-      requireStopped(vf, 'applying a state');
-      const snapshot = codec.decode(payload, vf.controller.snapshot(), 'suspended');
-      vf.controller.restore(snapshot);
-      this.#vfLog(vfId).info({ bytes: payload.length, format: format.name, ioQueues: snapshot.ioSqs.length }, 'state restored');
+    return imageLoadStream(CONTROLLER_STATE_FRAMING, {
+      check: (image) => {
+        codec.decode(image, vf.controller.snapshot(), 'any');
+      },
+      apply: (image) => {
+        requireStopped(vf, 'applying a state');
+        const snapshot = codec.decode(image, vf.controller.snapshot(), 'suspended');
+        vf.controller.restore(snapshot);
+        this.#vfLog(vfId).info({ bytes: image.length, format: format.name, ioQueues: snapshot.ioSqs.length }, 'state restored');
+      },
     });
   }
 
@@ -201,6 +225,9 @@ export class NvmeEmuDriver implements VendorDriver {
     return log;
   }
 }
+
+/** Each image is a Controller State data structure, whose header says its length (STATE-FORMAT.md, "Device data"). */
+const CONTROLLER_STATE_FRAMING: ImageFraming = { headerBytes: HEADER_BYTES, imageLength };
 
 function requireStopped(vf: Vf, operation: string): void {
   const level = vf.controller.runLevel;

@@ -27,6 +27,7 @@ export const DEFAULTS = {
   maxGuestMemoryBytes: 256 * 1024 * 1024,
   hostPort: false,
   p2p: true,
+  preCopy: false,
   /** The full format first (the default save), and the standard one a destination of another vendor could take. */
   stateFormats: ['full', 'standard'] as readonly StateFormatName[],
   model: 'vfmigd nvme-emu',
@@ -61,6 +62,7 @@ export interface ResolvedOptions {
   readonly maxGuestMemoryBytes: number;
   readonly hostPort: boolean;
   readonly p2p: boolean;
+  readonly preCopy: boolean;
   readonly stateFormats: readonly StateFormatName[];
 }
 
@@ -77,6 +79,7 @@ export function resolveOptions(options: NvmeEmuOptions): ResolvedOptions {
     maxGuestMemoryBytes: options.maxGuestMemoryBytes ?? DEFAULTS.maxGuestMemoryBytes,
     hostPort: options.hostPort ?? DEFAULTS.hostPort,
     p2p: options.p2p ?? DEFAULTS.p2p,
+    preCopy: options.preCopy ?? DEFAULTS.preCopy,
     stateFormats: options.stateFormats ?? DEFAULTS.stateFormats,
   };
 }

@@ -233,8 +233,10 @@ test('standard states that are truncated, inconsistent or of another version are
   withVendorBytes.set(image.payload);
   new DataView(withVendorBytes.buffer).setUint32(32, 1, true);
   const cases: [string, Uint8Array, DriverError['kind'], RegExp][] = [
-    ['truncated by a dword', image.payload.subarray(0, image.payload.length - 4), 'corrupt-state', /header sizes/],
-    ['shorter than the header', image.payload.subarray(0, 40), 'corrupt-state', /shorter than the 48-byte header/],
+    ['truncated by a dword', image.payload.subarray(0, image.payload.length - 4), 'corrupt-state', /ends inside an image/],
+    ['shorter than the header', image.payload.subarray(0, 40), 'corrupt-state', /ends inside an image: it has 40 of the 48 bytes of its header/],
+    ['a dword too many', Buffer.concat([image.payload, new Uint8Array(4)]), 'corrupt-state', /ends inside an image: it has 4 of the 48/],
+    ['a header claiming a huge state', edited(image.payload, (dv) => dv.setUint32(16, 0x4000_0000, true)), 'corrupt-state', /at most 1048576/],
     ['a vendor-specific section', withVendorBytes, 'corrupt-state', /no vendor-specific section/],
     ['a full-format state', full.payload, 'corrupt-state', /no vendor-specific section/],
     ['taken while the source ran', edited(image.payload, (dv) => dv.setUint8(2, 0)), 'corrupt-state', /taken while the source VF ran/],
