@@ -43,6 +43,19 @@ export interface Header {
   readonly vendor: Section;
 }
 
+/** Whether an image must have been taken stopped (to be applied), or may have been taken running (a pre-copy image, only checked). */
+export type ImageKind = 'suspended' | 'any';
+
+/**
+ * Refuses an image taken while the VF ran where only one taken stopped will
+ * do: the commands the VF had fetched then are in none of it.
+ */
+export function requireKind(header: Header, accept: ImageKind): void {
+  if (accept === 'suspended' && !header.suspended) {
+    throw corrupt('the state was taken while the source VF ran (CSATTR bit 0 clear): only one taken stopped can be applied');
+  }
+}
+
 /** The header of an image whose NVMe controller state and vendor section are these sizes (dword multiples). */
 export function writeHeader(w: ByteWriter, suspended: boolean, nvmeBytes: number, vendorBytes: number): void {
   w.u16(HEADER_VERSION).u8(suspended ? CSATTR_SUSPENDED : 0).zeros(13);

@@ -13,8 +13,9 @@
  */
 import { ByteWriter, corrupt } from './byte-cursor.ts';
 import type { ControllerSnapshot, CqSnapshot, SqSnapshot } from './controller-snapshot.ts';
-import { encodeIoQueues, readHeader, readIoQueues, writeHeader, type StandardCq, type StandardQueues, type StandardSq } from './nvme-controller-state.ts';
-import { NOT_SUSPENDED } from './state-decode.ts';
+import {
+  encodeIoQueues, type ImageKind, readHeader, readIoQueues, requireKind, writeHeader, type StandardCq, type StandardQueues, type StandardSq,
+} from './nvme-controller-state.ts';
 import { ccEnabled } from './registers.ts';
 
 export interface StandardState extends StandardQueues {
@@ -37,13 +38,13 @@ export function encodeStandardState(s: ControllerSnapshot, suspended = true): Ui
  * makes of them. There is no checksum: the state stream's records carry a
  * CRC32C each.
  */
-export function decodeStandardState(payload: Uint8Array, accept: 'suspended' | 'any' = 'suspended'): StandardState {
+export function decodeStandardState(payload: Uint8Array, accept: ImageKind = 'suspended'): StandardState {
   const header = readHeader(payload);
   if (header.vendor.end !== header.vendor.start) {
     throw corrupt(`a standard controller state has no vendor-specific section; VSS says ${(header.vendor.end - header.vendor.start) / 4} dwords`);
   }
   const queues = readIoQueues(payload, header.nvme);
-  if (accept === 'suspended' && !header.suspended) throw corrupt(NOT_SUSPENDED);
+  requireKind(header, accept);
   return { ...queues, suspended: header.suspended };
 }
 

@@ -6,6 +6,7 @@
  */
 import type { StateFormat } from '../driver.ts';
 import type { ControllerSnapshot } from './controller-snapshot.ts';
+import type { ImageKind } from './nvme-controller-state.ts';
 import { snapshotFromStandard } from './standard-restore.ts';
 import { decodeStandardState, encodeStandardState } from './standard-state.ts';
 import { decodeState } from './state-decode.ts';
@@ -14,9 +15,6 @@ import { FULL_STATE_FORMAT, STANDARD_STATE_FORMAT } from './state-format.ts';
 import { validateSnapshot } from './state-validate.ts';
 
 export type StateFormatName = 'full' | 'standard';
-
-/** Whether an image must have been taken stopped (to be applied), or may have been taken running (a pre-copy image, only checked). */
-export type ImageKind = 'suspended' | 'any';
 
 export interface StateCodec {
   readonly format: StateFormat;

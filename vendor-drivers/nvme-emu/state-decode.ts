@@ -7,7 +7,7 @@
 import { crc32c } from '@node-rs/crc32';
 import { ByteReader, corrupt } from './byte-cursor.ts';
 import type { ControllerSnapshot } from './controller-snapshot.ts';
-import { incompatible, readHeader, readIoQueues, type Section, type StandardQueues } from './nvme-controller-state.ts';
+import { type ImageKind, incompatible, readHeader, readIoQueues, requireKind, type Section, type StandardQueues } from './nvme-controller-state.ts';
 import {
   HEADER_BYTES,
   RECORD_HEADER_BYTES,
@@ -24,18 +24,15 @@ import { type Latch, RECORD_READERS, type VendorRecords } from './vendor-records
  * applied; `accept: 'any'` also takes one taken while it ran (a pre-copy
  * image, decoded only to check it).
  */
-export function decodeState(payload: Uint8Array, accept: 'suspended' | 'any' = 'suspended'): ControllerSnapshot {
+export function decodeState(payload: Uint8Array, accept: ImageKind = 'suspended'): ControllerSnapshot {
   const header = readHeader(payload);
   checkSeal(payload);
   const queues = readIoQueues(payload, header.nvme);
   const records = readVendorRecords(payload, header.vendor);
   const snapshot = assemble(queues, records);
-  if (accept === 'suspended' && !header.suspended) throw corrupt(NOT_SUSPENDED);
+  requireKind(header, accept);
   return snapshot;
 }
-
-/** Why a state taken while the VF ran is never applied: commands it had fetched are in none of it. */
-export const NOT_SUSPENDED = 'the state was taken while the source VF ran (CSATTR bit 0 clear): only one taken stopped can be applied';
 
 /** The last record is the seal: tag, version, length 4, then CRC-32C of all bytes before the value. */
 function checkSeal(payload: Uint8Array): void {
