@@ -6,7 +6,7 @@
  */
 import type { ExecutionContext } from 'ava';
 import { join } from 'node:path';
-import type { Config, NvmeEmuVf } from '../../schemas/types.ts';
+import type { Config, NvmeEmuOptions, NvmeEmuVf } from '../../schemas/types.ts';
 import { startAgentProcess, type AgentProcess } from './agent-process.ts';
 import { GuestNvme } from './guest-nvme.ts';
 import { rpcHostPort, type GuestHostPort } from './host-port.ts';
@@ -40,11 +40,12 @@ export function vfConfig(dir: string, index = 0, overrides: Partial<NvmeEmuVf> =
 /**
  * An agent with these VFs and the host port on; a 2 ms service time keeps
  * many commands inside the device at once. `config` adds to the agent's
- * config (listeners, TLS, grants); the test's own calls and the host port
- * use its loopback TCP listener.
+ * config (listeners, TLS, grants), `options` to nvme-emu's (formats,
+ * pre-copy); the test's own calls and the host port use its loopback TCP
+ * listener.
  */
-export async function startSide(t: ExecutionContext, vfs: NvmeEmuVf[], serviceTimeUs = 2000, config: Partial<Config> = {}): Promise<Side> {
-  const agent = await startAgentProcess({ config: { ...config, drivers: [{ driver: 'nvme-emu', options: { hostPort: true, serviceTimeUs, vfs } }] } });
+export async function startSide(t: ExecutionContext, vfs: NvmeEmuVf[], serviceTimeUs = 2000, config: Partial<Config> = {}, options: NvmeEmuOptions = {}): Promise<Side> {
+  const agent = await startAgentProcess({ config: { ...config, drivers: [{ driver: 'nvme-emu', options: { ...options, hostPort: true, serviceTimeUs, vfs } }] } });
   t.teardown(async () => { await agent.stop(); });
   const rpc = await RpcClient.connect(agent.tcp);
   t.teardown(() => rpc.destroy());

@@ -54,6 +54,12 @@ export interface ConformanceSubject {
    * no work to drain: the quiesce-timeout case is then not run.
    */
   readonly busy?: (subject: DriverVf) => Promise<() => Promise<void>>;
+  /**
+   * Makes the running VF's state change, as its guest's work would (a
+   * command run to completion, say). Absent if the device changes by itself
+   * while it runs. The PRE_COPY case uses it to see dirty data appear.
+   */
+  readonly change?: (subject: DriverVf) => Promise<void>;
 }
 
 const SECOND = 1000;
@@ -276,6 +282,7 @@ export function conformanceSuite(test: TestFn, name: string, subject: Conformanc
       info = next;
     }
     // The device changes while it runs: dirty bytes appear, and reading hands them out.
+    if (subject.change !== undefined) await subject.change(source.subject);
     const deadline = Date.now() + 10_000;
     while (source.machine.precopyInfo().dirtyBytes === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
     t.true(source.machine.precopyInfo().dirtyBytes > 0, 'the running VF changed its state');

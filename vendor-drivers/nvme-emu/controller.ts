@@ -262,6 +262,11 @@ export class NvmeController {
     const index = (offset - DOORBELL_BASE) >> 2;
     const qid = index >> 1;
     const isCqHead = (index & 1) === 1;
+    if (qid === 0 && this.core.adminSq === undefined) {
+      // Ready without an admin queue: its state came in the standard format, which has none. Not the guest's error.
+      this.#log().warn({ isCqHead }, 'admin doorbell written, but this controller has no admin queue (its state came in the standard format): the guest must reset the controller');
+      return;
+    }
     if (this.#level === 'running' || (isCqHead && this.#level === 'p2p-quiesced')) {
       if (isCqHead) this.#applyCqHead(qid, value);
       else this.#applySqTail(qid, value);

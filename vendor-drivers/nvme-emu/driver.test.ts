@@ -19,7 +19,12 @@ test('defaults: four nvme VFs, P2P advertised, no pre-copy or dirty tracking, no
   const driver = createNvmeEmuDriver({});
   t.is(driver.name, 'nvme-emu');
   t.deepEqual(driver.capabilities, { p2p: true, preCopy: false, dirtyTracking: false, hostPort: false });
-  t.deepEqual(driver.stateFormats, [{ name: 'nvme-controller-state+vfmigd-nvme-emu', version: 1, vendor: '5f0c9a3e-2b7d-4c61-8e4a-9d1b6f2a7c30' }]);
+  const formats = [
+    { name: 'nvme-controller-state+vfmigd-nvme-emu', version: 1, vendor: '5f0c9a3e-2b7d-4c61-8e4a-9d1b6f2a7c30' },
+    { name: 'nvme-controller-state', version: 0, vendor: '00000000-0000-0000-0000-000000000000' },
+  ];
+  t.deepEqual(driver.stateFormats, formats, 'loads the full format and the standard one');
+  t.deepEqual(driver.saveFormats, formats, 'and saves both, the full one by default');
   t.deepEqual(
     driver.listVfs().map((vf) => `${vf.id}@${vf.bdf}:${vf.kind}`),
     ['nvme0@0000:3b:00.2:nvme', 'nvme1@0000:3b:00.3:nvme', 'nvme2@0000:3b:00.4:nvme', 'nvme3@0000:3b:00.5:nvme'],

@@ -24,7 +24,7 @@ import {
   type VfDescription,
   type VfDescriptor,
 } from '../driver.ts';
-import { bufferedLoadStream, bufferedSaveStream } from '../buffered-streams.ts';
+import { imageLoadStream, imageSaveStream, type ImageFraming } from '../image-streams.ts';
 import { BackingFilePool } from './backing-files.ts';
 import { NvmeController } from './controller.ts';
 import { controllerProfile, type ControllerProfile } from './controller-profile.ts';
@@ -33,10 +33,9 @@ import { deviceIdentity, identityDifference } from './identity.ts';
 import { NamespaceStore } from './namespace-store.ts';
 import { resolveOptions, type ResolvedOptions, type VfConfig } from './options.ts';
 import { ServiceClock } from './service-clock.ts';
-import { decodeState } from './state-decode.ts';
-import { encodeState } from './state-encode.ts';
-import { STATE_FORMAT } from './state-format.ts';
-import { validateSnapshot } from './state-validate.ts';
+import { imageLength } from './nvme-controller-state.ts';
+import { STATE_CODECS, type StateCodec } from './state-codecs.ts';
+import { HEADER_BYTES } from './state-format.ts';
 
 interface Vf {
   readonly descriptor: VfDescriptor;
@@ -50,7 +49,10 @@ interface Vf {
 export class NvmeEmuDriver implements VendorDriver {
   readonly name = 'nvme-emu';
   readonly capabilities: DriverCapabilities;
-  readonly stateFormats: readonly StateFormat[] = [STATE_FORMAT];
+  /** Loads and saves the same formats (the option `stateFormats`), the default save first. */
+  readonly stateFormats: readonly StateFormat[];
+  readonly saveFormats: readonly StateFormat[];
+  readonly #codecs: readonly StateCodec[];
 
   readonly #vfs = new Map<string, Vf>();
   readonly #clock = new ServiceClock();
@@ -60,7 +62,10 @@ export class NvmeEmuDriver implements VendorDriver {
 
   constructor(options: NvmeEmuOptions) {
     const resolved = resolveOptions(options);
-    this.capabilities = Object.freeze({ p2p: resolved.p2p, preCopy: false, dirtyTracking: false, hostPort: options.hostPort === true });
+    this.capabilities = Object.freeze({ p2p: resolved.p2p, preCopy: resolved.preCopy, dirtyTracking: false, hostPort: options.hostPort === true });
+    this.#codecs = resolved.stateFormats.map((name) => STATE_CODECS[name]);
+    this.stateFormats = this.#codecs.map((codec) => codec.format);
+    this.saveFormats = this.stateFormats;
     for (const config of resolved.vfs) this.#vfs.set(config.id, this.#createVf(config, resolved));
   }
 
@@ -102,13 +107,26 @@ export class NvmeEmuDriver implements VendorDriver {
     return { drainedCommands };
   }
 
-  /** The controller state is a few kilobytes: captured whole when the save opens, the VF stopped. */
-  openSave(vfId: string, _format: StateFormat): DeviceSaveStream {
+  /**
+   * The controller state is a few kilobytes: taken whole, as one image
+   * (image-streams.ts). With the VF stopped that is the save; with
+   * pre-copy, a save opened while it runs hands out an image at once, a new
+   * one whenever the state has changed, and the final one once it stops.
+   */
+  openSave(vfId: string, format: StateFormat): DeviceSaveStream {
     const vf = this.#vf(vfId);
-    requireStopped(vf, 'a save');
-    const payload = encodeState(vf.controller.snapshot());
-    this.#vfLog(vfId).debug({ bytes: payload.length }, 'state captured');
-    return bufferedSaveStream(payload);
+    if (!this.capabilities.preCopy) requireStopped(vf, 'a save');
+    const codec = this.#codec(format);
+    const { controller } = vf;
+    const stream = imageSaveStream({
+      capture: (final) => {
+        if (final) requireStopped(vf, 'the final state image');
+        return codec.encode(controller.snapshot(), final);
+      },
+      stopped: () => controller.runLevel === 'stopped',
+    });
+    this.#vfLog(vfId).debug({ format: format.name, running: controller.runLevel !== 'stopped', stopCopyBytes: stream.stopCopyBytes() }, 'save opened');
+    return stream;
   }
 
   checkIdentity(vfId: string, identity: DeviceIdentity): void {
@@ -116,22 +134,32 @@ export class NvmeEmuDriver implements VendorDriver {
     if (difference) throw new DriverError('incompatible-state', difference);
   }
 
-  /** Gathers the controller state and applies it at commit, once decoded and validated whole. */
-  openLoad(vfId: string, _format: StateFormat): DeviceLoadStream {
+  /**
+   * Takes the images of a save in order (one, or several from a pre-copy
+   * save), each decoded and validated against the VF as it completes, and
+   * applies the last at commit, validated whole again: it must have been
+   * taken stopped.
+   */
+  openLoad(vfId: string, format: StateFormat): DeviceLoadStream {
     const vf = this.#vf(vfId);
+    const codec = this.#codec(format);
     requireStopped(vf, 'a resume');
-    return bufferedLoadStream(MAX_STATE_BYTES, async (payload) => {
-      requireStopped(vf, 'applying a state');
-      const snapshot = decodeState(payload);
-      validateSnapshot(snapshot, vf.profile);
-      vf.controller.restore(snapshot);
-      this.#vfLog(vfId).info({ bytes: payload.length, ioQueues: snapshot.ioSqs.length }, 'state restored');
+    return imageLoadStream(CONTROLLER_STATE_FRAMING, {
+      check: (image) => {
+        codec.decode(image, vf.controller.snapshot(), 'any');
+      },
+      apply: (image) => {
+        requireStopped(vf, 'applying a state');
+        const snapshot = codec.decode(image, vf.controller.snapshot(), 'suspended');
+        vf.controller.restore(snapshot);
+        this.#vfLog(vfId).info({ bytes: image.length, format: format.name, ioQueues: snapshot.ioSqs.length }, 'state restored');
+      },
     });
   }
 
+  /** Of the default save format. Encoding is the only way to be exact, and costs microseconds. */
   stopCopyBytes(vfId: string): number {
-    // Encoding is the only way to be exact, and costs microseconds.
-    return encodeState(this.#vf(vfId).controller.snapshot()).length;
+    return this.#defaultCodec().encode(this.#vf(vfId).controller.snapshot(), true).length;
   }
 
   async reset(vfId: string): Promise<void> {
@@ -171,6 +199,17 @@ export class NvmeEmuDriver implements VendorDriver {
     };
   }
 
+  /** The core passes one of `stateFormats`; anything else is a bug. */
+  #codec(format: StateFormat): StateCodec {
+    const codec = this.#codecs.find((c) => c.format.name === format.name && c.format.version === format.version && c.format.vendor === format.vendor);
+    if (codec === undefined) throw new DriverError('driver-failure', `nvme-emu is not configured for state format ${format.name} v${format.version}`);
+    return codec;
+  }
+
+  #defaultCodec(): StateCodec {
+    return this.#codecs[0] as StateCodec;
+  }
+
   #vf(vfId: string): Vf {
     const vf = this.#vfs.get(vfId);
     if (!vf) throw new DriverError('driver-failure', `nvme-emu has no VF ${JSON.stringify(vfId)}`);
@@ -187,8 +226,8 @@ export class NvmeEmuDriver implements VendorDriver {
   }
 }
 
-/** Far above what any controller state is (its I/O queues and logs are a few kilobytes). */
-const MAX_STATE_BYTES = 1024 * 1024;
+/** Each image is a Controller State data structure, whose header says its length (STATE-FORMAT.md, "Device data"). */
+const CONTROLLER_STATE_FRAMING: ImageFraming = { headerBytes: HEADER_BYTES, imageLength };
 
 function requireStopped(vf: Vf, operation: string): void {
   const level = vf.controller.runLevel;

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { NvmeEmuNamespace, NvmeEmuOptions, NvmeEmuVf } from '../../schemas/types.ts';
 import { generatedBdf, namespaceIdsFor, serialFromBdf, subnqnFromSerial } from './derived-ids.ts';
+import type { StateFormatName } from './state-codecs.ts';
 
 export const DEFAULTS = {
   dataDirName: 'vfmigd',
@@ -26,6 +27,9 @@ export const DEFAULTS = {
   maxGuestMemoryBytes: 256 * 1024 * 1024,
   hostPort: false,
   p2p: true,
+  preCopy: false,
+  /** The full format first (the default save), and the standard one a destination of another vendor could take. */
+  stateFormats: ['full', 'standard'] as readonly StateFormatName[],
   model: 'vfmigd nvme-emu',
   blockSize: 512,
 } as const;
@@ -58,6 +62,8 @@ export interface ResolvedOptions {
   readonly maxGuestMemoryBytes: number;
   readonly hostPort: boolean;
   readonly p2p: boolean;
+  readonly preCopy: boolean;
+  readonly stateFormats: readonly StateFormatName[];
 }
 
 export function resolveOptions(options: NvmeEmuOptions): ResolvedOptions {
@@ -73,6 +79,8 @@ export function resolveOptions(options: NvmeEmuOptions): ResolvedOptions {
     maxGuestMemoryBytes: options.maxGuestMemoryBytes ?? DEFAULTS.maxGuestMemoryBytes,
     hostPort: options.hostPort ?? DEFAULTS.hostPort,
     p2p: options.p2p ?? DEFAULTS.p2p,
+    preCopy: options.preCopy ?? DEFAULTS.preCopy,
+    stateFormats: options.stateFormats ?? DEFAULTS.stateFormats,
   };
 }
 

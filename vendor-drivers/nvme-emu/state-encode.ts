@@ -1,19 +1,13 @@
-/** Writes a controller snapshot as the saved-state payload (layout: STATE-FORMAT.md). */
+/** Writes a controller snapshot as a state of the full format (layout: STATE-FORMAT.md). */
 import { crc32c } from '@node-rs/crc32';
 import { putHex, putNulPadded } from './bytes.ts';
 import { ByteWriter } from './byte-cursor.ts';
-import type { ControllerSnapshot, CqSnapshot } from './controller-snapshot.ts';
+import type { ControllerSnapshot } from './controller-snapshot.ts';
 import { encodeErrorEntry, ERROR_ENTRY_BYTES } from './log-pages.ts';
-import { CompletionQueue } from './queues.ts';
+import { encodeIoQueues, writeHeader } from './nvme-controller-state.ts';
 import {
-  CSATTR_SUSPENDED,
   FIRMWARE_BYTES,
-  HEADER_VERSION,
-  IOCQA_IEN,
-  IOCQA_S0PT,
   MODEL_BYTES,
-  NVME_CS_VERSION,
-  QUEUE_ATTR_PC,
   RECORD_VERSION,
   RecordTag,
   SERIAL_BYTES,
@@ -22,39 +16,22 @@ import {
   VENDOR_MAGIC,
 } from './state-format.ts';
 
-export function encodeState(s: ControllerSnapshot): Uint8Array {
-  const nvmeState = encodeNvmeControllerState(s);
+/**
+ * The full format. `suspended`: taken with the VF stopped (CSATTR bit 0), the
+ * only kind a destination applies; an image taken while it runs (pre-copy)
+ * has it clear.
+ */
+export function encodeState(s: ControllerSnapshot, suspended = true): Uint8Array {
+  const nvmeState = encodeIoQueues({ sqs: s.ioSqs, cqs: s.ioCqs });
   const vendor = encodeVendorSection(s);
   const w = new ByteWriter();
-  w.u16(HEADER_VERSION).u8(CSATTR_SUSPENDED).zeros(13);
-  w.u32(nvmeState.length / 4).zeros(12); // NVMECSS, 128-bit dword count
-  w.u32(vendor.length / 4).zeros(12); // VSS
+  writeHeader(w, suspended, nvmeState.length, vendor.length);
   w.bytes(nvmeState).bytes(vendor);
   const payload = w.finish();
   // The seal's value is the last dword; it covers everything before it.
   const crc = crc32c(Buffer.from(payload.buffer, payload.byteOffset, payload.length - 4));
   new DataView(payload.buffer).setUint32(payload.length - 4, crc >>> 0, true);
   return payload;
-}
-
-/** The standard part: only I/O SQs and CQs, each in a 24-byte entry. */
-function encodeNvmeControllerState(s: ControllerSnapshot): Uint8Array {
-  const w = new ByteWriter();
-  w.u16(NVME_CS_VERSION).u16(s.ioSqs.length).u16(s.ioCqs.length).u16(0);
-  for (const sq of s.ioSqs) {
-    w.u64(sq.base).u16(sq.size - 1).u16(sq.id).u16(sq.cqid).u16(QUEUE_ATTR_PC | (sq.priority << 1));
-    w.u16(sq.head).u16(sq.tail).zeros(4);
-  }
-  for (const cq of s.ioCqs) {
-    const s0pt = slot0PhaseTag(cq);
-    const iocqa = QUEUE_ATTR_PC | (cq.interruptsEnabled ? IOCQA_IEN : 0) | (s0pt ? IOCQA_S0PT : 0) | (cq.vector << 16);
-    w.u64(cq.base).u16(cq.size - 1).u16(cq.id).u16(cq.head).u16(cq.tail).u32(iocqa).zeros(4);
-  }
-  return w.finish();
-}
-
-function slot0PhaseTag(cq: CqSnapshot): number {
-  return CompletionQueue.slot0PhaseTagOf(cq.phase, cq.tail);
 }
 
 function encodeVendorSection(s: ControllerSnapshot): Uint8Array {

@@ -8,8 +8,26 @@ import type { StateFormat } from '../driver.ts';
 /** vfmigd's own vendor UUID, for the formats its drivers define. */
 export const VFMIGD_VENDOR = '5f0c9a3e-2b7d-4c61-8e4a-9d1b6f2a7c30';
 
-/** An NVMe 2.1 Controller State data structure whose vendor-specific section is nvme-emu layout 1. */
-export const STATE_FORMAT: StateFormat = Object.freeze({ name: 'nvme-controller-state+vfmigd-nvme-emu', version: 1, vendor: VFMIGD_VENDOR });
+/**
+ * The vendor of a format no vendor defines: the NVMe standard's own. NVM
+ * Express names no UUID for it (Identify CNS 20h lists the standard
+ * controller-state versions apart from vendors' UUIDs), and the StateFormat
+ * of a stream names a vendor, so the nil UUID stands for "the standard".
+ */
+export const NVME_STANDARD_VENDOR = '00000000-0000-0000-0000-000000000000';
+
+/** The full format: an NVMe 2.1 Controller State data structure whose vendor-specific section is nvme-emu layout 1. */
+export const FULL_STATE_FORMAT: StateFormat = Object.freeze({ name: 'nvme-controller-state+vfmigd-nvme-emu', version: 1, vendor: VFMIGD_VENDOR });
+
+/**
+ * The standard format: the Controller State data structure with only its
+ * standardized part (VSS = 0), NVMe controller state version 0, so the
+ * version is 0. What a controller of another vendor could take.
+ */
+export const STANDARD_STATE_FORMAT: StateFormat = Object.freeze({ name: 'nvme-controller-state', version: 0, vendor: NVME_STANDARD_VENDOR });
+
+/** Far above what one controller state is (its I/O queues and logs are a few kilobytes). */
+export const MAX_IMAGE_BYTES = 1024 * 1024;
 
 export const HEADER_BYTES = 48;
 /** Header VER: the data structure version this controller writes and reads. */

@@ -35,7 +35,8 @@ function validateRegisters(s: ControllerSnapshot): void {
   if ((r.asqLo & ~QUEUE_BASE_MASK) !== 0 || (r.acqLo & ~QUEUE_BASE_MASK) !== 0) throw corrupt('ASQ/ACQ are not page aligned');
   const ready = (r.csts & CSTS_RDY) !== 0;
   if (ready && !ccEnabled(r.cc)) throw corrupt('CSTS.RDY is set while CC.EN is clear');
-  if (ready !== (s.adminSq !== undefined)) throw corrupt(`CSTS.RDY is ${ready ? 1 : 0} but admin queues are ${s.adminSq ? 'present' : 'absent'}`);
+  // A ready controller without admin queues is one loaded from a standard-format state that its guest has not reset yet.
+  if (!ready && s.adminSq !== undefined) throw corrupt('CSTS.RDY is 0 but admin queues are present');
   if (!ready && (s.ioSqs.length > 0 || s.ioCqs.length > 0)) throw corrupt('I/O queues exist on a controller that is not ready');
 }
 

@@ -71,9 +71,8 @@ export interface CapturedState {
   readonly payload: Uint8Array;
 }
 
-/** Opens a save (the VF stopped), reads it to its end in odd-sized reads, and closes it. */
-export async function captureState(driver: VendorDriver, vf: string): Promise<CapturedState> {
-  const format = driver.stateFormats[0] as StateFormat;
+/** Opens a save (the VF stopped) in `format` (default: the driver's first), reads it to its end in odd-sized reads, and closes it. */
+export async function captureState(driver: VendorDriver, vf: string, format = driver.stateFormats[0] as StateFormat): Promise<CapturedState> {
   const stream = driver.openSave(vf, format);
   const pieces: Buffer[] = [];
   try {
