@@ -13,7 +13,7 @@ import { RecordStreamReader } from '../agent/core/state-records.ts';
 import { tempDir } from './support/agent-process.ts';
 import { copyGuestMemory } from './support/host-port.ts';
 import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig } from './support/migration-rig.ts';
-import type { RpcClient } from './support/rpc-client.ts';
+import { base64Of, type RpcClient } from './support/rpc-client.ts';
 
 const BDF = '0000:3b:00.2';
 const MiB = 1024 * 1024;
@@ -23,7 +23,7 @@ async function saveSlice(rpc: RpcClient, slices: Buffer[]): Promise<{ bytes: num
   const offset = slices.reduce((sum, s) => sum + s.length, 0);
   const slice = await rpc.call('vf.save', { vf: BDF, maxBytes: MiB, offset });
   if (slice.offset !== offset) throw new Error(`slice at ${slice.offset}, expected ${offset}`);
-  slices.push(Buffer.from(slice.data, 'base64'));
+  slices.push(Buffer.from(base64Of(slice.data), 'base64'));
   return { bytes: slice.length, eof: slice.eof };
 }
 

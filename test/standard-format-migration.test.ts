@@ -18,7 +18,7 @@ import { NvmeTimeoutError } from './support/guest-nvme-errors.ts';
 import { REG } from './support/guest-nvme-registers.ts';
 import { copyGuestMemory } from './support/host-port.ts';
 import { assertClean, busyGuest, pauseWithCommandsInFlight, startSide, vfConfig } from './support/migration-rig.ts';
-import type { RpcClient } from './support/rpc-client.ts';
+import { base64Of, type RpcClient } from './support/rpc-client.ts';
 
 const BDF = '0000:3b:00.2';
 const STANDARD = { name: 'nvme-controller-state', version: 0, vendor: '00000000-0000-0000-0000-000000000000' };
@@ -32,7 +32,7 @@ async function saveIn(rpc: RpcClient, format: StateFormat): Promise<Buffer[]> {
   const slices: Buffer[] = [];
   for (let offset = 0; ; ) {
     const slice = await rpc.call('vf.save', { vf: BDF, maxBytes: 4093, offset, ...(offset === 0 ? { format } : {}) });
-    slices.push(Buffer.from(slice.data, 'base64'));
+    slices.push(Buffer.from(base64Of(slice.data), 'base64'));
     offset += slice.length;
     if (slice.eof) return slices;
   }
