@@ -20,8 +20,8 @@ const INDEX_BYTES = 4;
 export interface PagedState {
   readonly pageSize: number;
   readonly pageCount: number;
-  /** The page's bytes now, valid until the next call (the caller copies them). */
-  page(index: number): Uint8Array;
+  /** Writes the page's bytes as they are now into `target` at `offset` (`pageSize` bytes). */
+  writePage(index: number, target: Buffer, offset: number): void;
   /** Pages changed since the last call (each at most once), their dirty bits cleared. */
   takeDirty(): number[];
 }
@@ -62,7 +62,7 @@ export function pagedSaveStream(state: PagedState, running: () => boolean): Devi
   };
   const writeRecord = (index: number, target: Buffer, at: number): void => {
     target.writeUInt32LE(index, at);
-    target.set(state.page(index), at + INDEX_BYTES);
+    state.writePage(index, target, at + INDEX_BYTES);
   };
   return {
     async read(maxBytes: number): Promise<Uint8Array> {

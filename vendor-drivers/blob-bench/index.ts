@@ -8,18 +8,19 @@
  * any other: validates a whole state before applying it, refuses another
  * VF's identity.
  *
- * Every page checks itself: page i at version v holds i and v, filler
- * derived from them, and a CRC32C of the rest. Page 0, the header, holds
- * the page count and two sums over the other pages' (index, version): a
- * destination that missed an update (a stale page, well formed but old)
- * fails the sums.
+ * Every page checks itself: page i at version v holds i and v, then an
+ * 8-byte pattern derived from them, repeated to its end. Page 0, the
+ * header, holds the page count and two sums over the other pages' (index,
+ * version), and a CRC32C: a destination that missed an update (a stale
+ * page, well formed but old) fails the sums.
  *
  * A page's bytes follow from its (index, version), so the device keeps
  * only the versions (4 bytes a page) and makes a page's bytes when they are
  * read, as a device's own memory would hand them out: the agent's memory
  * holds no state, whatever its size (a 1 GiB state is 1 MiB of versions).
- * A destination compares every page it receives with the bytes of the
- * version it names, and stages only that version until the commit.
+ * A destination checks every byte of every page it receives against the
+ * version the page names (its pattern, and the page as that pattern
+ * repeated: one memcmp), and stages only that version until the commit.
  */
 import { crc32c } from '@node-rs/crc32';
 import type { Logger } from 'pino';
@@ -31,12 +32,13 @@ import {
 import { pagedLoadStream, pagedSaveStream, type PageSink, type PagedState } from '../paged-streams.ts';
 import { VFMIGD_VENDOR } from '../nvme-emu/state-format.ts';
 
-/** Version 3: filler is the 8-byte pattern of (index, version) (version 2: a xorshift stream of it; 1: one sealed buffer). */
-const FORMAT: StateFormat = { name: 'blob-bench', version: 3, vendor: VFMIGD_VENDOR };
+/** Version 4: a data page is (index, version) and their pattern to its end (3: with a CRC32C; 2: a xorshift filler; 1: one sealed buffer). */
+const FORMAT: StateFormat = { name: 'blob-bench', version: 4, vendor: VFMIGD_VENDOR };
 const MODEL = 'vfmigd/blob-bench';
 const PAGE_BYTES = 4096;
 const MAGIC = 0x424f4c42; // "BLOB"
-/** Page layout: u32 index, u32 version, filler, u32 CRC32C of the bytes before it. */
+/** Data page layout: u32 index, u32 version, the 8-byte pattern from byte 8 to the end. Header: the same CRC at its end. */
+const PATTERN_AT = 8;
 const CRC_AT = PAGE_BYTES - 4;
 
 /** Two independent 32-bit mixes of (index, version): a stale page changes both sums. */
@@ -51,17 +53,28 @@ function mixB(index: number, version: number): number {
   return x >>> 0;
 }
 
-/** The 8 bytes a data page's filler repeats. */
-const pattern = Buffer.allocUnsafe(8);
+/** The bytes of data page `index` at `version`, into `page` at `at` (memset speed). */
+function writeDataPage(page: Buffer, at: number, index: number, version: number): void {
+  page.writeUInt32LE(index, at);
+  page.writeUInt32LE(version, at + 4);
+  page.writeUInt32LE(mixA(index, version), at + PATTERN_AT);
+  page.writeUInt32LE(mixB(index, version), at + PATTERN_AT + 4);
+  page.copyWithin(at + PATTERN_AT + 8, at + PATTERN_AT, at + PATTERN_AT + 8);
+  // Doubling copies: each repeats all the pattern written so far.
+  for (let filled = 16; filled < PAGE_BYTES - PATTERN_AT; filled *= 2) {
+    page.copyWithin(at + PATTERN_AT + filled, at + PATTERN_AT, at + PATTERN_AT + Math.min(filled, PAGE_BYTES - PATTERN_AT - filled));
+  }
+}
 
-/** The bytes of data page `index` at `version`, into `page` (memset and CRC32C speed). */
-function writeDataPage(page: Buffer, index: number, version: number): void {
-  page.writeUInt32LE(index, 0);
-  page.writeUInt32LE(version, 4);
-  pattern.writeUInt32LE(mixA(index, version), 0);
-  pattern.writeUInt32LE(mixB(index, version), 4);
-  page.fill(pattern, 8, CRC_AT);
-  page.writeUInt32LE(crc32c(page.subarray(0, CRC_AT)), CRC_AT);
+/** Whether `bytes` are exactly data page `index` at the version it names; that version, or why not. */
+function checkDataPage(bytes: Buffer, index: number): number | string {
+  const claimed = bytes.readUInt32LE(0);
+  if (claimed !== index) return `page ${index} says it is page ${claimed}`;
+  const version = bytes.readUInt32LE(4);
+  // The pattern of this (index, version), and the page that pattern repeated (byte k equals byte k + 8).
+  const repeated = bytes.readUInt32LE(PATTERN_AT) === mixA(index, version) && bytes.readUInt32LE(PATTERN_AT + 4) === mixB(index, version)
+    && bytes.compare(bytes, PATTERN_AT + 8, PAGE_BYTES, PATTERN_AT, PAGE_BYTES - 8) === 0;
+  return repeated ? version : `page ${index} is not the bytes of its version ${version}`;
 }
 
 function writeHeaderPage(page: Buffer, pageCount: number, sumA: number, sumB: number): void {
@@ -91,7 +104,6 @@ class BlobState implements PagedState {
   readonly pageCount: number;
   readonly #versions: Uint32Array;
   readonly #dirty: Uint8Array;
-  readonly #scratch = Buffer.allocUnsafe(PAGE_BYTES);
   #dirtyList: number[] = [];
   #sumA: number;
   #sumB: number;
@@ -106,10 +118,9 @@ class BlobState implements PagedState {
     ({ sumA: this.#sumA, sumB: this.#sumB } = sumsOf(versions));
   }
 
-  page(index: number): Uint8Array {
-    if (index === 0) writeHeaderPage(this.#scratch, this.pageCount, this.#sumA, this.#sumB);
-    else writeDataPage(this.#scratch, index, this.#versions[index] ?? 0);
-    return this.#scratch;
+  writePage(index: number, target: Buffer, offset: number): void {
+    if (index === 0) writeHeaderPage(target.subarray(offset, offset + PAGE_BYTES), this.pageCount, this.#sumA, this.#sumB);
+    else writeDataPage(target, offset, index, this.#versions[index] ?? 0);
   }
 
   takeDirty(): number[] {
@@ -150,7 +161,6 @@ class BlobState implements PagedState {
 function stagingSink(pageCount: number, apply: (versions: Uint32Array) => void): PageSink {
   let versions: Uint32Array | undefined = new Uint32Array(pageCount);
   let header: { sumA: number; sumB: number } | undefined;
-  const expected = Buffer.allocUnsafe(PAGE_BYTES);
   return {
     page(index: number, bytes: Buffer): void {
       const staged = versions ?? fail('the resume is over');
@@ -160,12 +170,8 @@ function stagingSink(pageCount: number, apply: (versions: Uint32Array) => void):
         header = { sumA: bytes.readUInt32LE(8), sumB: bytes.readUInt32LE(12) };
         return;
       }
-      const version = bytes.readUInt32LE(4);
-      writeDataPage(expected, index, version);
-      if (!bytes.equals(expected)) {
-        const claimed = bytes.readUInt32LE(0);
-        throw new DriverError('corrupt-state', claimed !== index ? `page ${index} says it is page ${claimed}` : `page ${index} is not the bytes of its version ${version}`);
-      }
+      const version = checkDataPage(bytes, index);
+      if (typeof version === 'string') throw new DriverError('corrupt-state', version);
       staged[index] = version;
     },
     commit(): void {
@@ -220,7 +226,7 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
     return {
       pageSize: state.pageSize,
       pageCount: state.pageCount,
-      page: (index) => state.page(index),
+      writePage: (index, target, offset) => state.writePage(index, target, offset),
       takeDirty: () => {
         dirtyUpTo(vf);
         return state.takeDirty();
