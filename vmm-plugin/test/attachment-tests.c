@@ -24,13 +24,7 @@
 #include "fake-transport.h"
 #include "rpc-client.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            (*failures)++;                                                           \
-        }                                                                            \
-    } while (0)
+#include "check.h"
 
 /* Like CHECK, with the context of a loop (which split failed) printed once. */
 #define CHECK_AT(cond, at)                                                                            \

@@ -34,13 +34,7 @@
 #include "connection.h"
 #include "transport.h"
 
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (!(cond)) {                                                               \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            (*failures)++;                                                           \
-        }                                                                            \
-    } while (0)
+#include "check.h"
 
 #define BIG_BYTES (3u * 1024u * 1024u)
 
