@@ -108,3 +108,35 @@ test('restoreState refuses a VF that is not stopped', async (t) => {
   await destination.driver.setRunLevel('nvme0', 'running', farDeadline());
   await t.throwsAsync(restoreState(destination.driver, 'nvme0', image), { instanceOf: DriverError, message: /stopped/ });
 });
+
+/** `payload` with one more vendor record before the seal, as a newer nvme-emu would write it: count, VSS and seal follow. */
+function withVendorRecord(payload: Uint8Array, tag: number, body: Uint8Array): Uint8Array {
+  const padded = Math.ceil(body.length / 4) * 4;
+  const record = new Uint8Array(8 + padded);
+  const rv = new DataView(record.buffer);
+  rv.setUint16(0, tag, true);
+  rv.setUint16(2, 1, true);
+  rv.setUint32(4, body.length, true);
+  record.set(body, 8);
+  const sealAt = payload.length - 12;
+  const out = new Uint8Array(payload.length + record.length);
+  out.set(payload.subarray(0, sealAt), 0);
+  out.set(record, sealAt);
+  out.set(payload.subarray(sealAt), sealAt + record.length);
+  const dv = new DataView(out.buffer);
+  const vendorStart = 48 + 4 * dv.getUint32(16, true);
+  dv.setUint16(vendorStart + 6, dv.getUint16(vendorStart + 6, true) + 1, true);
+  dv.setUint32(32, dv.getUint32(32, true) + record.length / 4, true);
+  return reseal(out);
+}
+
+test('vendor records of a newer nvme-emu: an unknown optional one (tag 0x8000 and up) is skipped, an unknown mandatory one is refused and nothing changes', async (t) => {
+  const { image, destination } = await setup(t);
+  const hint = new TextEncoder().encode('a hint from a newer nvme-emu');
+  await refused(t, destination, { ...image, payload: withVendorRecord(image.payload, 0x0042, hint) }, 'incompatible-state', /record tag 0x0*42 .* is mandatory and unknown/);
+  await restoreState(destination.driver, 'nvme0', { ...image, payload: withVendorRecord(image.payload, 0x8042, hint) });
+  t.is(destination.driver.describe('nvme0').details.queues.active, 1, 'the state it carried was applied');
+  // The optional record is gone from what the destination saves, and nothing else differs from the source's state.
+  await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+  t.deepEqual((await captureState(destination.driver, 'nvme0')).payload, image.payload);
+});

@@ -10,6 +10,7 @@ import type { ControllerSnapshot } from './controller-snapshot.ts';
 import { type ImageKind, incompatible, readHeader, readIoQueues, requireKind, type Section, type StandardQueues } from './nvme-controller-state.ts';
 import {
   HEADER_BYTES,
+  isOptionalTag,
   RECORD_HEADER_BYTES,
   RECORD_NAMES,
   RECORD_VERSION,
@@ -61,7 +62,13 @@ function readVendorRecords(payload: Uint8Array, section: Section): VendorRecords
     const length = r.u32(`record ${i} length`);
     const name = RECORD_NAMES[tag];
     const read = RECORD_READERS[tag];
-    if (!name || !read) throw corrupt(`vendor section: unknown record tag 0x${hex(tag)} at byte ${r.offset - RECORD_HEADER_BYTES}`);
+    if (!name || !read) {
+      // As the stream's records: a newer writer's optional record is skipped (the seal still covers it), a mandatory one refused.
+      if (!isOptionalTag(tag)) throw incompatible(`vendor section: record tag 0x${hex(tag)} at byte ${r.offset - RECORD_HEADER_BYTES} is mandatory and unknown to this VF`);
+      r.bytes(length, `optional record 0x${hex(tag)} body`);
+      r.skipPadding(4, `optional record 0x${hex(tag)} padding`);
+      continue;
+    }
     if (seen.has(tag)) throw corrupt(`vendor section: ${name} record appears twice`);
     seen.add(tag);
     if (version !== RECORD_VERSION) throw incompatible(`vendor ${name} record version ${version}; this VF reads version ${RECORD_VERSION}`);

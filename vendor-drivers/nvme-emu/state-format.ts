@@ -63,6 +63,18 @@ export const RecordTag = {
   SEAL: 0xffff,
 } as const;
 
+/**
+ * Tags 0x8000-0xFFFE are optional: a reader that does not know one skips
+ * it, so a newer nvme-emu can add information an older destination may
+ * ignore. An unknown tag below 0x8000 is mandatory: the state is refused
+ * as incompatible. (PNG marks its ancillary chunks with a bit the same way.)
+ */
+export const OPTIONAL_TAG_BIT = 0x8000;
+
+export function isOptionalTag(tag: number): boolean {
+  return (tag & OPTIONAL_TAG_BIT) !== 0 && tag !== RecordTag.SEAL;
+}
+
 export const RECORD_NAMES: Readonly<Record<number, string>> = {
   [RecordTag.REGISTERS]: 'registers',
   [RecordTag.ADMIN_QUEUES]: 'admin queues',
