@@ -128,3 +128,34 @@ test('framing mistakes are answered, change nothing, and leave the connection us
   await agent.waitForLog('message too large');
   await untouched();
 });
+
+test('forty saves in flight over attachments, answers queued in the agent: no buffer is read into again before it is written, and the state loads whole', async (t) => {
+  const agent = await startAgentProcess({
+    config: { limits: { maxMessageBytes: MAX_MESSAGE_BYTES, maxInFlightPerConnection: 64 }, drivers: [{ driver: 'blob-bench', options: { vfCount: 2, stateBytes: 32 * 1024 * 1024 } }] },
+  });
+  t.teardown(async () => { await agent.stop(); });
+  const rpc = await client(t, agent);
+  await rpc.enableAttachments();
+  await rpc.call('vf.setState', { vf: 'blob0', state: 'STOP_COPY' });
+  const first = await rpc.requestAttached('vf.save', { vf: 'blob0', maxBytes: 1024 * 1024, offset: 0 });
+  const total = (first.response.result as { totalBytes: number }).totalBytes;
+  const slices: Buffer[] = [first.attachment ?? Buffer.alloc(0)];
+  // Every remaining slice asked for at once: the agent answers them in order, faster than the socket drains.
+  const offsets: number[] = [];
+  for (let at = 1024 * 1024; at < total; at += 1024 * 1024) offsets.push(at);
+  t.true(offsets.length >= 30);
+  const answers = await Promise.all(offsets.map((offset) => rpc.requestAttached('vf.save', { vf: 'blob0', maxBytes: 1024 * 1024, offset })));
+  for (const a of answers) slices.push(a.attachment ?? Buffer.alloc(0));
+  // And the last slice again, several times over, while its buffers may be wanted by nothing else.
+  const again = await Promise.all([0, 1, 2].map(() => rpc.requestAttached('vf.save', { vf: 'blob0', maxBytes: 1024 * 1024, offset: offsets.at(-1) ?? 0 })));
+  for (const a of again) t.true(a.attachment?.equals(slices.at(-1) ?? Buffer.alloc(0)), 'the last slice again, unchanged');
+  const stream = Buffer.concat(slices);
+  t.is(stream.length, total);
+  await rpc.call('vf.setState', { vf: 'blob1', state: 'STOP' });
+  for (let at = 0; at < stream.length; at += 1024 * 1024) {
+    const piece = stream.subarray(at, at + 1024 * 1024);
+    await rpc.requestAttached('vf.load', { vf: 'blob1', offset: at, data: { attachment: piece.length } }, piece);
+  }
+  // Every record's CRC32C, and blob-bench's check of every page against its version.
+  t.is((await rpc.call('vf.resume', { vf: 'blob1' })).state, 'RUNNING');
+});

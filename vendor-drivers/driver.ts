@@ -111,6 +111,14 @@ export interface DeviceSaveStream {
    * change them (the core hands them out without copying).
    */
   read(maxBytes: number): Promise<Uint8Array>;
+  /**
+   * `read` into the caller's buffer, as libvfio-user's `read_data(buf,
+   * count)`: fills `target` from its start with up to `target.length` bytes
+   * and returns how many, fewer exactly when `read` would return fewer. A
+   * driver that has it lets the core reuse its buffers from read to read
+   * instead of leaving one per read to the garbage collector.
+   */
+  readInto?(target: Buffer): Promise<number>;
   /** Bytes reads would still return if the VF stopped now: exact once it is stopped (VFIO's MIG_DATA_SIZE). */
   stopCopyBytes(): number;
   /** While the VF runs (PRE_COPY) only. */

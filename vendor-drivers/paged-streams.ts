@@ -64,33 +64,42 @@ export function pagedSaveStream(state: PagedState, running: () => boolean): Devi
     target.writeUInt32LE(index, at);
     state.writePage(index, target, at + INDEX_BYTES);
   };
+  /** Fills `out` from its start with what is due now; returns how much. */
+  const fill = (out: Buffer): number => {
+    let filled = Math.min(carry.length, out.length);
+    carry.copy(out, 0, 0, filled);
+    carry = carry.subarray(filled);
+    while (filled < out.length) {
+      const index = nextPage();
+      if (index === undefined) break;
+      if (out.length - filled >= recordBytes) {
+        writeRecord(index, out, filled);
+        filled += recordBytes;
+        continue;
+      }
+      // The last record of this read is cut: the rest waits for the next one.
+      const record = Buffer.allocUnsafe(recordBytes);
+      writeRecord(index, record, 0);
+      const fits = out.length - filled;
+      record.copy(out, filled, 0, fits);
+      carry = record.subarray(fits);
+      filled += fits;
+    }
+    return filled;
+  };
+  const due = (): number => carry.length + (initialLeft() + dirty.length) * recordBytes;
   return {
+    // Fewer than asked: nothing more now (the end of the data, once the VF is stopped).
     async read(maxBytes: number): Promise<Uint8Array> {
       if (!open) throw new DriverError('driver-failure', 'read from a closed save stream');
       refreshDirty();
-      const due = carry.length + (initialLeft() + dirty.length) * recordBytes;
-      const out = Buffer.allocUnsafe(Math.min(maxBytes, due));
-      let filled = Math.min(carry.length, out.length);
-      carry.copy(out, 0, 0, filled);
-      carry = carry.subarray(filled);
-      while (filled < out.length) {
-        const index = nextPage();
-        if (index === undefined) break;
-        if (out.length - filled >= recordBytes) {
-          writeRecord(index, out, filled);
-          filled += recordBytes;
-          continue;
-        }
-        // The last record of this read is cut: the rest waits for the next one.
-        const record = Buffer.allocUnsafe(recordBytes);
-        writeRecord(index, record, 0);
-        const fits = out.length - filled;
-        record.copy(out, filled, 0, fits);
-        carry = record.subarray(fits);
-        filled += fits;
-      }
-      // Fewer than asked: nothing more now (the end of the data, once the VF is stopped).
-      return out.subarray(0, filled);
+      const out = Buffer.allocUnsafe(Math.min(maxBytes, due()));
+      return out.subarray(0, fill(out));
+    },
+    async readInto(target: Buffer): Promise<number> {
+      if (!open) throw new DriverError('driver-failure', 'read from a closed save stream');
+      refreshDirty();
+      return fill(target.length > due() ? target.subarray(0, due()) : target);
     },
     stopCopyBytes(): number {
       refreshDirty();

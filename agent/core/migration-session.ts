@@ -113,8 +113,14 @@ abstract class MigrationSession {
 }
 
 export interface SaveSlice {
-  /** The slice's bytes, as views of the stream's records (not copied: nothing changes them). */
+  /**
+   * The slice's bytes, as views of the stream's records (not copied). They
+   * may live in a buffer the session reuses: valid until `release` is
+   * called, which the caller must do once it has sent or copied them.
+   */
   readonly pieces: readonly Buffer[];
+  /** The caller is done with the bytes (sent, or encoded): idempotent. */
+  readonly release: () => void;
   readonly length: number;
   readonly offset: number;
   /** Stream bytes after this slice: exact, since the VF is stopped. */
@@ -141,6 +147,58 @@ export function streamBytes(descriptor: StreamDescriptor, dataBytes: number): nu
   return PREAMBLE_BYTES + RECORD_OVERHEAD + Buffer.byteLength(JSON.stringify(descriptor), 'utf8') + framedBytes(dataBytes);
 }
 
+/**
+ * A buffer the driver reads into (`readInto`), held by the record pieces
+ * still queued and by the slices made from it; back in the session's pool
+ * once none holds it. Only a buffer that nothing holds is ever read into.
+ */
+class PooledBuffer {
+  readonly bytes = Buffer.allocUnsafe(RECORD_DATA_BYTES);
+  holds = 0;
+}
+
+/** Free buffers kept for reuse: enough for the slices a VMM keeps in flight, and a few more. */
+const POOL_KEPT = 8;
+
+/**
+ * A slice as the session keeps it: free to give its buffers back once it
+ * is no longer the last slice (which may be asked for again) and every
+ * caller it was handed to has released it.
+ */
+class HeldSlice {
+  readonly owners: readonly PooledBuffer[];
+  #callers = 0;
+  #last = true;
+  readonly #free: (owner: PooledBuffer) => void;
+
+  constructor(owners: readonly PooledBuffer[], free: (owner: PooledBuffer) => void) {
+    this.owners = owners;
+    this.#free = free;
+  }
+
+  /** One more caller has the slice; the function it gets lets go of it, once. */
+  handOut(): () => void {
+    this.#callers += 1;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#callers -= 1;
+      this.#settle();
+    };
+  }
+
+  superseded(): void {
+    this.#last = false;
+    this.#settle();
+  }
+
+  #settle(): void {
+    if (this.#last || this.#callers > 0) return;
+    for (const owner of this.owners) this.#free(owner);
+  }
+}
+
 /** The saving side: the driver's data, framed into the state stream as slices are asked for. */
 export class SaveSession extends MigrationSession {
   readonly kind = 'save';
@@ -149,8 +207,10 @@ export class SaveSession extends MigrationSession {
   readonly descriptor: StreamDescriptor;
   readonly #device: DeviceSaveStream;
   readonly #writer = new RecordStreamWriter();
-  /** Stream bytes made and not yet handed out, in order. */
+  /** Stream bytes made and not yet handed out, in order, with the pooled buffer each lives in (if any). */
   #queued: Buffer[] = [];
+  #queuedOwners: (PooledBuffer | undefined)[] = [];
+  readonly #pool: PooledBuffer[] = [];
   #queuedBytes = 0;
   /** Of the device data read in PRE_COPY and not yet handed out: how much was initial, and how much dirty. */
   #queuedInitial = 0;
@@ -159,7 +219,7 @@ export class SaveSession extends MigrationSession {
   /** Stream bytes handed out before the next slice. */
   #offset = 0;
   /** The last slice, for a caller whose answer was lost. */
-  #last: SaveSlice | undefined;
+  #last: { slice: Omit<SaveSlice, 'release'>; held: HeldSlice } | undefined;
 
   constructor(vf: string, owner: string, descriptor: StreamDescriptor, device: DeviceSaveStream, phase: 'pre-copy' | 'stop-copy' = 'stop-copy', now: () => number = Date.now) {
     super(vf, owner, now);
@@ -214,23 +274,30 @@ export class SaveSession extends MigrationSession {
   async slice(maxBytes: number, offset: number | undefined): Promise<SaveSlice> {
     const last = this.#last;
     if (offset !== undefined && offset !== this.#offset) {
-      if (last !== undefined && offset === last.offset) return last;
-      const again = last === undefined ? '' : ` (or ${last.offset}, to have the last slice again)`;
+      if (last !== undefined && offset === last.slice.offset) return { ...last.slice, release: last.held.handOut() };
+      const again = last === undefined ? '' : ` (or ${last.slice.offset}, to have the last slice again)`;
       throw new Fault('STREAM_OFFSET', `offset ${offset} is not where the save stream is: the next byte is ${this.#offset}${again}`, { expected: this.#offset });
     }
     // While the VF runs, the driver hands out what it has now; once stopped, until its data ends.
     while (this.#queuedBytes < maxBytes && !this.#dataEnded && (await this.#pull())) { /* pulled a full record */ }
-    const pieces = this.#take(maxBytes);
+    const { pieces, owners } = this.#take(maxBytes);
     const length = pieces.reduce((n, p) => n + p.length, 0);
     const start = this.#offset;
     this.#offset += length;
     const remaining = this.pendingBytes;
-    this.#last = { pieces, length, offset: start, remaining, totalBytes: this.#offset + remaining, eof: this.#dataEnded && this.#queuedBytes === 0 };
-    return this.#last;
+    const slice = { pieces, length, offset: start, remaining, totalBytes: this.#offset + remaining, eof: this.#dataEnded && this.#queuedBytes === 0 };
+    const held = new HeldSlice(owners, (owner) => this.#unhold(owner));
+    // Handed out before the previous slice lets go: a buffer both share is never free in between.
+    const release = held.handOut();
+    last?.held.superseded();
+    this.#last = { slice, held };
+    return { ...slice, release };
   }
 
   abandon(): void {
     this.#device.close();
+    // Buffers still held by a slice being sent are not taken back: the pool goes with the session.
+    this.#pool.length = 0;
   }
 
   /**
@@ -241,11 +308,12 @@ export class SaveSession extends MigrationSession {
   async #pull(): Promise<boolean> {
     // A driver hands out its initial state before what changed since (as VFIO's initial_bytes falls first).
     const initialBefore = this.#phase === 'pre-copy' ? this.#device.precopyInfo().initialBytes : 0;
-    const data = await this.#device.read(RECORD_DATA_BYTES);
+    const { data, owner } = await this.#read();
     const initial = Math.min(data.length, initialBefore);
     this.#queuedInitial += initial;
     this.#queuedDirty += data.length - initial;
-    if (data.length > 0) this.#queue(this.#writer.data(data));
+    if (data.length > 0) this.#queue(this.#writer.data(data), owner);
+    else if (owner !== undefined) this.#unhold(owner);
     if (data.length === RECORD_DATA_BYTES) return true;
     if (this.#phase === 'stop-copy') {
       this.#queue(this.#writer.end());
@@ -255,23 +323,61 @@ export class SaveSession extends MigrationSession {
     return false;
   }
 
-  #queue(pieces: Buffer[]): void {
+  /** The driver's next data: into a pooled buffer (held once, for the queue) when it can read into one. */
+  async #read(): Promise<{ data: Buffer; owner: PooledBuffer | undefined }> {
+    if (this.#device.readInto === undefined) {
+      const bytes = await this.#device.read(RECORD_DATA_BYTES);
+      return { data: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), owner: undefined };
+    }
+    const owner = this.#pool.pop() ?? new PooledBuffer();
+    owner.holds = 1;
+    try {
+      const length = await this.#device.readInto(owner.bytes);
+      return { data: owner.bytes.subarray(0, length), owner };
+    } catch (error) {
+      this.#unhold(owner);
+      throw error;
+    }
+  }
+
+  #unhold(owner: PooledBuffer): void {
+    owner.holds -= 1;
+    if (owner.holds === 0 && this.#pool.length < POOL_KEPT) this.#pool.push(owner);
+  }
+
+  /** Queues a record's pieces; the one of them that is `owner`'s data (the body) keeps the hold `#read` took. */
+  #queue(pieces: Buffer[], owner?: PooledBuffer): void {
     for (const piece of pieces) {
-      if (piece.length > 0) this.#queued.push(piece);
+      const inOwner = owner !== undefined && piece.buffer === owner.bytes.buffer;
+      if (piece.length > 0) {
+        this.#queued.push(piece);
+        this.#queuedOwners.push(inOwner ? owner : undefined);
+      }
       this.#queuedBytes += piece.length;
     }
   }
 
-  #take(maxBytes: number): Buffer[] {
+  #take(maxBytes: number): { pieces: Buffer[]; owners: PooledBuffer[] } {
     const parts: Buffer[] = [];
+    const owners: PooledBuffer[] = [];
+    const hold = (owner: PooledBuffer | undefined): void => {
+      if (owner === undefined || owners.includes(owner)) return;
+      owner.holds += 1;
+      owners.push(owner);
+    };
     let taken = 0;
     while (taken < maxBytes && this.#queued.length > 0) {
       const head = this.#queued[0] as Buffer;
+      const owner = this.#queuedOwners[0];
       const want = maxBytes - taken;
+      hold(owner);
       if (head.length <= want) {
         parts.push(head);
         taken += head.length;
         this.#queued.shift();
+        this.#queuedOwners.shift();
+        // The queue's hold goes: the slice holds the buffer now.
+        if (owner !== undefined) this.#unhold(owner);
       } else {
         parts.push(head.subarray(0, want));
         this.#queued[0] = head.subarray(want);
@@ -283,8 +389,8 @@ export class SaveSession extends MigrationSession {
     const initial = Math.min(taken, this.#queuedInitial);
     this.#queuedInitial -= initial;
     this.#queuedDirty = Math.max(0, this.#queuedDirty - (taken - initial));
-    // Views, not a copy: the records' bytes never change (the driver's are the core's once read).
-    return parts;
+    // Views, not a copy: a pooled buffer is not read into again while a slice holds it.
+    return { pieces: parts, owners };
   }
 }
 

@@ -64,9 +64,11 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
         eof: slice.eof,
         session: slice.session,
       };
-      const attached = ctx.attach(slice.pieces);
+      const attached = ctx.attach(slice.pieces, slice.release);
       if (attached !== undefined) return { data: attached, ...result };
-      return markBase64({ data: sliceBytes(slice).toString('base64'), ...result }, 'data');
+      const base64 = sliceBytes(slice).toString('base64');
+      slice.release();
+      return markBase64({ data: base64, ...result }, 'data');
     },
     'vf.load': async ({ vf, offset, data, session }, ctx) => {
       const machine = core.lookup(vf);

@@ -29,10 +29,11 @@ export interface RequestContext {
   /**
    * Sends `pieces` raw, in order, in one attachment frame before the
    * response, when the connection has attachments on and the call is not in
-   * a batch: returns what the result names them by. Otherwise undefined:
-   * send base64.
+   * a batch: returns what the result names them by, and calls `onSent` once
+   * the pieces are no longer needed (written, or never to be). Otherwise
+   * undefined (and `onSent` is not called): send base64.
    */
-  attach(pieces: readonly Uint8Array[]): Attachment | undefined;
+  attach(pieces: readonly Uint8Array[], onSent?: () => void): Attachment | undefined;
   /** Turns attachment frames on for the connection this call came on. */
   enableAttachments(): void;
 }

@@ -118,10 +118,15 @@ export class Dispatcher {
     try {
       const carrier: CallCarrier = { attachment: attachments[0], canAttach: link.attachments && !Array.isArray(message), outgoing: undefined, link };
       const response = await this.call(Array.isArray(message) ? prepared : prepared[0], { peer: session.peer, log: session.log, carrier });
-      if (response === undefined && refusals.length === 0) return undefined;
+      const outgoing = carrier.outgoing;
+      if (response === undefined && refusals.length === 0) {
+        // A notification: its bytes go nowhere.
+        outgoing?.onSent();
+        return undefined;
+      }
       const finished = response === undefined ? [] : finishResponse(response, ids);
       const reply = serialize(Array.isArray(finished) ? [...finished, ...refusals] : finished);
-      return carrier.outgoing === undefined ? reply : { text: reply, attachment: carrier.outgoing };
+      return outgoing === undefined ? reply : { text: reply, attachment: outgoing.pieces, onSent: outgoing.onSent };
     } finally {
       session.release(count);
     }

@@ -64,7 +64,8 @@ export interface PipelineParts {
 export interface CallCarrier {
   readonly attachment: FramedAttachment | undefined;
   readonly canAttach: boolean;
-  outgoing: readonly Uint8Array[] | undefined;
+  /** What the call sends, and what to call once its bytes are written or dropped. */
+  outgoing: { readonly pieces: readonly Uint8Array[]; readonly onSent: () => void } | undefined;
   readonly link: ConnectionLink;
 }
 
@@ -101,7 +102,10 @@ export class CallPipeline {
     const vf = isRecord(params) && typeof params.vf === 'string' ? params.vf : undefined;
     const outcome = await this.run(method, params, vf, peer, log, carrier);
     // A call that failed sends no bytes, whatever it attached first.
-    if ('error' in outcome) carrier.outgoing = undefined;
+    if ('error' in outcome && carrier.outgoing !== undefined) {
+      carrier.outgoing.onSent();
+      carrier.outgoing = undefined;
+    }
     const error = 'error' in outcome ? outcome.error.data.code : undefined;
     const record: CallRecord = {
       peer,
@@ -210,9 +214,10 @@ class CallContext implements RequestContext {
     return attached.pieces;
   }
 
-  attach(pieces: readonly Uint8Array[]): Attachment | undefined {
+  attach(pieces: readonly Uint8Array[], onSent: () => void = () => undefined): Attachment | undefined {
     if (!this.#carrier.canAttach || this.#schema.attachment.result === undefined) return undefined;
-    this.#carrier.outgoing = pieces;
+    this.#carrier.outgoing?.onSent();
+    this.#carrier.outgoing = { pieces, onSent };
     return { attachment: pieces.reduce((n, piece) => n + piece.length, 0) };
   }
 

@@ -17,7 +17,8 @@ import type { Logger } from 'pino';
 import { attachmentFrameHeader, JsonTextFramer, MessageTooLargeError, type FramedMessage } from './json-text-framer.ts';
 
 /** A response: its text (or pieces of it, written in order), and the attachment to send before it. */
-export type Reply = string | readonly string[] | { readonly text: string | readonly string[]; readonly attachment: readonly Uint8Array[] };
+/** A reply with an attachment says when its pieces are no longer needed: `onSent`, called once, written or dropped. */
+export type Reply = string | readonly string[] | { readonly text: string | readonly string[]; readonly attachment: readonly Uint8Array[]; readonly onSent: () => void };
 
 /** What the layer above may ask of the connection a message came on. */
 export interface ConnectionLink {
@@ -109,7 +110,11 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
   };
 
   const send = (response: Reply): void => {
-    if (socket.destroyed || !socket.writable) return;
+    const onSent = typeof response === 'object' && 'attachment' in response ? response.onSent : undefined;
+    if (socket.destroyed || !socket.writable) {
+      onSent?.();
+      return;
+    }
     let flushed: boolean;
     if (typeof response === 'string') {
       flushed = socket.write(`${response}\n`);
@@ -123,7 +128,8 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
       }
       if (typeof text === 'string') socket.write(text);
       else for (const piece of text) socket.write(piece);
-      flushed = socket.write('\n');
+      // Called once everything before it was handed to the kernel, or with an error once the socket is gone.
+      flushed = socket.write('\n', onSent === undefined ? undefined : () => onSent());
       process.nextTick(() => socket.uncork());
     }
     if (flushed) return;
@@ -149,7 +155,9 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
   const dispatch = (message: FramedMessage): void => {
     unanswered += 1;
     session.handle(message, link).then(
-      (response) => { if (response !== undefined) send(response); },
+      (response) => {
+        if (response !== undefined) send(response);
+      },
       (error: unknown) => { log.error({ err: error }, 'dispatch failed'); },
     ).finally(() => {
       unanswered -= 1;
