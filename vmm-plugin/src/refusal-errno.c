@@ -17,6 +17,8 @@ static const struct refusal_kind KINDS[] = {
     { "STATE_INCOMPATIBLE", -EINVAL, "the loaded state is incompatible with this VF" },
     { "VF_BUSY", -EBUSY, "too many calls are queued for the VF" },
     { "QUIESCE_TIMEOUT", -ETIMEDOUT, "in-flight commands did not drain in time" },
+    { "SESSION_UNKNOWN", -ESTALE, "the migration session this handle continued is gone (cancelled, or replaced by another)" },
+    { "NOT_SESSION_OWNER", -EPERM, "another principal's migration holds the VF" },
 };
 
 static const struct refusal_kind *find(const char *name)

@@ -32,6 +32,13 @@ struct vfm_device {
     bool own_resume_session;     /* this handle opened the VF's resume session (RESUMING) */
     uint64_t load_offset;        /* where the next vf.load slice goes in the resume stream */
     /*
+     * The agent's id of the save or resume session this handle continues,
+     * from its first slice's result; "" until then. Every later slice names
+     * it, so a session opened under us (a cancel and a new save by another
+     * client) is refused, never read or written as if it were ours.
+     */
+    char session[64];
+    /*
      * The state our last successful call left the VF in. The agent never
      * changes a VF's state by itself (VFIO semantics), and this handle is the
      * VF's only controller during a migration, so the get_state QEMU makes

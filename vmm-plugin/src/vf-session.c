@@ -155,12 +155,16 @@ int vfm_device_set_state(struct vfm_device *device, uint32_t v1, struct vfm_fail
         device->saving_requested = false;
         device->own_resume_session = false;
         device->own_save_session = false;
+        device->session[0] = '\0';
         return rc;
     }
     device->saving_requested = saving_requested;
     /* A session the agent has just opened starts at offset 0; a repeated RESUMING continues ours. */
     if (target == VFM_V2_RESUMING && (from != VFM_V2_RESUMING || stale))
         device->load_offset = 0;
+    /* A new session is learnt from its first slice; leaving saving and resuming ends ours. */
+    if (stale || !(target == VFM_V2_RESUMING ? from == VFM_V2_RESUMING : is_saving(target) && is_saving(from)))
+        device->session[0] = '\0';
     device->own_resume_session = target == VFM_V2_RESUMING;
     device->own_save_session = is_saving(target);
     device->state_known = true;

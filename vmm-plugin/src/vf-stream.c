@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "base64.h"
 #include "json-fields.h"
@@ -47,6 +48,30 @@ int vfm_device_pending(struct vfm_device *device, uint64_t *bytes, struct vfm_fa
     return rc;
 }
 
+/* Names our session in a slice's params, once we know it. */
+static int add_session(const struct vfm_device *device, json_object *params)
+{
+    return device->session[0] == '\0' ? 0 : vfm_json_add(params, "session", json_object_new_string(device->session));
+}
+
+/* The session a slice's result names: learnt from the first slice, the same one from then on. */
+static int check_session(struct vfm_device *device, json_object *result, const char *what, struct vfm_failure *failure)
+{
+    const char *session;
+    size_t length;
+
+    if (vfm_json_string(result, "session", &session, &length) != 0 || length == 0 || length >= sizeof(device->session))
+        return vfm_fail(failure, -EPROTO, "%s: the result names no session the plugin can keep", what);
+    if (device->session[0] == '\0') {
+        memcpy(device->session, session, length + 1);
+        return 0;
+    }
+    if (strcmp(device->session, session) != 0)
+        return vfm_fail(failure, -EPROTO, "%s: the agent answered for session %s, not ours (%s)", what, session,
+                        device->session);
+    return 0;
+}
+
 /*
  * One vf.save call for at most `want` bytes, into buffer; *got and *eof say
  * what came back. Whichever way the bytes came, at most `want` of them are
@@ -74,7 +99,8 @@ static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want,
         want = max_bytes;
     sink.capacity = (size_t)want;
     params = vfm_json_vf_params(device->vf);
-    if (params == NULL || vfm_json_add(params, "maxBytes", json_object_new_int64((int64_t)want)) != 0) {
+    if (params == NULL || vfm_json_add(params, "maxBytes", json_object_new_int64((int64_t)want)) != 0 ||
+        add_session(device, params) != 0) {
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "save: out of memory");
     }
@@ -96,7 +122,7 @@ static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want,
                       length, sink.length);
     } else if (!sink.received && vfm_base64_decode_exact(data, data_len, buffer, (size_t)length) != 0) {
         rc = vfm_fail(failure, -EPROTO, "save: vf.save data is not the base64 of %" PRId64 " bytes", length);
-    } else {
+    } else if ((rc = check_session(device, result, "save: vf.save", failure)) == 0) {
         *got = (uint64_t)length;
     }
     json_object_put(result);
@@ -176,7 +202,8 @@ static int load_slice(struct vfm_device *device, const uint8_t *buffer, size_t *
         blob.length = vfm_base64_encode(buffer, *length, device->scratch);
     }
     params = vfm_json_vf_params(device->vf);
-    if (params == NULL || vfm_json_add(params, "offset", json_object_new_int64((int64_t)device->load_offset)) != 0) {
+    if (params == NULL || vfm_json_add(params, "offset", json_object_new_int64((int64_t)device->load_offset)) != 0 ||
+        add_session(device, params) != 0) {
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "load: out of memory");
     }
@@ -189,7 +216,10 @@ static int load_slice(struct vfm_device *device, const uint8_t *buffer, size_t *
         vfm_fail_prefix(failure, "load");
         return rc;
     }
+    rc = check_session(device, result, "load: vf.load", failure);
     json_object_put(result);
+    if (rc != 0)
+        return rc;
     device->load_offset += *length;
     return 0;
 }
