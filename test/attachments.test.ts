@@ -159,3 +159,34 @@ test('forty saves in flight over attachments, answers queued in the agent: no bu
   // Every record's CRC32C, and blob-bench's check of every page against its version.
   t.is((await rpc.call('vf.resume', { vf: 'blob1' })).state, 'RUNNING');
 });
+
+test('a client that asks for forty slices and hangs up: the agent drops their answers, and the next migration of the VF moves byte for byte', async (t) => {
+  const agent = await startAgentProcess({
+    config: { limits: { maxMessageBytes: MAX_MESSAGE_BYTES, maxInFlightPerConnection: 64 }, drivers: [{ driver: 'blob-bench', options: { vfCount: 2, stateBytes: 32 * 1024 * 1024 } }] },
+  });
+  t.teardown(async () => { await agent.stop(); });
+  const gone = await client(t, agent);
+  await gone.enableAttachments();
+  await gone.call('vf.setState', { vf: 'blob0', state: 'STOP_COPY' });
+  const first = await gone.requestAttached('vf.save', { vf: 'blob0', maxBytes: 1024 * 1024, offset: 0 });
+  t.truthy(first.attachment);
+  for (let i = 1; i <= 40; i += 1) gone.sendRaw(`${JSON.stringify({ jsonrpc: '2.0', id: `s${i}`, method: 'vf.save', params: { vf: 'blob0', maxBytes: 1024 * 1024, offset: i * 1024 * 1024 } })}\n`);
+  gone.destroy();
+  // Another connection of the same principal cancels what is left of it (the VMM's cancel), then migrates again.
+  const rpc = await client(t, agent);
+  await rpc.enableAttachments();
+  t.like(await rpc.call('vf.setState', { vf: 'blob0', state: 'RUNNING' }), { state: 'RUNNING' });
+  await rpc.call('vf.setState', { vf: 'blob0', state: 'STOP_COPY' });
+  await rpc.call('vf.setState', { vf: 'blob1', state: 'STOP' });
+  let offset = 0;
+  for (let eof = false; !eof;) {
+    const { response, attachment } = await rpc.requestAttached('vf.save', { vf: 'blob0', maxBytes: 1024 * 1024 });
+    const result = response.result as { offset: number; eof: boolean };
+    t.is(result.offset, offset);
+    const bytes = attachment ?? Buffer.alloc(0);
+    await rpc.requestAttached('vf.load', { vf: 'blob1', offset, data: { attachment: bytes.length } }, bytes);
+    offset += bytes.length;
+    eof = result.eof;
+  }
+  t.is((await rpc.call('vf.resume', { vf: 'blob1' })).state, 'RUNNING', 'every record and every page checked');
+});
