@@ -276,8 +276,8 @@ async function bigStateAgent(t: ExecutionContext): Promise<AgentProcess> {
 }
 const BLOB_BDF = blobBdf(0);
 
-test('fault: the agent killed in the middle of save: a negative return within the timeout, no crash, no leak', async (t) => {
-  const agent = await bigStateAgent(t);
+/** The ASan harness saving the big-state VF as QEMU's source, stopped after two chunks until `release`. */
+async function saveStalled(t: ExecutionContext, agent: AgentProcess): Promise<{ running: Promise<HarnessRun>; release(): void }> {
   const dir = scratchDir(t);
   const stall = stallPoint(dir);
   const running = runHarness({
@@ -285,28 +285,28 @@ test('fault: the agent killed in the middle of save: a negative return within th
     extraArgs: stall.args,
   });
   await stall.reached(running);
+  return { running, release: () => stall.release() };
+}
+
+test('fault: the agent killed in the middle of save: a negative return within the timeout, no crash, no leak', async (t) => {
+  const agent = await bigStateAgent(t);
+  const { running, release } = await saveStalled(t, agent);
   agent.kill();
   await agent.stop();   // gone, not only signalled, before the next save
-  stall.release();
+  release();
   assertCleanFailure(t, await running, 'save', /./, 10000);
 });
 
 test('a session opened under the plugin (its save cancelled and a new one begun by another client): the next save is refused, never read as its own', async (t) => {
   const agent = await bigStateAgent(t);
-  const dir = scratchDir(t);
-  const stall = stallPoint(dir);
-  const running = runHarness({
-    build: ASAN_BUILD, mode: 'source', arg: tcpArg(agent, 2000), devices: [{ bdf: BLOB_BDF, stream: join(dir, 'blob.stream') }],
-    extraArgs: stall.args,
-  });
-  await stall.reached(running);
+  const { running, release } = await saveStalled(t, agent);
   // The same principal (local) on another connection: the agent lets it cancel and start again.
   const other = await RpcClient.connect(agent.tcp);
   t.teardown(() => other.destroy());
   await other.call('vf.setState', { vf: BLOB_BDF, state: 'RUNNING' });
   await other.call('vf.setState', { vf: BLOB_BDF, state: 'STOP_COPY' });
   t.not((await other.call('vf.get', { vf: BLOB_BDF })).session, null);
-  stall.release();
+  release();
   // Refused because the plugin named its own session: without that it would have read on in the new stream.
   assertCleanFailure(t, await running, 'save', /SESSION_UNKNOWN/, 10000);
   // Then QEMU cancels, as after any failed save: the source runs on, whoever had stopped it since.
