@@ -1,7 +1,7 @@
 import test, { type ExecutionContext } from 'ava';
 import { join } from 'node:path';
 import { DriverError } from '../driver.ts';
-import { captureState, type CapturedState, farDeadline, type Fixture, reseal, restoreState, startDriver, startWithIoQueue, tempDir, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
+import { captureState, type CapturedState, editedCopy, farDeadline, type Fixture, reseal, restoreState, startDriver, startWithIoQueue, stopWithStateOfItsOwn, tempDir, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
 import { sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 const SQ_ENTRY = 56;
@@ -16,16 +16,13 @@ async function setup(t: { teardown(fn: () => Promise<void>): void }): Promise<{ 
   const image = await captureState(source.driver, 'nvme0');
   const destination = await startDriver({ serviceTimeUs: 0 }, dataDir);
   t.teardown(destination.close);
-  await destination.guest.enable();
-  await destination.guest.createIoPair(3);
-  await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+  await stopWithStateOfItsOwn(destination);
   return { image, destination };
 }
 
+/** Edited, then sealed again, so that the checks behind the checksum are reached. */
 function edited(payload: Uint8Array, edit: (dv: DataView) => void): Uint8Array {
-  const copy = payload.slice();
-  edit(new DataView(copy.buffer));
-  return reseal(copy);
+  return reseal(editedCopy(payload, edit));
 }
 
 async function refused(

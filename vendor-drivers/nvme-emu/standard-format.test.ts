@@ -8,7 +8,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { DriverError, type HostPort } from '../driver.ts';
 import { decodeState } from './state-decode.ts';
 import { FULL_STATE_FORMAT, STANDARD_STATE_FORMAT } from './state-format.ts';
-import { captureState, type CapturedState, farDeadline, type Fixture, restoreState, startDriver, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
+import { captureState, type CapturedState, editedCopy, farDeadline, type Fixture, restoreState, startDriver, stopWithStateOfItsOwn, tempDir } from '../../test/support/nvme-emu/fixtures.ts';
 import { copyGuestMemory, DATA, IO_QUEUES, pattern, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 const WRITE = 0x01;
@@ -212,17 +212,12 @@ async function refusalSetup(t: ExecutionContext): Promise<{ image: CapturedState
   await source.guest.createIoPair(2);
   await source.driver.setRunLevel('nvme0', 'stopped', farDeadline());
   const image = await captureState(source.driver, 'nvme0', STANDARD_STATE_FORMAT);
-  await destination.guest.enable();
-  await destination.guest.createIoPair(3);
-  await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+  await stopWithStateOfItsOwn(destination);
   return { image, destination };
 }
 
-function edited(payload: Uint8Array, edit: (dv: DataView) => void): Uint8Array {
-  const copy = payload.slice();
-  edit(new DataView(copy.buffer));
-  return copy;
-}
+/** The standard format has no seal of its own: an edit is all it takes. */
+const edited = editedCopy;
 
 test('standard states that are truncated, inconsistent or of another version are refused whole, the destination unchanged', async (t) => {
   const { image, destination } = await refusalSetup(t);

@@ -56,6 +56,20 @@ export function farDeadline(ms = 2000): { deadline: number } {
   return { deadline: performance.now() + ms };
 }
 
+/** Gives `destination` state of its own (an enabled controller with I/O pair 3) and stops it: a load must replace all of it, or nothing. */
+export async function stopWithStateOfItsOwn(destination: Fixture): Promise<void> {
+  await destination.guest.enable();
+  await destination.guest.createIoPair(3);
+  await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+}
+
+/** A copy of `payload` with `edit` applied to its bytes. */
+export function editedCopy(payload: Uint8Array, edit: (dv: DataView) => void): Uint8Array {
+  const copy = payload.slice();
+  edit(new DataView(copy.buffer));
+  return copy;
+}
+
 /** Recomputes the payload's seal, so a test can alter a field and reach the checks behind the checksum. */
 export function reseal(payload: Uint8Array): Uint8Array {
   const copy = payload.slice();
