@@ -280,8 +280,7 @@ export class SaveSession extends MigrationSession {
     }
     // While the VF runs, the driver hands out what it has now; once stopped, until its data ends.
     while (this.#queuedBytes < maxBytes && !this.#dataEnded && (await this.#pull())) { /* pulled a full record */ }
-    const { pieces, owners } = this.#take(maxBytes);
-    const length = pieces.reduce((n, p) => n + p.length, 0);
+    const { pieces, owners, length } = this.#take(maxBytes);
     const start = this.#offset;
     this.#offset += length;
     const remaining = this.pendingBytes;
@@ -357,7 +356,7 @@ export class SaveSession extends MigrationSession {
     }
   }
 
-  #take(maxBytes: number): { pieces: Buffer[]; owners: PooledBuffer[] } {
+  #take(maxBytes: number): { pieces: Buffer[]; owners: PooledBuffer[]; length: number } {
     const parts: Buffer[] = [];
     const owners: PooledBuffer[] = [];
     const hold = (owner: PooledBuffer | undefined): void => {
@@ -390,7 +389,7 @@ export class SaveSession extends MigrationSession {
     this.#queuedInitial -= initial;
     this.#queuedDirty = Math.max(0, this.#queuedDirty - (taken - initial));
     // Views, not a copy: a pooled buffer is not read into again while a slice holds it.
-    return { pieces: parts, owners };
+    return { pieces: parts, owners, length: taken };
   }
 }
 

@@ -92,4 +92,3 @@ function callerOf(ctx: RequestContext, machine: VfMachine): Caller {
 function transition(machine: VfMachine, result: TransitionResult): Transition {
   return { vf: machine.vf.id, ...result, value: vfioStateValue(result.state) };
 }
-

@@ -126,7 +126,7 @@ export class Dispatcher {
       }
       const finished = response === undefined ? [] : finishResponse(response, ids);
       const reply = serialize(Array.isArray(finished) ? [...finished, ...refusals] : finished);
-      return outgoing === undefined ? reply : { text: reply, attachment: outgoing.pieces, onSent: outgoing.onSent };
+      return outgoing === undefined ? reply : { text: reply, attachment: outgoing.bytes, onSent: outgoing.onSent };
     } finally {
       session.release(count);
     }

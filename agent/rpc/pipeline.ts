@@ -12,7 +12,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Attachment } from '../../schemas/types.ts';
 import { Fault } from '../core/faults.ts';
-import type { ConnectionLink } from '../transport/connection.ts';
+import type { ConnectionLink, OutgoingAttachment } from '../transport/connection.ts';
 import type { FramedAttachment } from '../transport/json-text-framer.ts';
 import type { PeerInfo } from '../transport/peer.ts';
 import { InvalidParamsError } from './call-errors.ts';
@@ -20,7 +20,7 @@ import type { RequestContext, VfNames } from './context.ts';
 import { wireError, type ErrorName, type WireError } from './error-catalogue.ts';
 import type { Permission } from './permissions.ts';
 import type { Policy } from './policy.ts';
-import { violations, type MethodSchema, type SchemaRegistry } from './schema-registry.ts';
+import { violations, type MethodSchema, type SchemaRegistry, type SchemaViolation } from './schema-registry.ts';
 
 export type MethodHandler = (params: never, ctx: RequestContext) => Promise<unknown>;
 
@@ -65,7 +65,7 @@ export interface CallCarrier {
   readonly attachment: FramedAttachment | undefined;
   readonly canAttach: boolean;
   /** What the call sends, and what to call once its bytes are written or dropped. */
-  outgoing: { readonly pieces: readonly Uint8Array[]; readonly onSent: () => void } | undefined;
+  outgoing: { readonly bytes: OutgoingAttachment; readonly onSent: () => void } | undefined;
   readonly link: ConnectionLink;
 }
 
@@ -135,13 +135,9 @@ export class CallPipeline {
     if (Array.isArray(given)) {
       return { error: wireError('INVALID_PARAMS', 'params must be an object of named parameters, not an array', { errors: [{ path: '/', message: 'must be object' }] }) };
     }
-    if (!schema.validateParams(given)) {
-      const errors = violations(schema.validateParams.errors);
-      const first = errors[0];
-      return { error: wireError('INVALID_PARAMS', first ? `params${first.path === '/' ? '' : first.path} ${first.message}` : 'params are invalid', { errors }) };
-    }
+    if (!schema.validateParams(given)) return { error: invalidParams(violations(schema.validateParams.errors)) };
     const unmatched = attachmentMismatch(schema, given as Record<string, unknown>, carrier.attachment);
-    if (unmatched !== undefined) return { error: wireError('INVALID_PARAMS', `params${unmatched.path === '/' ? '' : unmatched.path} ${unmatched.message}`, { errors: [unmatched] }) };
+    if (unmatched !== undefined) return { error: invalidParams([unmatched]) };
     // run
     const ctx = new CallContext(peer, schema, subject, policy, log, carrier);
     let result: unknown;
@@ -159,8 +155,14 @@ export class CallPipeline {
   }
 }
 
+/** INVALID_PARAMS naming the first violation, with all of them in `data.errors`. */
+function invalidParams(errors: readonly SchemaViolation[]): WireError {
+  const first = errors[0];
+  return wireError('INVALID_PARAMS', first ? `params${first.path === '/' ? '' : first.path} ${first.message}` : 'params are invalid', { errors });
+}
+
 /** Why the request's attachment and what its params name do not go together; undefined when they do. */
-function attachmentMismatch(schema: MethodSchema, params: Record<string, unknown>, attachment: FramedAttachment | undefined): { path: string; message: string } | undefined {
+function attachmentMismatch(schema: MethodSchema, params: Record<string, unknown>, attachment: FramedAttachment | undefined): SchemaViolation | undefined {
   const field = schema.attachment.params;
   const named = field === undefined ? undefined : params[field];
   const ref = isRecord(named) ? (named as unknown as Attachment) : undefined;
@@ -217,8 +219,9 @@ class CallContext implements RequestContext {
   attach(pieces: readonly Uint8Array[], onSent: () => void = () => undefined): Attachment | undefined {
     if (!this.#carrier.canAttach || this.#schema.attachment.result === undefined) return undefined;
     this.#carrier.outgoing?.onSent();
-    this.#carrier.outgoing = { pieces, onSent };
-    return { attachment: pieces.reduce((n, piece) => n + piece.length, 0) };
+    const bytes = { pieces, length: pieces.reduce((n, piece) => n + piece.length, 0) };
+    this.#carrier.outgoing = { bytes, onSent };
+    return { attachment: bytes.length };
   }
 
   enableAttachments(): void {

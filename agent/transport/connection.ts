@@ -17,8 +17,14 @@ import type { Logger } from 'pino';
 import { attachmentFrameHeader, JsonTextFramer, MessageTooLargeError, type FramedMessage } from './json-text-framer.ts';
 
 /** A response: its text (or pieces of it, written in order), and the attachment to send before it. */
+/** The bytes of an attachment a reply sends, in pieces written in order, and their total. */
+export interface OutgoingAttachment {
+  readonly pieces: readonly Uint8Array[];
+  readonly length: number;
+}
+
 /** A reply with an attachment says when its pieces are no longer needed: `onSent`, called once, written or dropped. */
-export type Reply = string | readonly string[] | { readonly text: string | readonly string[]; readonly attachment: readonly Uint8Array[]; readonly onSent: () => void };
+export type Reply = string | readonly string[] | { readonly text: string | readonly string[]; readonly attachment: OutgoingAttachment; readonly onSent: () => void };
 
 /** What the layer above may ask of the connection a message came on. */
 export interface ConnectionLink {
@@ -123,8 +129,8 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
       socket.cork();
       const text = 'attachment' in response ? response.text : response;
       if ('attachment' in response) {
-        socket.write(attachmentFrameHeader(response.attachment.reduce((n, piece) => n + piece.length, 0)));
-        for (const piece of response.attachment) socket.write(piece);
+        socket.write(attachmentFrameHeader(response.attachment.length));
+        for (const piece of response.attachment.pieces) socket.write(piece);
       }
       if (typeof text === 'string') socket.write(text);
       else for (const piece of text) socket.write(piece);
