@@ -70,7 +70,12 @@ export async function assembleAgent(config: ResolvedConfig, log: Logger, options
   const startedAt = new Date();
   const version = packageVersion();
   const drivers = config.drivers.map(createDriver);
-  const core = new MigrationCore(drivers, { maxStateBytes: config.limits.maxStateBytes, maxQueuedCalls: config.limits.maxQueuedCallsPerVf }, log);
+  const core = new MigrationCore(drivers, {
+    maxStateBytes: config.limits.maxStateBytes,
+    maxQueuedCalls: config.limits.maxQueuedCallsPerVf,
+    defaultLeaseMs: config.leases.defaultMs,
+    maxLeaseMs: config.leases.maxMs,
+  }, log);
   await core.start();
 
   const openRpc = buildOpenRpcDocument(schemas, { version, apiVersion: API_VERSION }) as unknown as OpenrpcDocument;

@@ -11,6 +11,7 @@ import { SCHEMAS_DIR, type SchemaRegistry } from './rpc/schema-registry.ts';
 import { resolveGroup, resolveUser, type UnixSocketAccess } from './transport/unix-access.ts';
 
 export type ResolvedLimits = Required<NonNullable<Config['limits']>>;
+export type ResolvedLeases = Required<NonNullable<Config['leases']>>;
 
 export interface ResolvedTls extends Required<Omit<TlsConfig, 'crl'>> {
   readonly crl: string | undefined;
@@ -25,6 +26,7 @@ export interface ResolvedConfig {
   readonly logLevel: NonNullable<Config['logLevel']>;
   readonly auditLog: string | undefined;
   readonly limits: ResolvedLimits;
+  readonly leases: ResolvedLeases;
   readonly drivers: NonNullable<Config['drivers']>;
 }
 
@@ -51,6 +53,7 @@ function defaultOf<T>(path: string): T {
 }
 
 const DEFAULT_LIMITS = defaultsOf('limits') as unknown as ResolvedLimits;
+const DEFAULT_LEASES = defaultsOf('leases') as unknown as ResolvedLeases;
 export const DEFAULT_LISTEN = defaultOf<string[]>('listen');
 
 /** With no config file: the software NVMe driver, its defaults, and its host port on so a guest can use it. */
@@ -86,6 +89,8 @@ export function resolveConfig(file: Config, overrides: { listen?: readonly strin
   if (limits.maxBatchLength > limits.maxInFlightPerConnection) {
     throw new ConfigError(`limits.maxBatchLength (${limits.maxBatchLength}) must not exceed limits.maxInFlightPerConnection (${limits.maxInFlightPerConnection}): a batch runs whole`);
   }
+  const leases = { ...DEFAULT_LEASES, ...file.leases };
+  if (leases.defaultMs > leases.maxMs) throw new ConfigError(`leases.defaultMs (${leases.defaultMs}) must not exceed leases.maxMs (${leases.maxMs})`);
   const listen = overrides.listen !== undefined && overrides.listen.length > 0 ? overrides.listen : file.listen ?? DEFAULT_LISTEN;
   if (file.tls === undefined && listen.some((l) => l.startsWith('tls://'))) {
     throw new ConfigError('a tls:// listener needs the "tls" section (cert, key, ca)');
@@ -106,6 +111,7 @@ export function resolveConfig(file: Config, overrides: { listen?: readonly strin
     logLevel,
     auditLog: file.auditLog,
     limits,
+    leases,
     drivers: file.drivers ?? DEFAULT_DRIVERS,
   };
 }

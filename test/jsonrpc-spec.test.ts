@@ -188,8 +188,8 @@ test('§7 mixed batch: a response per request, none for the notification, in req
   t.deepEqual(byId.get('2'), { jsonrpc: '2.0', result: { vf: 'blob1', state: 'RUNNING', value: 2 }, id: '2' });
   t.deepEqual(specError(byId.get('5')), { code: -32601, message: 'Method not found', id: '5' });
   t.deepEqual((byId.get('9')?.result as Json).vfs, [
-    { id: 'blob0', bdf: '0000:5e:00.0', driver: 'blob-bench', kind: 'blob', state: 'RUNNING' },
-    { id: 'blob1', bdf: '0000:5e:00.1', driver: 'blob-bench', kind: 'blob', state: 'RUNNING' },
+    { id: 'blob0', bdf: '0000:5e:00.0', driver: 'blob-bench', kind: 'blob', state: 'RUNNING', stranded: false },
+    { id: 'blob1', bdf: '0000:5e:00.1', driver: 'blob-bench', kind: 'blob', state: 'RUNNING', stranded: false },
   ]);
   const invalid = responses.filter((x) => x.id === null);
   t.deepEqual(invalid.map(specError), [{ code: -32600, message: 'Invalid Request', id: null }]);
@@ -303,8 +303,8 @@ test('the stock jayson TCP client calls vf.list and reads the result', async (t)
   t.is(response.jsonrpc, '2.0');
   t.is(typeof response.id, 'string');
   t.deepEqual((response.result as Json).vfs, [
-    { id: 'blob0', bdf: '0000:5e:00.0', driver: 'blob-bench', kind: 'blob', state: 'RUNNING' },
-    { id: 'blob1', bdf: '0000:5e:00.1', driver: 'blob-bench', kind: 'blob', state: 'RUNNING' },
+    { id: 'blob0', bdf: '0000:5e:00.0', driver: 'blob-bench', kind: 'blob', state: 'RUNNING', stranded: false },
+    { id: 'blob1', bdf: '0000:5e:00.1', driver: 'blob-bench', kind: 'blob', state: 'RUNNING', stranded: false },
   ]);
   // ...and an error comes back as a JSON-RPC error object.
   const failed = await new Promise<Json>((resolve, reject) => {

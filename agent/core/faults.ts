@@ -16,7 +16,8 @@ export type FaultName =
   | 'FEATURE_DISABLED'
   | 'DRIVER_FAILURE'
   | 'NOT_SESSION_OWNER'
-  | 'SESSION_UNKNOWN';
+  | 'SESSION_UNKNOWN'
+  | 'NO_MIGRATION';
 
 /** Facts a caller needs to act on a fault (current state, expected offset, ...). */
 export type FaultDetails = Record<string, string | number | boolean | null | string[]>;

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { DriverCapabilities, HealthCheck, HostPort, StateFormat, VendorDriver, VfDescription } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 import type { SessionInfo } from './migration-session.ts';
-import { VfMachine, type VfMachineLimits } from './vf-machine.ts';
+import { VfMachine, type MigrationInfo, type VfMachineLimits } from './vf-machine.ts';
 import type { VfioStateName } from './vfio-states.ts';
 
 /** A VF as listed: its names, its driver and its state. */
@@ -16,6 +16,8 @@ export interface VfSummary {
   readonly driver: string;
   readonly kind: string;
   readonly state: VfioStateName;
+  /** Its lease expired and it stays stopped until a call says which side runs. */
+  readonly stranded: boolean;
 }
 
 /** A VF in detail, as its driver describes it now. */
@@ -25,6 +27,8 @@ export interface VfDetails extends VfSummary {
   readonly description: VfDescription;
   /** The save or resume session open on the VF, if any. */
   readonly session: SessionInfo | undefined;
+  /** The migration the VF is in, if any. */
+  readonly migration: MigrationInfo | undefined;
 }
 
 export interface DriverSummary {
@@ -78,7 +82,7 @@ export class MigrationCore {
   }
 
   summary(machine: VfMachine): VfSummary {
-    return { id: machine.vf.id, bdf: machine.vf.bdf, driver: machine.driver.name, kind: machine.vf.kind, state: machine.state };
+    return { id: machine.vf.id, bdf: machine.vf.bdf, driver: machine.driver.name, kind: machine.vf.kind, state: machine.state, stranded: machine.stranded };
   }
 
   details(ref: string): VfDetails {
@@ -89,6 +93,7 @@ export class MigrationCore {
       stateFormats: machine.driver.stateFormats,
       description: machine.driver.describe(machine.vf.id),
       session: machine.sessionInfo,
+      migration: machine.migrationInfo,
     };
   }
 
@@ -109,7 +114,7 @@ export class MigrationCore {
     }));
   }
 
-  /** Every driver's checks, and the core's own: no VF in ERROR. A driver that fails its check is reported, not thrown. */
+  /** Every driver's checks, and the core's own: no VF in ERROR, none stranded. A driver that fails its check is reported, not thrown. */
   async health(): Promise<AttributedHealthCheck[]> {
     const perDriver = await Promise.all(this.drivers.map(async (d) => {
       try {
@@ -119,9 +124,14 @@ export class MigrationCore {
       }
     }));
     const inError = this.machines.filter((m) => m.state === 'ERROR').map((m) => m.vf.id);
+    const stranded = this.machines.filter((m) => m.stranded).map((m) => m.vf.id);
     return [
       ...perDriver.flat(),
       { driver: 'core', name: 'vfs-not-in-error', ok: inError.length === 0, detail: inError.length === 0 ? 'no VF is in ERROR' : `in ERROR: ${inError.join(', ')}` },
+      {
+        driver: 'core', name: 'vfs-not-stranded', ok: stranded.length === 0,
+        detail: stranded.length === 0 ? 'no VF is stranded' : `stranded (lease expired after the state left; stopped until vf.resume or vf.reset): ${stranded.join(', ')}`,
+      },
     ];
   }
 

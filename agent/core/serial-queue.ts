@@ -28,6 +28,11 @@ export class SerialQueue {
     if (this.waiting >= this.maxWaiting) {
       return Promise.reject(new Fault('VF_BUSY', `${this.label} already has ${this.waiting} calls queued; retry later`, { ...this.busyDetails(), queued: this.waiting }));
     }
+    return this.runAlways(operation);
+  }
+
+  /** Queues the agent's own work (a lease's expiry): never refused as busy, since nobody could retry it. */
+  runAlways<T>(operation: () => Promise<T>): Promise<T> {
     this.waiting += 1;
     const result = this.tail.then(operation);
     // The next operation waits for this one whatever its outcome.

@@ -10,60 +10,17 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
-import { bufferedLoadStream, bufferedSaveStream } from '../../vendor-drivers/buffered-streams.ts';
-import {
-  DriverError, type DeviceLoadStream, type DeviceSaveStream, type HostPort, type RunLevel, type RunLevelChange, type VendorDriver,
-} from '../../vendor-drivers/driver.ts';
+import { FAKE_FORMAT as FORMAT, FAKE_IDENTITY as IDENTITY, FakeDriver } from '../../test/support/fake-driver.ts';
+import { DriverError, type HostPort } from '../../vendor-drivers/driver.ts';
 import { Fault, type FaultName } from './faults.ts';
 import { bufferSlice, sliceBytes, type SliceSource } from './migration-session.ts';
 import { encodeEnvelope } from './state-envelope.ts';
 import { RecordStreamReader, RecordStreamWriter } from './state-records.ts';
 import { AGENT_CALLER, VfMachine, type VfMachineLimits } from './vf-machine.ts';
 
-const FORMAT = { name: 'fake', version: 1 };
-const IDENTITY = { model: 'vfmigd/fake' };
 const SECOND = 1000;
 
-/** A driver of one VF whose run-level changes can be made to fail or to wait. */
-class FakeDriver implements VendorDriver {
-  readonly name = 'fake';
-  get capabilities() { return { p2p: true, preCopy: false, dirtyTracking: false, hostPort: this.port !== undefined }; }
-  readonly stateFormats = [FORMAT];
-  level: RunLevel = 'running';
-  payload: Buffer = Buffer.from('the device state of the fake VF');
-  /** Called before each run-level change; throw from it to refuse that change. */
-  onRunLevel: (from: RunLevel, to: RunLevel) => Promise<void> | void = () => undefined;
-  port: HostPort | undefined;
-
-  async start(): Promise<void> {}
-  async stop(): Promise<void> {}
-  listVfs() { return [{ id: 'vf0', bdf: '0000:01:00.1', kind: 'fake' }]; }
-  describe(id: string) { return { id, bdf: '0000:01:00.1', kind: 'fake', identity: IDENTITY, details: {} }; }
-  async setRunLevel(_id: string, level: RunLevel): Promise<RunLevelChange> {
-    await this.onRunLevel(this.level, level);
-    this.level = level;
-    return { drainedCommands: 0 };
-  }
-  openSave(): DeviceSaveStream {
-    return bufferedSaveStream(Buffer.from(this.payload));
-  }
-  checkIdentity(): void {}
-  openLoad(): DeviceLoadStream {
-    return bufferedLoadStream(1 << 20, async (payload) => {
-      if (payload.toString().startsWith('bad')) throw new DriverError('corrupt-state', 'the payload says it is bad');
-      this.payload = payload;
-    });
-  }
-  stopCopyBytes(): number { return this.payload.length; }
-  async reset(): Promise<void> { this.level = 'running'; }
-  async health() { return []; }
-  hostPort(): HostPort {
-    if (this.port === undefined) throw new Error('no host port: capabilities.hostPort is false');
-    return this.port;
-  }
-}
-
-const LIMITS: VfMachineLimits = { maxStateBytes: 1 << 20, maxQueuedCalls: 8 };
+const LIMITS: VfMachineLimits = { maxStateBytes: 1 << 20, maxQueuedCalls: 8, defaultLeaseMs: 600000, maxLeaseMs: 600000 };
 
 function machine(limits: VfMachineLimits = LIMITS): { vf: VfMachine; driver: FakeDriver } {
   const driver = new FakeDriver();

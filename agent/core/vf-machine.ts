@@ -17,12 +17,13 @@ import type { Logger } from 'pino';
 import type { DeviceLoadStream, HostPort, RunLevel, StateFormat, VendorDriver, VfDescriptor } from '../../vendor-drivers/driver.ts';
 import { DriverError } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
+import { Lease, SYSTEM_CLOCK, type LeaseClock, type LeaseLimits } from './migration-lease.ts';
 import { ResumeSession, SaveSession, streamBytes, type SaveSlice, type SessionInfo, type SliceSource } from './migration-session.ts';
 import { SerialQueue } from './serial-queue.ts';
 import type { StreamDescriptor, StreamFormat } from './state-records.ts';
 import { SAVING_STATES, routeTo, type MigrationFeatures, type VfioStateName } from './vfio-states.ts';
 
-export interface VfMachineLimits {
+export interface VfMachineLimits extends LeaseLimits {
   /** Largest v1 state accepted by `load` (a v1 state is one envelope, read whole). */
   readonly maxStateBytes: number;
   /** Calls that may wait for a VF before further ones are refused as busy. */
@@ -85,6 +86,42 @@ export interface Caller {
   readonly admin: boolean;
   /** Bound to the call (connection, principal, method); the VF's own logger otherwise. */
   readonly log?: Logger;
+  /** The lease the call asks for on the VF's migration, from now on (checked against the maximum by the caller's layer). */
+  readonly leaseMs?: number;
+}
+
+/**
+ * A VF's migration, from the call that took it out of RUNNING until it
+ * runs again: whose it is, what has happened to it so far (what a lease's
+ * expiry must not undo), and its lease.
+ */
+interface Migration {
+  readonly owner: string;
+  /** Becomes `destination` when a resume session opens. */
+  role: 'source' | 'destination';
+  /** A save session handed out the stream's last byte: the VF may run on a destination. */
+  readToEnd: boolean;
+  /** A loaded state was applied: this may be the only running copy of the device. */
+  applied: boolean;
+  /** Undefined once the lease has ended (stranded, a dropped resume) or in ERROR. */
+  lease: Lease | undefined;
+  stranded: { readonly since: number; readonly reason: string } | undefined;
+}
+
+/** The migration a VF is in, as plain data (vf.get). */
+export interface MigrationInfo {
+  readonly owner: string;
+  readonly role: 'source' | 'destination';
+  readonly readToEnd: boolean;
+  readonly applied: boolean;
+  readonly lease: { readonly leaseMs: number; readonly expiresAt: string } | null;
+  readonly stranded: { readonly since: string; readonly reason: string } | null;
+}
+
+export interface LeaseReport {
+  readonly state: VfioStateName;
+  readonly leaseMs: number;
+  readonly expiresAt: string;
 }
 
 /** The agent acting on its own (and unit tests): holds every right. */
@@ -99,6 +136,8 @@ type Session = SaveSession | ResumeSession;
 interface UndoPoint {
   readonly state: VfioStateName;
   readonly session: Session | undefined;
+  /** What the migration had come to (a refused resume does not make a destination). */
+  readonly progress: Pick<Migration, 'role' | 'readToEnd' | 'applied'> | undefined;
 }
 
 /** The largest record a resume holds at once; writers use 1 MiB. */
@@ -115,18 +154,20 @@ export class VfMachine {
   private undoPoint: UndoPoint | undefined;
   /** The format a save being opened by the running call was asked to be in. */
   private saveFormatWanted: StateFormat | undefined;
-  /** The principal whose migration this VF is in, from its first step away from RUNNING until it runs again. */
-  private migrationOwner: string | undefined;
+  /** The migration this VF is in, from its first step away from RUNNING until it runs again. */
+  private migration: Migration | undefined;
   private readonly queue: SerialQueue;
   private readonly limits: VfMachineLimits;
   private readonly log: Logger;
+  private readonly clock: LeaseClock;
 
-  constructor(vf: VfDescriptor, driver: VendorDriver, limits: VfMachineLimits, log: Logger) {
+  constructor(vf: VfDescriptor, driver: VendorDriver, limits: VfMachineLimits, log: Logger, clock: LeaseClock = SYSTEM_CLOCK) {
     this.vf = vf;
     this.driver = driver;
     this.features = { p2p: driver.capabilities.p2p, preCopy: driver.capabilities.preCopy };
     this.limits = limits;
     this.log = log;
+    this.clock = clock;
     this.queue = new SerialQueue(`VF ${vf.id}`, limits.maxQueuedCalls, () => ({ state: this.currentState }));
   }
 
@@ -137,7 +178,55 @@ export class VfMachine {
 
   /** The principal whose migration the VF is in, if any. */
   get owner(): string | undefined {
-    return this.migrationOwner;
+    return this.migration?.owner;
+  }
+
+  /** The longest lease a call may ask for. */
+  get maxLeaseMs(): number {
+    return this.limits.maxLeaseMs;
+  }
+
+  /** Its lease expired and it stays stopped until a call says which side runs. */
+  get stranded(): boolean {
+    return this.migration?.stranded !== undefined;
+  }
+
+  /** The migration the VF is in, as plain data. */
+  get migrationInfo(): MigrationInfo | undefined {
+    const m = this.migration;
+    if (m === undefined) return undefined;
+    const iso = (ms: number): string => new Date(ms).toISOString();
+    return {
+      owner: m.owner,
+      role: m.role,
+      readToEnd: m.readToEnd,
+      applied: m.applied,
+      lease: m.lease === undefined ? null : { leaseMs: m.lease.durationMs, expiresAt: iso(m.lease.expiresAt) },
+      stranded: m.stranded === undefined ? null : { since: iso(m.stranded.since), reason: m.stranded.reason },
+    };
+  }
+
+  /**
+   * A call of the owner that changes nothing (vf.pending, a poll): it is
+   * alive, so its lease goes on. Not queued: it only moves a deadline.
+   */
+  touch(principal: string): void {
+    if (this.migration?.owner === principal) this.migration.lease?.extend();
+  }
+
+  /** vf.renewLease: the lease from now on, changing nothing else. */
+  renewLease(caller: Caller, session?: string): Promise<LeaseReport> {
+    return this.call(caller, async () => {
+      this.requireSession(session);
+      const lease = this.migration?.lease;
+      if (lease === undefined) {
+        const why = this.migration?.stranded !== undefined ? 'it is stranded: its lease expired; vf.resume or vf.reset says which side runs'
+          : this.migration !== undefined ? 'its lease has ended' : this.currentState === 'ERROR' ? 'it is in ERROR' : 'it is in no migration';
+        throw new Fault('NO_MIGRATION', `VF ${this.vf.id} has no lease to renew: ${why}`, { stranded: this.stranded });
+      }
+      lease.extend(caller.leaseMs);
+      return { state: this.currentState, leaseMs: lease.durationMs, expiresAt: new Date(lease.expiresAt).toISOString() };
+    });
   }
 
   /** The session open on the VF, as plain data. */
@@ -186,7 +275,9 @@ export class VfMachine {
       }
       open.continueAs(session);
       try {
-        return { ...(await open.slice(maxBytes, offset)), session: open.id };
+        const slice = await open.slice(maxBytes, offset);
+        if (slice.eof && this.migration !== undefined) this.migration.readToEnd = true;
+        return { ...slice, session: open.id };
       } catch (error) {
         throw this.asFault(error, 'save');
       }
@@ -319,6 +410,7 @@ export class VfMachine {
     const log = caller.log ?? this.log;
     return this.queue.run(async () => {
       this.checkOwner(caller);
+      const before = this.currentState;
       this.undoPoint = this.here();
       try {
         return await body(log);
@@ -328,7 +420,7 @@ export class VfMachine {
         throw error;
       } finally {
         this.undoPoint = undefined;
-        this.settleOwner(caller, log);
+        this.settleMigration(caller, log, before);
       }
     });
   }
@@ -340,24 +432,113 @@ export class VfMachine {
    * and go on: ownership is the principal's, not the connection's.
    */
   private checkOwner(caller: Caller): void {
-    const owner = this.migrationOwner;
+    const owner = this.migration?.owner;
     if (owner === undefined || owner === caller.principal || caller.admin) return;
     throw new Fault('NOT_SESSION_OWNER', `VF ${this.vf.id} is in a migration (${this.currentState}) begun by principal "${owner}"; only it, or a principal granted admin, may change the VF until it runs again`, { state: this.currentState });
   }
 
-  /** After a call: a VF that runs belongs to no migration; one that left RUNNING belongs to whoever took it away. */
-  private settleOwner(caller: Caller, log: Logger): void {
+  /**
+   * After a call: a VF that runs belongs to no migration; one that left
+   * RUNNING belongs to whoever took it away, under a lease that this call
+   * (any call of the migration) extends. A VF in ERROR keeps its owner but
+   * no lease: only a reset leaves ERROR. A VF whose lease has ended
+   * (stranded, or a dropped resume) gets a new one only from a call that
+   * moves it: looking at it keeps nothing going.
+   */
+  private settleMigration(caller: Caller, log: Logger, before: VfioStateName): void {
+    const m = this.migration;
     if (this.currentState === 'RUNNING') {
-      if (this.migrationOwner !== undefined) log.debug({ phase: 'ownership', owner: this.migrationOwner }, 'migration ended; VF owned by nobody');
-      this.migrationOwner = undefined;
-    } else if (this.migrationOwner === undefined) {
-      this.migrationOwner = caller.principal;
-      log.debug({ phase: 'ownership', owner: caller.principal }, 'migration begun; VF owned by its principal');
+      if (m !== undefined) log.debug({ phase: 'ownership', owner: m.owner }, 'migration ended; VF owned by nobody');
+      m?.lease?.end();
+      this.migration = undefined;
+      return;
+    }
+    if (m === undefined) {
+      const role = this.session instanceof ResumeSession ? 'destination' : 'source';
+      this.migration = { owner: caller.principal, role, readToEnd: false, applied: false, lease: this.newLease(caller), stranded: undefined };
+      log.debug({ phase: 'ownership', owner: caller.principal, leaseMs: this.migration.lease?.durationMs }, 'migration begun; VF owned by its principal, under a lease');
+      return;
+    }
+    if (this.currentState === 'ERROR') {
+      m.lease?.end();
+      m.lease = undefined;
+      return;
+    }
+    if (m.lease !== undefined) {
+      m.lease.extend(caller.leaseMs);
+    } else if (this.currentState !== before) {
+      if (m.stranded !== undefined) log.info({ phase: 'lease', from: before, state: this.currentState }, 'stranded VF moved by a call; under a lease again');
+      m.stranded = undefined;
+      m.lease = this.newLease(caller);
+    }
+  }
+
+  private newLease(caller: Caller): Lease {
+    return new Lease(caller.leaseMs ?? this.limits.defaultLeaseMs, this.clock, (lease) => {
+      this.queue.runAlways(() => this.expire(lease)).catch((error: unknown) => {
+        this.log.error({ phase: 'lease', err: error instanceof Error ? error.message : String(error) }, 'lease expiry failed');
+      });
+    });
+  }
+
+  /**
+   * The owner has made no call for the lease's length: end the migration
+   * without making anything worse (issue: a VMM gone after a quiesce must
+   * not leave the guest's I/O hung, and a resume must never run a device
+   * on both sides):
+   *  - a resume in progress drops what it received: the VF is back in STOP;
+   *  - a VF whose state was read to the end, or that applied a migrated
+   *    state, may be (or have been made) the running copy elsewhere: it
+   *    stays stopped and is reported stranded;
+   *  - a destination whose resume was dropped stays in STOP;
+   *  - any other source runs again, as VFIO's cancel: every fetched command
+   *    completes once, unfetched ones are fetched then.
+   */
+  private async expire(lease: Lease): Promise<void> {
+    const m = this.migration;
+    if (m === undefined || m.lease !== lease) return;
+    if (!lease.expired()) {
+      // A call queued before this expiry extended the lease.
+      lease.rearm();
+      return;
+    }
+    lease.end();
+    m.lease = undefined;
+    const from = this.currentState;
+    const log = this.log.child({ phase: 'lease' });
+    log.warn({ owner: m.owner, state: from, leaseMs: lease.durationMs, role: m.role, readToEnd: m.readToEnd, applied: m.applied }, 'migration lease expired');
+    if (this.session instanceof ResumeSession) {
+      log.warn({ session: this.session.id, bytes: this.session.bytes }, 'resume dropped: the state received so far is discarded');
+      this.dropSession();
+      this.currentState = 'STOP';
+    }
+    if (m.readToEnd || m.applied) {
+      if (this.session !== undefined) this.endSession(log);
+      if (SAVING_STATES.has(this.currentState)) this.currentState = 'STOP';
+      const reason = m.applied
+        ? 'its lease expired after it applied a migrated state: it may be the only copy of the device, or the source may run it again'
+        : 'its lease expired after its whole state was read: it may already run on the destination';
+      m.stranded = { since: this.clock.wall(), reason };
+      log.error({ state: this.currentState, reason }, 'VF stranded: stays stopped until vf.resume or vf.reset');
+      return;
+    }
+    if (m.role === 'destination') {
+      log.warn({ state: this.currentState }, 'destination left stopped, as it was before its resume');
+      return;
+    }
+    try {
+      const done = await this.transition('RUNNING', UNDO_TIMEOUT_MS, AGENT_CALLER, log);
+      log.warn({ from, state: done.state, path: done.path }, 'migration cancelled: the VF runs again');
+    } catch (error) {
+      log.error({ from, state: this.currentState, err: error instanceof Error ? error.message : String(error) }, 'migration could not be cancelled');
+    } finally {
+      this.settleMigration(AGENT_CALLER, log, from);
     }
   }
 
   private here(): UndoPoint {
-    return { state: this.currentState, session: this.session };
+    const m = this.migration;
+    return { state: this.currentState, session: this.session, progress: m === undefined ? undefined : { role: m.role, readToEnd: m.readToEnd, applied: m.applied } };
   }
 
   /** A call that names a session continues that one: refused, before anything happens, if it is not open. */
@@ -397,6 +578,7 @@ export class VfMachine {
     this.currentState = to.state;
     if (this.session !== to.session) this.session?.abandon();
     this.session = to.session;
+    if (this.migration !== undefined && to.progress !== undefined) Object.assign(this.migration, to.progress);
     if (at !== to.state) log.info({ phase: 'undo', from: at, state: to.state }, 'refused call put back');
   }
 
@@ -455,6 +637,7 @@ export class VfMachine {
       const limits = { maxRecordBytes: MAX_RECORD_BYTES, maxV1StateBytes: this.limits.maxStateBytes };
       const session = new ResumeSession(this.vf.id, caller.principal, limits, (descriptor) => this.openLoad(descriptor, log));
       this.session = session;
+      if (this.migration !== undefined) this.migration.role = 'destination';
       log.info({ phase: 'load', session: session.id }, 'resume session opened');
     }
     return drained;
@@ -530,6 +713,7 @@ export class VfMachine {
     try {
       if (session === undefined) throw new Fault('STATE_CORRUPT', 'no state was loaded');
       await session.commit();
+      if (this.migration !== undefined) this.migration.applied = true;
       log.info({ phase: 'load', session: session.id, totalBytes: session.bytes }, 'state applied');
     } catch (error) {
       const fault = this.asFault(error, 'RESUMING→STOP');

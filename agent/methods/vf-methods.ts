@@ -7,6 +7,7 @@ import { markBase64 } from '../rpc/base64-fields.ts';
 import type { StreamDescriptor } from '../core/state-records.ts';
 import { piecesSlice, sliceBytes } from '../core/migration-session.ts';
 import type { Transition } from '../../schemas/types.ts';
+import { InvalidParamsError } from '../rpc/call-errors.ts';
 import { base64Slice, type MethodHandlers } from './method-table.ts';
 
 const DEFAULT_TIMEOUT_MS = 5000;
@@ -14,7 +15,7 @@ const DEFAULT_SLICE_BYTES = 1024 * 1024;
 
 type VfHandlers = Pick<MethodHandlers,
   'vf.list' | 'vf.get' | 'vf.getState' | 'vf.setState' | 'vf.quiesce' | 'vf.resume' | 'vf.save' | 'vf.load' | 'vf.pending' | 'vf.reset'
-  | 'vf.formats' | 'vf.stateDescriptor' | 'vf.checkCompatibility' | 'vf.precopyInfo'>;
+  | 'vf.formats' | 'vf.stateDescriptor' | 'vf.checkCompatibility' | 'vf.precopyInfo' | 'vf.renewLease'>;
 
 export function vfHandlers(core: MigrationCore): VfHandlers {
   return {
@@ -23,7 +24,7 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       vfs: core.list().map((m) => core.summary(m)).filter((s) => (driver === undefined || s.driver === driver) && ctx.may('read', s)),
     }),
     'vf.get': async ({ vf }) => {
-      const { capabilities, stateFormats, description, session, ...summary } = core.details(vf);
+      const { capabilities, stateFormats, description, session, migration, ...summary } = core.details(vf);
       return {
         ...summary,
         capabilities: { ...capabilities },
@@ -31,19 +32,25 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
         stateFormats: stateFormats.map((f) => ({ ...f })),
         identity: { ...description.identity },
         session: session ?? null,
+        migration: migration ?? null,
       };
     },
-    'vf.getState': async ({ vf }) => {
-      const machine = core.lookup(vf);
+    // The VMM polls these while a migration runs: the owner's polls keep its lease.
+    'vf.getState': async ({ vf }, ctx) => {
+      const machine = touched(core, vf, ctx);
       return { vf: machine.vf.id, state: machine.state, value: vfioStateValue(machine.state) };
     },
-    'vf.setState': async ({ vf, state, timeoutMs }, ctx) => {
+    'vf.setState': async ({ vf, state, timeoutMs, leaseMs }, ctx) => {
       const machine = core.lookup(vf);
-      return transition(machine, await machine.setState(state, timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine)));
+      return transition(machine, await machine.setState(state, timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine, leaseMs)));
     },
-    'vf.quiesce': async ({ vf, timeoutMs }, ctx) => {
+    'vf.quiesce': async ({ vf, timeoutMs, leaseMs }, ctx) => {
       const machine = core.lookup(vf);
-      return transition(machine, await machine.quiesce(timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine)));
+      return transition(machine, await machine.quiesce(timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine, leaseMs)));
+    },
+    'vf.renewLease': async ({ vf, session, leaseMs }, ctx) => {
+      const machine = core.lookup(vf);
+      return { vf: machine.vf.id, ...(await machine.renewLease(callerOf(ctx, machine, leaseMs), session)) };
     },
     'vf.resume': async ({ vf, timeoutMs }, ctx) => {
       const machine = core.lookup(vf);
@@ -53,9 +60,9 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       const machine = core.lookup(vf);
       return transition(machine, await machine.reset(callerOf(ctx, machine)));
     },
-    'vf.save': async ({ vf, maxBytes, offset, session, format }, ctx) => {
+    'vf.save': async ({ vf, maxBytes, offset, session, format, leaseMs }, ctx) => {
       const machine = core.lookup(vf);
-      const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session, format);
+      const slice = await machine.save(maxBytes ?? DEFAULT_SLICE_BYTES, offset, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine, leaseMs), session, format);
       const result = {
         offset: slice.offset,
         length: slice.length,
@@ -70,23 +77,37 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       slice.release();
       return markBase64({ data: base64, ...result }, 'data');
     },
-    'vf.load': async ({ vf, offset, data, session }, ctx) => {
+    'vf.load': async ({ vf, offset, data, session, leaseMs }, ctx) => {
       const machine = core.lookup(vf);
       const bytes = typeof data === 'string' ? base64Slice(data, '/data') : piecesSlice(ctx.attachment(data), data.attachment);
-      return machine.load(offset, bytes, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session);
+      return machine.load(offset, bytes, DEFAULT_TIMEOUT_MS, callerOf(ctx, machine, leaseMs), session);
     },
-    'vf.pending': async ({ vf }) => core.lookup(vf).pending(),
+    'vf.pending': async ({ vf }, ctx) => touched(core, vf, ctx).pending(),
     'vf.formats': async ({ vf }) => ({ formats: core.lookup(vf).formats() }),
-    'vf.precopyInfo': async ({ vf }) => core.lookup(vf).precopyInfo(),
+    'vf.precopyInfo': async ({ vf }, ctx) => touched(core, vf, ctx).precopyInfo(),
     'vf.stateDescriptor': async ({ vf, format }) => ({ descriptor: core.lookup(vf).stateDescriptor(format) }),
     // The schema has checked the descriptor's shape; its identity is JSON, as a stream's is.
     'vf.checkCompatibility': async ({ vf, descriptor }) => core.lookup(vf).checkCompatibility(descriptor as StreamDescriptor),
   };
 }
 
-/** The caller of a state-changing call, as the migration core needs it: for session ownership, and a logger bound to the VF. */
-function callerOf(ctx: RequestContext, machine: VfMachine): Caller {
-  return { principal: ctx.principal, admin: ctx.admin, log: ctx.log.child({ vf: machine.vf.id }) };
+/**
+ * The caller of a state-changing call, as the migration core needs it: for
+ * session ownership, a logger bound to the VF, and the lease it asks for
+ * (refused before anything happens if longer than the config allows).
+ */
+function callerOf(ctx: RequestContext, machine: VfMachine, leaseMs?: number): Caller {
+  if (leaseMs !== undefined && leaseMs > machine.maxLeaseMs) {
+    throw new InvalidParamsError('/leaseMs', `must be at most ${machine.maxLeaseMs} (leases.maxMs)`);
+  }
+  return { principal: ctx.principal, admin: ctx.admin, log: ctx.log.child({ vf: machine.vf.id }), ...(leaseMs === undefined ? {} : { leaseMs }) };
+}
+
+/** The VF, its owner's lease extended: a poll of the VMM is a sign of life. */
+function touched(core: MigrationCore, vf: string, ctx: RequestContext): VfMachine {
+  const machine = core.lookup(vf);
+  machine.touch(ctx.principal);
+  return machine;
 }
 
 function transition(machine: VfMachine, result: TransitionResult): Transition {

@@ -56,6 +56,7 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorName, CatalogueEntry>> = {
   UNAUTHORIZED: { code: -33012, message: 'Unauthorized', meaning: 'The caller\'s principal is not granted the method\'s permission (`data.permission`) on that VF; whether the VF exists is not said.' },
   NOT_SESSION_OWNER: { code: -33013, message: 'Migration owned by another principal', meaning: 'The VF is in a migration another principal began (its first step away from RUNNING); only that principal, or one granted `admin`, may change it until it runs again.' },
   SESSION_UNKNOWN: { code: -33014, message: 'Unknown migration session', meaning: 'The call names a save or resume session the VF does not have open: it ended, or the agent restarted. `data.session` is the one open, if any; nothing was changed.' },
+  NO_MIGRATION: { code: -33015, message: 'No migration in progress', meaning: 'The VF is in no migration whose lease can be renewed: it runs, it is in ERROR, or its lease has ended (`data.stranded` says whether it is stranded). Nothing was changed.' },
 };
 
 export const ERROR_NAMES = Object.keys(ERROR_CATALOGUE) as ErrorName[];

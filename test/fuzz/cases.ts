@@ -51,6 +51,8 @@ const vf = fc.constantFrom<string>(...FUZZ_VF_NAMES, 'nope', '', '0000:00:00.0')
 const state = fc.constantFrom('RUNNING', 'STOP', 'STOP_COPY', 'RESUMING', 'RUNNING_P2P', 'PRE_COPY', 'PRE_COPY_P2P', 'ERROR', 'running', 'BOGUS');
 const smallBase64 = fc.uint8Array({ maxLength: 48 }).map((b) => Buffer.from(b).toString('base64'));
 const timeoutMs = fc.integer({ min: 1, max: 50 });
+/** Leases long enough never to expire during a run (an expiry would move a VF between two calls), or refused. */
+const leaseMs = fc.oneof(fc.integer({ min: 60_000, max: 86_400_000 }), fc.constantFrom(0, 49, -1, 1.5, 86_400_001));
 
 /** A method with params that are valid, or nearly. */
 const call: fc.Arbitrary<{ method: string; params?: unknown }> = fc.oneof(
@@ -58,8 +60,10 @@ const call: fc.Arbitrary<{ method: string; params?: unknown }> = fc.oneof(
   fc.record({ method: fc.constant('vf.list'), params: fc.record({ driver: fc.constantFrom('blob-bench', 'nvme-emu', 'x') }) }),
   fc.constantFrom('agent.info', 'agent.health', 'rpc.discover', 'rpc.enableAttachments').map((method) => ({ method })),
   fc.record({ method: fc.constantFrom('vf.get', 'vf.getState', 'vf.pending', 'emu.interrupts', 'vf.reset'), params: fc.record({ vf }) }),
-  fc.record({ method: fc.constantFrom('vf.quiesce', 'vf.resume'), params: fc.record({ vf, timeoutMs }, { requiredKeys: ['vf'] }) }),
-  fc.record({ method: fc.constant('vf.setState'), params: fc.record({ vf, state, timeoutMs }, { requiredKeys: ['vf', 'state'] }) }),
+  fc.record({ method: fc.constant('vf.quiesce'), params: fc.record({ vf, timeoutMs, leaseMs }, { requiredKeys: ['vf'] }) }),
+  fc.record({ method: fc.constant('vf.resume'), params: fc.record({ vf, timeoutMs }, { requiredKeys: ['vf'] }) }),
+  fc.record({ method: fc.constant('vf.setState'), params: fc.record({ vf, state, timeoutMs, leaseMs }, { requiredKeys: ['vf', 'state'] }) }),
+  fc.record({ method: fc.constant('vf.renewLease'), params: fc.record({ vf, leaseMs, session: fc.oneof(fc.uuid(), fc.string({ maxLength: 8 })) }, { requiredKeys: ['vf'] }) }),
   fc.record({ method: fc.constant('vf.save'), params: fc.record({ vf, maxBytes: fc.integer({ min: 1, max: 8192 }), offset: fc.nat({ max: 20000 }) }, { requiredKeys: ['vf'] }) }),
   fc.record({ method: fc.constant('vf.load'), params: fc.record({ vf, offset: fc.nat({ max: 20000 }), data: smallBase64 }) }),
   fc.record({ method: fc.constant('emu.memRead'), params: fc.record({ vf, address: fc.nat({ max: 1 << 24 }), length: fc.nat({ max: 4096 }) }) }),

@@ -63,7 +63,7 @@ export interface ConformanceSubject {
 }
 
 const SECOND = 1000;
-const LIMITS = { maxStateBytes: 1 << 30, maxQueuedCalls: 8 };
+const LIMITS = { maxStateBytes: 1 << 30, maxQueuedCalls: 8, defaultLeaseMs: 600000, maxLeaseMs: 600000 };
 
 interface Machine {
   readonly machine: VfMachine;
