@@ -10,37 +10,11 @@
 import test from 'ava';
 import { tempDir } from './support/agent-process.ts';
 import { copyGuestMemory } from './support/host-port.ts';
-import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig } from './support/migration-rig.ts';
-import { base64Of, type RpcClient } from './support/rpc-client.ts';
+import { busyGuest, finishClean, loadAll, pauseWithCommandsInFlight, saveAll, startSide, vfConfig } from './support/migration-rig.ts';
+import { base64Of } from './support/rpc-client.ts';
 
 const BDF = '0000:3b:00.2';
 const MiB = 1024 * 1024;
-
-/** Reads the whole save stream in slices of `sliceBytes`, from `offset` 0. */
-async function saveAll(rpc: RpcClient, sliceBytes: number): Promise<{ slices: Buffer[]; total: number }> {
-  const slices: Buffer[] = [];
-  let offset = 0;
-  for (;;) {
-    const slice = await rpc.call('vf.save', { vf: BDF, maxBytes: sliceBytes, offset });
-    if (slice.offset !== offset) throw new Error(`slice at ${slice.offset}, expected ${offset}`);
-    const bytes = Buffer.from(base64Of(slice.data), 'base64');
-    if (bytes.length !== slice.length || bytes.length > sliceBytes) throw new Error(`slice of ${bytes.length} bytes, announced ${slice.length}`);
-    slices.push(bytes);
-    offset += bytes.length;
-    if (slice.remaining !== slice.totalBytes - offset) throw new Error(`remaining ${slice.remaining} after ${offset} of ${slice.totalBytes}`);
-    if (slice.eof) return { slices, total: slice.totalBytes };
-  }
-}
-
-async function loadAll(rpc: RpcClient, slices: readonly Buffer[]): Promise<void> {
-  let offset = 0;
-  for (const [index, bytes] of slices.entries()) {
-    const progress = await rpc.call('vf.load', { vf: BDF, offset, data: bytes.toString('base64') });
-    offset += bytes.length;
-    if (progress.received !== offset || progress.state !== 'RESUMING') throw new Error(`load progress ${JSON.stringify(progress)} at ${offset}`);
-    if (progress.complete !== (index === slices.length - 1)) throw new Error(`complete=${progress.complete} after slice ${index + 1} of ${slices.length}`);
-  }
-}
 
 // QEMU asks for exact byte counts: 1 MiB, and odd sizes (an nvme-emu state with
 // four queue pairs is ~2.5 KiB, so 509 bytes cuts it into several slices).
@@ -62,7 +36,7 @@ for (const sliceBytes of [509]) {
     t.log(`${quiesce.drainedCommands} commands drained by the quiesce`);
     const before = await source.rpc.call('vf.pending', { vf: BDF });
     t.false(before.streamOpen);
-    const { slices, total } = await saveAll(source.rpc, sliceBytes);
+    const { slices, total } = await saveAll(source.rpc, BDF, sliceBytes);
     t.is(before.stopCopyBytes, total, 'the stop-copy estimate is exact for nvme-emu');
     t.is(slices.length, Math.ceil(total / sliceBytes));
     t.is((await source.rpc.call('vf.pending', { vf: BDF })).pendingBytes, 0);
@@ -77,7 +51,7 @@ for (const sliceBytes of [509]) {
 
     // Destination: stop, load slice by slice, resume.
     t.deepEqual((await destination.rpc.call('vf.setState', { vf: BDF, state: 'STOP' })).path, ['RUNNING_P2P', 'STOP']);
-    await loadAll(destination.rpc, slices);
+    await loadAll(destination.rpc, BDF, slices);
     const resumed = await destination.rpc.call('vf.resume', { vf: BDF });
     t.deepEqual(resumed.path, ['STOP', 'RUNNING_P2P', 'RUNNING']);
 
@@ -122,7 +96,7 @@ test('a destination that refuses the state leaves itself untouched, and the sour
   await pauseWithCommandsInFlight(t, workload);
 
   await source.rpc.call('vf.quiesce', { vf: BDF });
-  const { slices } = await saveAll(source.rpc, MiB);
+  const { slices } = await saveAll(source.rpc, BDF, MiB);
   await destination.rpc.call('vf.setState', { vf: BDF, state: 'STOP' });
   // The stream says what it is in its first record: refused with the first slice, before anything else.
   const refused = await destination.rpc.callError('vf.load', { vf: BDF, offset: 0, data: (slices[0] ?? Buffer.alloc(0)).toString('base64') });

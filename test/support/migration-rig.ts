@@ -10,7 +10,7 @@ import type { Config, NvmeEmuOptions, NvmeEmuVf } from '../../schemas/types.ts';
 import { startAgentProcess, type AgentProcess } from './agent-process.ts';
 import { GuestNvme } from './guest-nvme.ts';
 import { rpcHostPort, type GuestHostPort } from './host-port.ts';
-import { RpcClient } from './rpc-client.ts';
+import { base64Of, RpcClient } from './rpc-client.ts';
 import { VerifyingWorkload, type WorkloadReport } from './verifying-workload.ts';
 
 const MiB = 1024 * 1024;
@@ -100,4 +100,31 @@ export function assertClean(t: ExecutionContext, report: WorkloadReport, nvme: G
   t.true(report.ok);
   t.is(report.stats.completed, report.stats.submitted, 'every submitted command completed exactly once');
   t.deepEqual(nvme.violations(), [], 'no duplicate or stray completion, no queue pointer going backwards');
+}
+
+/** Reads the whole save stream of `vf` in slices of `sliceBytes`, from `offset` 0, checking what each slice says. */
+export async function saveAll(rpc: RpcClient, vf: string, sliceBytes: number): Promise<{ slices: Buffer[]; total: number }> {
+  const slices: Buffer[] = [];
+  let offset = 0;
+  for (;;) {
+    const slice = await rpc.call('vf.save', { vf, maxBytes: sliceBytes, offset });
+    if (slice.offset !== offset) throw new Error(`slice at ${slice.offset}, expected ${offset}`);
+    const bytes = Buffer.from(base64Of(slice.data), 'base64');
+    if (bytes.length !== slice.length || bytes.length > sliceBytes) throw new Error(`slice of ${bytes.length} bytes, announced ${slice.length}`);
+    slices.push(bytes);
+    offset += bytes.length;
+    if (slice.remaining !== slice.totalBytes - offset) throw new Error(`remaining ${slice.remaining} after ${offset} of ${slice.totalBytes}`);
+    if (slice.eof) return { slices, total: slice.totalBytes };
+  }
+}
+
+/** Loads `slices` in order into `vf`, checking the progress each reports. */
+export async function loadAll(rpc: RpcClient, vf: string, slices: readonly Buffer[]): Promise<void> {
+  let offset = 0;
+  for (const [index, bytes] of slices.entries()) {
+    const progress = await rpc.call('vf.load', { vf, offset, data: bytes.toString('base64') });
+    offset += bytes.length;
+    if (progress.received !== offset || progress.state !== 'RESUMING') throw new Error(`load progress ${JSON.stringify(progress)} at ${offset}`);
+    if (progress.complete !== (index === slices.length - 1)) throw new Error(`complete=${progress.complete} after slice ${index + 1} of ${slices.length}`);
+  }
 }
