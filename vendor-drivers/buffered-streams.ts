@@ -18,8 +18,8 @@ export function bufferedSaveStream(bytes: Uint8Array): DeviceSaveStream {
       at = end;
       return slice;
     },
-    stopCopyBytes: () => bytes.length - at,
-    precopyInfo(): PrecopyInfo {
+    stopCopyBytes: async () => bytes.length - at,
+    async precopyInfo(): Promise<PrecopyInfo> {
       throw new DriverError('driver-failure', 'this save was opened with the VF stopped: there is no pre-copy information');
     },
     close(): void {

@@ -120,9 +120,9 @@ export interface DeviceSaveStream {
    */
   readInto?(target: Buffer): Promise<number>;
   /** Bytes reads would still return if the VF stopped now: exact once it is stopped (VFIO's MIG_DATA_SIZE). */
-  stopCopyBytes(): number;
+  stopCopyBytes(): Promise<number>;
   /** While the VF runs (PRE_COPY) only. */
-  precopyInfo(): PrecopyInfo;
+  precopyInfo(): Promise<PrecopyInfo>;
   /** The save is over, finished or not: release what it holds. */
   close(): void;
 }
@@ -202,6 +202,12 @@ export class DriverError extends Error {
  * they read counters and must be safe
  * while a queued call is under way (the host port must be, since a drain
  * waits for the guest to acknowledge completions).
+ *
+ * Everything that asks the device is asynchronous, as a call to a DPU's
+ * firmware is (a mailbox, an admin queue, a socket to a device process):
+ * only the driver's name, capabilities, formats and VF list are fixed
+ * facts it can answer at once. The host port is the exception: it is the
+ * guest's side of the link, served where the device model runs.
  */
 export interface VendorDriver {
   /** Registry name, e.g. `nvme-emu`. */
@@ -217,8 +223,9 @@ export interface VendorDriver {
   /** Stop every VF's activity and release resources. */
   stop(): Promise<void>;
 
+  /** The VFs, as they were when the driver started (the list does not change while it runs). */
   listVfs(): readonly VfDescriptor[];
-  describe(vfId: string): VfDescription;
+  describe(vfId: string): Promise<VfDescription>;
 
   /**
    * Move the VF between run levels. Going down (towards `stopped`) stops
@@ -235,22 +242,22 @@ export interface VendorDriver {
    * The VF is `stopped`, or running when the VF saves in PRE_COPY
    * (`capabilities.preCopy`). At most one save or resume is open per VF.
    */
-  openSave(vfId: string, format: StateFormat): DeviceSaveStream;
+  openSave(vfId: string, format: StateFormat): Promise<DeviceSaveStream>;
   /**
    * Throws `incompatible-state` if a state made by a VF of this identity
    * cannot be loaded into this one. Formats are the core's business: it
    * matches a state's format against `stateFormats`, in one place, before it
    * asks this.
    */
-  checkIdentity(vfId: string, identity: DeviceIdentity): void;
+  checkIdentity(vfId: string, identity: DeviceIdentity): Promise<void>;
   /**
    * Opens a resume of data in `format`; the VF is `stopped`. The core has
    * already checked the format and, with `checkIdentity`, the identity of
    * the VF that saved it; what the data itself says is the driver's to check.
    */
-  openLoad(vfId: string, format: StateFormat): DeviceLoadStream;
+  openLoad(vfId: string, format: StateFormat): Promise<DeviceLoadStream>;
   /** Bytes of data a save would hand out if the VF stopped now (VFIO's MIG_DATA_SIZE), with no save open. */
-  stopCopyBytes(vfId: string): number;
+  stopCopyBytes(vfId: string): Promise<number>;
   /** Function-level reset: a clean, disabled controller, running. Used to leave ERROR. */
   reset(vfId: string): Promise<void>;
 

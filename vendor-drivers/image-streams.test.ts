@@ -47,24 +47,24 @@ function images(data: Uint8Array): [number, boolean][] {
 test('a save opened while running: the initial image, a new one only after a change, the final one once stopped, then the end', async (t) => {
   const device = new Device();
   const save = imageSaveStream(device);
-  t.deepEqual(save.precopyInfo(), { initialBytes: IMAGE_BYTES, dirtyBytes: 0, reinit: false });
+  t.deepEqual((await save.precopyInfo()), { initialBytes: IMAGE_BYTES, dirtyBytes: 0, reinit: false });
   const first = await save.read(5);
   t.is(first.length, 5, 'images are cut as the reads fall');
-  t.deepEqual(save.precopyInfo(), { initialBytes: IMAGE_BYTES - 5, dirtyBytes: 0, reinit: false });
+  t.deepEqual((await save.precopyInfo()), { initialBytes: IMAGE_BYTES - 5, dirtyBytes: 0, reinit: false });
   device.version = 1;
-  t.deepEqual(save.precopyInfo(), { initialBytes: IMAGE_BYTES - 5, dirtyBytes: IMAGE_BYTES, reinit: false }, 'a change: a whole new image is due');
+  t.deepEqual((await save.precopyInfo()), { initialBytes: IMAGE_BYTES - 5, dirtyBytes: IMAGE_BYTES, reinit: false }, 'a change: a whole new image is due');
   const second = await save.read(100);
   t.is(second.length, IMAGE_BYTES - 5 + IMAGE_BYTES, 'the rest of the initial image, then the new one');
-  t.deepEqual(save.precopyInfo(), { initialBytes: 0, dirtyBytes: 0, reinit: false });
+  t.deepEqual((await save.precopyInfo()), { initialBytes: 0, dirtyBytes: 0, reinit: false });
   t.is((await save.read(100)).length, 0, 'nothing changed: nothing to hand out for now');
   device.version = 2;
   const third = await save.read(4);
-  t.deepEqual(save.precopyInfo(), { initialBytes: 0, dirtyBytes: IMAGE_BYTES - 4, reinit: false }, 'what is left of a dirty image is dirty');
-  t.is(save.stopCopyBytes(), IMAGE_BYTES - 4 + IMAGE_BYTES, 'running: the rest, and what a final image would be now');
+  t.deepEqual((await save.precopyInfo()), { initialBytes: 0, dirtyBytes: IMAGE_BYTES - 4, reinit: false }, 'what is left of a dirty image is dirty');
+  t.is((await save.stopCopyBytes()), IMAGE_BYTES - 4 + IMAGE_BYTES, 'running: the rest, and what a final image would be now');
 
   device.running = false;
-  t.throws(() => save.precopyInfo(), { instanceOf: DriverError }, 'no pre-copy information once stopped');
-  const left = save.stopCopyBytes();
+  await t.throwsAsync(async () => (await save.precopyInfo()), { instanceOf: DriverError }, 'no pre-copy information once stopped');
+  const left = (await save.stopCopyBytes());
   device.version = 3; // a state that changes after the final image was taken is not the final image's business
   const tail = await save.read(1000);
   t.is(tail.length, left, 'stopped: stopCopyBytes is exact');
@@ -79,11 +79,11 @@ test('a save opened stopped is the final image alone, taken at once', async (t) 
   device.running = false;
   const save = imageSaveStream(device);
   t.is(device.captures, 1);
-  t.is(save.stopCopyBytes(), IMAGE_BYTES);
+  t.is((await save.stopCopyBytes()), IMAGE_BYTES);
   const data = Buffer.concat([await save.read(7), await save.read(7), await save.read(7)]);
   t.deepEqual(images(data), [[0, true]]);
   t.is(device.captures, 1, 'nothing taken again');
-  t.is(save.stopCopyBytes(), 0);
+  t.is((await save.stopCopyBytes()), 0);
 });
 
 test('a resume takes images in any slicing, checks each as it completes, and applies only the last', async (t) => {

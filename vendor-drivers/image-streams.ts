@@ -97,12 +97,12 @@ export function imageSaveStream(source: ImageSource): DeviceSaveStream {
       // Fewer than asked: nothing more now (while the VF runs), or the end (once it is stopped).
       return pieces.length === 1 ? (pieces[0] as Uint8Array) : Buffer.concat(pieces, filled);
     },
-    stopCopyBytes(): number {
+    async stopCopyBytes(): Promise<number> {
       if (finalQueued) return rest();
       // Once stopped, exact: the final image is taken now and kept. While running, what one would be now.
       return rest() + (source.stopped() ? finalImage().length : source.capture(false).length);
     },
-    precopyInfo(): PrecopyInfo {
+    async precopyInfo(): Promise<PrecopyInfo> {
       if (source.stopped()) throw new DriverError('driver-failure', 'the VF is stopped: there is no pre-copy information');
       const initial = current?.initial === true;
       const dirty = changed();

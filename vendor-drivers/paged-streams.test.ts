@@ -28,6 +28,6 @@ test('read and readInto hand out the same stream, whatever the sizes asked for',
     const whole = Buffer.concat(byRead);
     t.is(whole.length, 9 * 64, `asked ${ask}`);
     t.true(whole.equals(Buffer.concat(byInto)), `asked ${ask}`);
-    t.is(viaInto.stopCopyBytes(), 0);
+    t.is((await viaInto.stopCopyBytes()), 0);
   }
 });

@@ -101,11 +101,11 @@ export function pagedSaveStream(state: PagedState, running: () => boolean): Devi
       refreshDirty();
       return fill(target.length > due() ? target.subarray(0, due()) : target);
     },
-    stopCopyBytes(): number {
+    async stopCopyBytes(): Promise<number> {
       refreshDirty();
       return carry.length + (initialLeft() + dirty.length) * recordBytes;
     },
-    precopyInfo(): PrecopyInfo {
+    async precopyInfo(): Promise<PrecopyInfo> {
       if (!running()) throw new DriverError('driver-failure', 'the VF is stopped: there is no pre-copy information');
       refreshDirty();
       const carried = (initial: boolean): number => (carryIsInitial === initial ? carry.length : 0);

@@ -85,13 +85,14 @@ export class MigrationCore {
     return { id: machine.vf.id, bdf: machine.vf.bdf, driver: machine.driver.name, kind: machine.vf.kind, state: machine.state, stranded: machine.stranded };
   }
 
-  details(ref: string): VfDetails {
+  async details(ref: string): Promise<VfDetails> {
     const machine = this.lookup(ref);
+    const description = await machine.driver.describe(machine.vf.id);
     return {
       ...this.summary(machine),
       capabilities: machine.driver.capabilities,
       stateFormats: machine.driver.stateFormats,
-      description: machine.driver.describe(machine.vf.id),
+      description,
       session: machine.sessionInfo,
       migration: machine.migrationInfo,
     };

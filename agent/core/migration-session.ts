@@ -241,12 +241,12 @@ export class SaveSession extends MigrationSession {
    * Stream bytes still to be handed out if the VF stopped now: exact once it
    * has (STOP_COPY), the driver's estimate while it runs (PRE_COPY).
    */
-  get pendingBytes(): number {
-    return this.#queuedBytes + (this.#dataEnded ? 0 : framedBytes(this.#device.stopCopyBytes()));
+  async pendingBytes(): Promise<number> {
+    return this.#queuedBytes + (this.#dataEnded ? 0 : framedBytes(await this.#device.stopCopyBytes()));
   }
 
-  get totalBytes(): number {
-    return this.#offset + this.pendingBytes;
+  async totalBytes(): Promise<number> {
+    return this.#offset + (await this.pendingBytes());
   }
 
   /**
@@ -254,9 +254,9 @@ export class SaveSession extends MigrationSession {
    * dirty bytes, and whether it restarted its stream), with the stream
    * bytes already made and not yet handed out counted as initial.
    */
-  precopyInfo(): PrecopyInfo {
+  async precopyInfo(): Promise<PrecopyInfo> {
     if (this.#phase !== 'pre-copy') throw new Fault('NO_SAVE_STREAM', `VF ${this.vf} is saving in STOP_COPY: pre-copy information is for PRE_COPY`);
-    const device = this.#device.precopyInfo();
+    const device = await this.#device.precopyInfo();
     return { ...device, initialBytes: device.initialBytes + this.#queuedInitial, dirtyBytes: device.dirtyBytes + this.#queuedDirty };
   }
 
@@ -283,7 +283,7 @@ export class SaveSession extends MigrationSession {
     const { pieces, owners, length } = this.#take(maxBytes);
     const start = this.#offset;
     this.#offset += length;
-    const remaining = this.pendingBytes;
+    const remaining = await this.pendingBytes();
     const slice = { pieces, length, offset: start, remaining, totalBytes: this.#offset + remaining, eof: this.#dataEnded && this.#queuedBytes === 0 };
     const held = new HeldSlice(owners, (owner) => this.#unhold(owner));
     // Handed out before the previous slice lets go: a buffer both share is never free in between.
@@ -306,7 +306,7 @@ export class SaveSession extends MigrationSession {
    */
   async #pull(): Promise<boolean> {
     // A driver hands out its initial state before what changed since (as VFIO's initial_bytes falls first).
-    const initialBefore = this.#phase === 'pre-copy' ? this.#device.precopyInfo().initialBytes : 0;
+    const initialBefore = this.#phase === 'pre-copy' ? (await this.#device.precopyInfo()).initialBytes : 0;
     const { data, owner } = await this.#read();
     const initial = Math.min(data.length, initialBefore);
     this.#queuedInitial += initial;
@@ -405,7 +405,7 @@ export interface LoadProgress {
  * arrives: its checks of format and identity (one place, the core's), and
  * the driver's stream to write into.
  */
-export type OpenDeviceLoad = (descriptor: StreamDescriptor) => DeviceLoadStream;
+export type OpenDeviceLoad = (descriptor: StreamDescriptor) => Promise<DeviceLoadStream>;
 
 /** The resuming side: the state stream, verified record by record and handed to the driver as it arrives. */
 export class ResumeSession extends MigrationSession {
@@ -452,7 +452,7 @@ export class ResumeSession extends MigrationSession {
     const events: StreamEvent[] = [];
     try {
       for (const piece of pieces) events.push(...this.#reader.push(piece));
-      this.#openOnDescriptor(events);
+      await this.#openOnDescriptor(events);
     } catch (error) {
       this.#reader.restore(checkpoint);
       throw error;
@@ -488,8 +488,8 @@ export class ResumeSession extends MigrationSession {
     this.#device = undefined;
   }
 
-  #openOnDescriptor(events: readonly StreamEvent[]): void {
+  async #openOnDescriptor(events: readonly StreamEvent[]): Promise<void> {
     const descriptor = events.find((e) => e.type === 'descriptor');
-    if (descriptor !== undefined && descriptor.type === 'descriptor') this.#device = this.#openDevice(descriptor.descriptor);
+    if (descriptor !== undefined && descriptor.type === 'descriptor') this.#device = await this.#openDevice(descriptor.descriptor);
   }
 }

@@ -132,7 +132,7 @@ test('save with an offset past the end of a stream it had to open leaves the VF 
   t.is(fault.fault, 'STREAM_OFFSET');
   t.is(fault.details.state, 'STOP');
   t.is(vf.state, 'STOP');
-  t.false(vf.pending().streamOpen);
+  t.false((await vf.pending()).streamOpen);
   // The next save opens the stream afresh, from its start.
   const slice = await vf.save(1 << 20, undefined, SECOND);
   t.true(sliceBytes(slice).equals(saved('the device state of the fake VF')));
@@ -196,7 +196,7 @@ test('when a refused call cannot be put back, the VF says ERROR rather than a st
   t.is(fault.fault, 'QUIESCE_TIMEOUT');
   t.is(fault.details.state, 'ERROR');
   t.is(vf.state, 'ERROR');
-  t.false(vf.pending().streamOpen);
+  t.false((await vf.pending()).streamOpen);
   driver.onRunLevel = () => undefined;
   t.is((await vf.reset()).state, 'RUNNING');
 });
@@ -327,14 +327,14 @@ test('formats: a driver that saves in two formats saves in the one asked for, an
     { name: 'fake', version: 0, save: true, load: true },
     { name: 'fake-import', version: 1, save: false, load: true },
   ]);
-  t.deepEqual(vf.stateDescriptor(), { format: FORMAT, identity: IDENTITY });
-  t.deepEqual(vf.stateDescriptor(legacy).format, legacy);
+  t.deepEqual(await vf.stateDescriptor(), { format: FORMAT, identity: IDENTITY });
+  t.deepEqual((await vf.stateDescriptor(legacy)).format, legacy);
   t.is((await refusal(Promise.resolve().then(() => vf.stateDescriptor({ name: 'fake-import', version: 1 })))).fault, 'STATE_INCOMPATIBLE', 'loaded, not saved');
   await vf.quiesce(SECOND);
   const slice = await vf.save(1 << 20, undefined, SECOND, AGENT_CALLER, undefined, legacy);
   const reader = new RecordStreamReader({ maxRecordBytes: 1 << 20, maxV1StateBytes: 1 << 20 });
   const descriptor = reader.push(sliceBytes(slice)).find((e) => e.type === 'descriptor');
   t.deepEqual(descriptor?.type === 'descriptor' ? descriptor.descriptor.format : undefined, legacy, 'the stream says the format asked for');
-  t.like(vf.checkCompatibility({ format: legacy, identity: IDENTITY }), { compatible: true, format: legacy });
-  t.like(vf.checkCompatibility({ format: { name: 'fake', version: 9 }, identity: IDENTITY }), { compatible: false, format: null });
+  t.like(await vf.checkCompatibility({ format: legacy, identity: IDENTITY }), { compatible: true, format: legacy });
+  t.like(await vf.checkCompatibility({ format: { name: 'fake', version: 9 }, identity: IDENTITY }), { compatible: false, format: null });
 });

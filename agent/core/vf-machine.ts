@@ -315,7 +315,7 @@ export class VfMachine {
   }
 
   /** What a save in `format` (default: the default) would say it is, without stopping or opening anything. */
-  stateDescriptor(format?: StreamFormat): StreamDescriptor {
+  stateDescriptor(format?: StreamFormat): Promise<StreamDescriptor> {
     return this.saveDescriptor(format === undefined ? undefined : this.saveableFormat(format));
   }
 
@@ -323,10 +323,10 @@ export class VfMachine {
    * Whether a state that says this could be loaded here, and why not, as a
    * load would decide it (the same checks), touching nothing.
    */
-  checkCompatibility(descriptor: StreamDescriptor): { compatible: boolean; reason: string | null; format: StateFormat | null } {
+  async checkCompatibility(descriptor: StreamDescriptor): Promise<{ compatible: boolean; reason: string | null; format: StateFormat | null }> {
     try {
       const format = this.loadableFormat(descriptor.format);
-      this.driver.checkIdentity(this.vf.id, descriptor.identity);
+      await this.driver.checkIdentity(this.vf.id, descriptor.identity);
       return { compatible: true, reason: null, format: { ...format } };
     } catch (error) {
       if ((error instanceof Fault && error.fault === 'STATE_INCOMPATIBLE') || (error instanceof DriverError && error.kind === 'incompatible-state')) {
@@ -337,29 +337,32 @@ export class VfMachine {
   }
 
   /** PRE_COPY's information (VFIO_MIG_GET_PRECOPY_INFO); refused in any other state. */
-  precopyInfo(): { state: VfioStateName; initialBytes: number; dirtyBytes: number; reinit: boolean } {
+  async precopyInfo(): Promise<{ state: VfioStateName; initialBytes: number; dirtyBytes: number; reinit: boolean }> {
     const open = this.session;
-    if ((this.currentState !== 'PRE_COPY' && this.currentState !== 'PRE_COPY_P2P') || !(open instanceof SaveSession)) {
-      throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${this.currentState}: pre-copy information is for PRE_COPY and PRE_COPY_P2P`, { state: this.currentState });
+    const state = this.currentState;
+    if ((state !== 'PRE_COPY' && state !== 'PRE_COPY_P2P') || !(open instanceof SaveSession)) {
+      throw new Fault('NO_SAVE_STREAM', `VF ${this.vf.id} is ${state}: pre-copy information is for PRE_COPY and PRE_COPY_P2P`, { state });
     }
     try {
-      return { state: this.currentState, ...open.precopyInfo() };
+      return { state, ...(await open.precopyInfo()) };
     } catch (error) {
       throw this.asFault(error, 'precopyInfo');
     }
   }
 
-  pending(): PendingReport {
+  /** Not queued (a poll): the state is the one it had when asked, the counts are the device's answer. */
+  async pending(): Promise<PendingReport> {
     const open = this.session;
+    const state = this.currentState;
     if (open instanceof SaveSession && open.phase === 'pre-copy') {
       // While the VF runs: what the device has to hand out now, and what STOP_COPY would still have.
-      const info = open.precopyInfo();
-      return { state: this.currentState, streamOpen: true, pendingBytes: info.initialBytes + info.dirtyBytes, stopCopyBytes: open.pendingBytes };
+      const info = await open.precopyInfo();
+      return { state, streamOpen: true, pendingBytes: info.initialBytes + info.dirtyBytes, stopCopyBytes: await open.pendingBytes() };
     }
     if (open instanceof SaveSession) {
-      return { state: this.currentState, streamOpen: true, pendingBytes: open.pendingBytes, stopCopyBytes: open.totalBytes };
+      return { state, streamOpen: true, pendingBytes: await open.pendingBytes(), stopCopyBytes: await open.totalBytes() };
     }
-    return { state: this.currentState, streamOpen: false, pendingBytes: 0, stopCopyBytes: streamBytes(this.saveDescriptor(), this.driver.stopCopyBytes(this.vf.id)) };
+    return { state, streamOpen: false, pendingBytes: 0, stopCopyBytes: streamBytes(await this.saveDescriptor(), await this.driver.stopCopyBytes(this.vf.id)) };
   }
 
   /** Function-level reset: the only way out of ERROR; drops any stream. */
@@ -626,8 +629,8 @@ export class VfMachine {
     }
     // The arcs that open a save (VFIO's: a new saving data fd), and the one that stops a pre-copy save's VF.
     if ((cur === 'STOP' && next === 'STOP_COPY') || (cur === 'RUNNING' && next === 'PRE_COPY') || (cur === 'RUNNING_P2P' && next === 'PRE_COPY_P2P')) {
-      const descriptor = this.saveDescriptor();
-      const session = new SaveSession(this.vf.id, caller.principal, descriptor, this.driver.openSave(this.vf.id, descriptor.format), next === 'STOP_COPY' ? 'stop-copy' : 'pre-copy');
+      const descriptor = await this.saveDescriptor();
+      const session = new SaveSession(this.vf.id, caller.principal, descriptor, await this.driver.openSave(this.vf.id, descriptor.format), next === 'STOP_COPY' ? 'stop-copy' : 'pre-copy');
       this.session = session;
       log.info({ phase: 'save', session: session.id, saving: session.phase, format: descriptor.format.name }, 'save session opened');
     } else if (next === 'STOP_COPY' && this.session instanceof SaveSession) {
@@ -644,10 +647,10 @@ export class VfMachine {
   }
 
   /** What a save of this VF says it is: its format (the one asked for, else the default), and the VF's identity. */
-  private saveDescriptor(format: StateFormat | undefined = this.saveFormatWanted): StreamDescriptor {
+  private async saveDescriptor(format: StateFormat | undefined = this.saveFormatWanted): Promise<StreamDescriptor> {
     const chosen = format ?? this.saveFormats()[0];
     if (chosen === undefined) throw new Fault('DRIVER_FAILURE', `driver ${this.driver.name} names no state format`);
-    return { format: { ...chosen }, identity: this.driver.describe(this.vf.id).identity };
+    return { format: { ...chosen }, identity: (await this.driver.describe(this.vf.id)).identity };
   }
 
   private saveFormats(): readonly StateFormat[] {
@@ -666,11 +669,11 @@ export class VfMachine {
    * format is checked, then the identity (the driver's), and only then the
    * driver's resume opens.
    */
-  private openLoad(descriptor: StreamDescriptor, log: Logger): DeviceLoadStream {
+  private async openLoad(descriptor: StreamDescriptor, log: Logger): Promise<DeviceLoadStream> {
     const format = this.loadableFormat(descriptor.format);
     try {
-      this.driver.checkIdentity(this.vf.id, descriptor.identity);
-      return this.driver.openLoad(this.vf.id, format);
+      await this.driver.checkIdentity(this.vf.id, descriptor.identity);
+      return await this.driver.openLoad(this.vf.id, format);
     } catch (error) {
       throw this.asFault(error, 'opening the resume');
     } finally {

@@ -24,7 +24,7 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       vfs: core.list().map((m) => core.summary(m)).filter((s) => (driver === undefined || s.driver === driver) && ctx.may('read', s)),
     }),
     'vf.get': async ({ vf }) => {
-      const { capabilities, stateFormats, description, session, migration, ...summary } = core.details(vf);
+      const { capabilities, stateFormats, description, session, migration, ...summary } = await core.details(vf);
       return {
         ...summary,
         capabilities: { ...capabilities },
@@ -85,7 +85,7 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
     'vf.pending': async ({ vf }, ctx) => touched(core, vf, ctx).pending(),
     'vf.formats': async ({ vf }) => ({ formats: core.lookup(vf).formats() }),
     'vf.precopyInfo': async ({ vf }, ctx) => touched(core, vf, ctx).precopyInfo(),
-    'vf.stateDescriptor': async ({ vf, format }) => ({ descriptor: core.lookup(vf).stateDescriptor(format) }),
+    'vf.stateDescriptor': async ({ vf, format }) => ({ descriptor: await core.lookup(vf).stateDescriptor(format) }),
     // The schema has checked the descriptor's shape; its identity is JSON, as a stream's is.
     'vf.checkCompatibility': async ({ vf, descriptor }) => core.lookup(vf).checkCompatibility(descriptor as StreamDescriptor),
   };

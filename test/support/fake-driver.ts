@@ -26,23 +26,23 @@ export class FakeDriver implements VendorDriver {
   async start(): Promise<void> {}
   async stop(): Promise<void> {}
   listVfs() { return [{ id: 'vf0', bdf: '0000:01:00.1', kind: 'fake' }]; }
-  describe(id: string) { return { id, bdf: '0000:01:00.1', kind: 'fake', identity: FAKE_IDENTITY, details: {} }; }
+  async describe(id: string) { return { id, bdf: '0000:01:00.1', kind: 'fake', identity: FAKE_IDENTITY, details: {} }; }
   async setRunLevel(_id: string, level: RunLevel): Promise<RunLevelChange> {
     await this.onRunLevel(this.level, level);
     this.level = level;
     return { drainedCommands: 0 };
   }
-  openSave(): DeviceSaveStream {
+  async openSave(): Promise<DeviceSaveStream> {
     return bufferedSaveStream(Buffer.from(this.payload));
   }
-  checkIdentity(): void {}
-  openLoad(): DeviceLoadStream {
+  async checkIdentity(): Promise<void> {}
+  async openLoad(): Promise<DeviceLoadStream> {
     return bufferedLoadStream(1 << 20, async (payload) => {
       if (payload.toString().startsWith('bad')) throw new DriverError('corrupt-state', 'the payload says it is bad');
       this.payload = payload;
     });
   }
-  stopCopyBytes(): number { return this.payload.length; }
+  async stopCopyBytes(): Promise<number> { return this.payload.length; }
   async reset(): Promise<void> { this.level = 'running'; }
   async health() { return []; }
   hostPort(): HostPort {

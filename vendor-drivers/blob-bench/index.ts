@@ -249,7 +249,7 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
       for (const vf of vfs.values()) vf.state = undefined;
     },
     listVfs: () => [...vfs.values()].map((v) => v.descriptor),
-    describe(id: string): VfDescription {
+    async describe(id: string): Promise<VfDescription> {
       const vf = vfOf(id);
       return { ...vf.descriptor, identity: identityOf(vf), details: { stateBytes: pageCount * PAGE_BYTES, dirtyBytesPerSecond } };
     },
@@ -261,14 +261,14 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
       vf.level = level;
       return { drainedCommands: 0 };
     },
-    openSave(id: string): DeviceSaveStream {
+    async openSave(id: string): Promise<DeviceSaveStream> {
       const vf = vfOf(id);
       dirtyUpTo(vf);
       // Whatever changed before this save goes out with its first pass.
       stateOf(vf).takeDirty();
       return pagedSaveStream(watched(vf), () => vf.level !== 'stopped');
     },
-    checkIdentity(id: string, identity: DeviceIdentity): void {
+    async checkIdentity(id: string, identity: DeviceIdentity): Promise<void> {
       const mine = identityOf(vfOf(id));
       for (const key of ['model', 'stateBytes'] as const) {
         if (identity[key] !== mine[key]) {
@@ -276,14 +276,14 @@ export function createBlobBenchDriver(options: BlobBenchOptions): VendorDriver {
         }
       }
     },
-    openLoad(id: string): DeviceLoadStream {
+    async openLoad(id: string): Promise<DeviceLoadStream> {
       const vf = vfOf(id);
       if (vf.level !== 'stopped') fail(`VF ${id} is ${vf.level}; a resume needs it stopped`);
       return pagedLoadStream(PAGE_BYTES, pageCount, stagingSink(pageCount, (versions) => {
         vf.state = new BlobState(pageCount, versions);
       }));
     },
-    stopCopyBytes: () => pageCount * (PAGE_BYTES + 4),
+    stopCopyBytes: async () => pageCount * (PAGE_BYTES + 4),
     async reset(id: string): Promise<void> {
       const vf = vfOf(id);
       vf.state = new BlobState(pageCount);

@@ -21,7 +21,7 @@ async function started(): Promise<VendorDriver> {
 /** The device data of a whole save of blob0, stopped, with blob0 changed `changes` times before. */
 async function saved(driver: VendorDriver): Promise<Buffer> {
   await driver.setRunLevel('blob0', 'stopped', { deadline: performance.now() + 1000 });
-  const stream = driver.openSave('blob0', FORMAT);
+  const stream = await driver.openSave('blob0', FORMAT);
   const data = Buffer.from(await stream.read(1 << 20));
   stream.close();
   return data;
@@ -29,7 +29,7 @@ async function saved(driver: VendorDriver): Promise<Buffer> {
 
 async function load(driver: VendorDriver, data: Buffer): Promise<DeviceLoadStream> {
   await driver.setRunLevel('blob1', 'stopped', { deadline: performance.now() + 1000 });
-  const stream = driver.openLoad('blob1', FORMAT);
+  const stream = await driver.openLoad('blob1', FORMAT);
   await stream.write(data);
   return stream;
 }
@@ -67,7 +67,7 @@ test('a stale page, well formed but one update behind, fails the header\'s sums;
   await t.throwsAsync(async () => (await load(driver, stale)).commit(), { message: /an update was lost/ });
   // blob1 was never given a state: it still saves the one it started with (version 0 everywhere, as blob0 did).
   await driver.setRunLevel('blob1', 'stopped', { deadline: performance.now() + 1000 });
-  const own = driver.openSave('blob1', FORMAT);
+  const own = await driver.openSave('blob1', FORMAT);
   const ownData = Buffer.from(await own.read(1 << 20));
   own.close();
   t.true(ownData.equals(before), 'nothing of the refused state reached blob1');

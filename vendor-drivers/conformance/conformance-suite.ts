@@ -177,10 +177,10 @@ export function conformanceSuite(test: TestFn, name: string, subject: Conformanc
       const source = await opened(t, subject.source);
       const destination = await opened(t, subject.destination);
       await source.machine.quiesce(SECOND);
-      const estimate = source.machine.pending().stopCopyBytes;
+      const estimate = (await source.machine.pending()).stopCopyBytes;
       const stream = await saveAll(source.machine, saveBytes);
       t.is(stream.length, estimate, 'the stop-copy size is exact');
-      t.is(source.machine.pending().pendingBytes, 0);
+      t.is((await source.machine.pending()).pendingBytes, 0);
       await destination.machine.quiesce(SECOND);
       await loadAll(destination.machine, stream, loadBytes);
       t.is((await destination.machine.setState('STOP', SECOND)).state, 'STOP');
@@ -251,7 +251,7 @@ export function conformanceSuite(test: TestFn, name: string, subject: Conformanc
       await source.machine.setState(saving, SECOND);
       await source.machine.save(509, undefined, SECOND).catch(() => undefined);
       t.is((await source.machine.resume(SECOND)).state, 'RUNNING', `cancelled from ${saving}`);
-      t.false(source.machine.pending().streamOpen, `${saving}: the save is gone`);
+      t.false((await source.machine.pending()).streamOpen, `${saving}: the save is gone`);
     }
     await source.machine.quiesce(SECOND);
     const stream = await saveAll(source.machine, 4093);
@@ -269,7 +269,7 @@ export function conformanceSuite(test: TestFn, name: string, subject: Conformanc
     const destination = await opened(t, subject.destination);
     await source.machine.setState('PRE_COPY', SECOND);
     const parts: Buffer[] = [];
-    let info = source.machine.precopyInfo();
+    let info = await source.machine.precopyInfo();
     t.true(info.initialBytes > 0, 'the initial state is there to read');
     t.is(info.reinit, false);
     // The initial state, while the VF runs: initial bytes fall to 0 and stay there.
@@ -277,20 +277,20 @@ export function conformanceSuite(test: TestFn, name: string, subject: Conformanc
       const slice = await source.machine.save(4093, undefined, SECOND);
       t.false(slice.eof, 'a running VF never ends its stream');
       parts.push(bytesOf(slice));
-      const next = source.machine.precopyInfo();
+      const next = await source.machine.precopyInfo();
       t.true(next.initialBytes <= info.initialBytes, 'initial bytes never rise');
       info = next;
     }
     // The device changes while it runs: dirty bytes appear, and reading hands them out.
     if (subject.change !== undefined) await subject.change(source.subject);
     const deadline = Date.now() + 10_000;
-    while (source.machine.precopyInfo().dirtyBytes === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
-    t.true(source.machine.precopyInfo().dirtyBytes > 0, 'the running VF changed its state');
-    t.is(source.machine.precopyInfo().initialBytes, 0, 'initial bytes stay at 0');
+    while ((await source.machine.precopyInfo()).dirtyBytes === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+    t.true((await source.machine.precopyInfo()).dirtyBytes > 0, 'the running VF changed its state');
+    t.is((await source.machine.precopyInfo()).initialBytes, 0, 'initial bytes stay at 0');
     parts.push(bytesOf(await source.machine.save(1 << 20, undefined, SECOND)));
     // Stop: what is left comes in STOP_COPY, exactly as announced.
     await source.machine.setState('STOP_COPY', SECOND);
-    const left = source.machine.pending().pendingBytes;
+    const left = (await source.machine.pending()).pendingBytes;
     let tail = 0;
     for (;;) {
       const slice = await source.machine.save(4093, undefined, SECOND);

@@ -22,7 +22,7 @@ test('Identify Controller reports the configured identity and limits', async (t)
   t.is(cqe.status, 0);
   t.is(cqe.sqId, 0);
   const data = f.port.memRead(BUF, 4096);
-  const identity = f.driver.describe('nvme0').identity;
+  const identity = (await f.driver.describe('nvme0')).identity;
   t.is(ascii(data, 4, 20), String(identity.serialNumber));
   t.is(ascii(data, 24, 40), 'vfmigd nvme-emu');
   t.is(dv(data).getUint16(78, true), 1, 'CNTLID');
@@ -40,7 +40,7 @@ test('Identify Namespace, active namespace list and descriptors', async (t) => {
   const f = await startDriver();
   t.teardown(f.close);
   await f.guest.enable();
-  const ns = f.driver.describe('nvme0').details.namespaces[0]!;
+  const ns = (await f.driver.describe('nvme0')).details.namespaces[0]!;
   t.is((await f.guest.admin({ opcode: IDENTIFY, nsid: 1, prp1: BUF, cdw10: 0 })).status, 0);
   const data = f.port.memRead(BUF, 4096);
   t.is(dv(data).getUint32(0, true), TEST_NAMESPACE_BYTES / 512, 'NSZE');
@@ -89,7 +89,7 @@ test('Create / Delete I/O queue errors carry the NVMe status codes', async (t) =
   t.is((await f.guest.admin({ opcode: 0x09, cdw10: 0x07, cdw11: 0x00010001 })).status, 0x00c, 'Number of Queues after creation: Command Sequence Error');
   t.is((await f.guest.admin({ opcode: 0x00, cdw10: 1 })).status, 0);
   t.is((await f.guest.admin({ opcode: 0x04, cdw10: 1 })).status, 0);
-  t.is(f.driver.describe('nvme0').details.queues.active, 0);
+  t.is((await f.driver.describe('nvme0')).details.queues.active, 0);
 });
 
 test('I/O queue creation needs CC.IOSQES = 6 and CC.IOCQES = 4', async (t) => {

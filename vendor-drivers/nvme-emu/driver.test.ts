@@ -15,7 +15,7 @@ test('generated BDFs start at 3b:00.2 and carry into device and bus numbers', (t
   t.is(generatedBdf(254), '0000:3c:00.0');
 });
 
-test('defaults: four nvme VFs, P2P advertised, no pre-copy or dirty tracking, no host port', (t) => {
+test('defaults: four nvme VFs, P2P advertised, no pre-copy or dirty tracking, no host port', async (t) => {
   const driver = createNvmeEmuDriver({});
   t.is(driver.name, 'nvme-emu');
   t.deepEqual(driver.capabilities, { p2p: true, preCopy: false, dirtyTracking: false, hostPort: false });
@@ -29,7 +29,7 @@ test('defaults: four nvme VFs, P2P advertised, no pre-copy or dirty tracking, no
     driver.listVfs().map((vf) => `${vf.id}@${vf.bdf}:${vf.kind}`),
     ['nvme0@0000:3b:00.2:nvme', 'nvme1@0000:3b:00.3:nvme', 'nvme2@0000:3b:00.4:nvme', 'nvme3@0000:3b:00.5:nvme'],
   );
-  const description = driver.describe('nvme1');
+  const description = (await driver.describe('nvme1'));
   t.deepEqual(description.details.queues, { max: 16, active: 0 });
   t.is(description.details.namespaces[0]?.sizeBytes, 1024 ** 3);
   t.is(description.details.namespaces[0]?.blockSize, 512);
@@ -38,14 +38,14 @@ test('defaults: four nvme VFs, P2P advertised, no pre-copy or dirty tracking, no
   t.false(driver.capabilities.hostPort, 'no host port unless configured');
   t.throws(() => driver.hostPort('nvme0'));
   t.is(createNvmeEmuDriver({ p2p: false }).capabilities.p2p, false);
-  t.is(t.throws(() => driver.describe('nvme9'), { instanceOf: DriverError })?.kind, 'driver-failure');
+  t.is((await t.throwsAsync(() => driver.describe('nvme9'), { instanceOf: DriverError }))?.kind, 'driver-failure');
 });
 
-test('identities are deterministic, so two agents with one configuration match', (t) => {
-  const a = createNvmeEmuDriver({ vfCount: 2 }).describe('nvme1').identity;
-  const b = createNvmeEmuDriver({ vfCount: 2 }).describe('nvme1').identity;
+test('identities are deterministic, so two agents with one configuration match', async (t) => {
+  const a = (await createNvmeEmuDriver({ vfCount: 2 }).describe('nvme1')).identity;
+  const b = (await createNvmeEmuDriver({ vfCount: 2 }).describe('nvme1')).identity;
   t.deepEqual(a, b);
-  t.not(createNvmeEmuDriver({ vfCount: 2 }).describe('nvme0').identity.serialNumber, a.serialNumber);
+  t.not((await createNvmeEmuDriver({ vfCount: 2 }).describe('nvme0')).identity.serialNumber, a.serialNumber);
 });
 
 test('configuration errors JSON Schema cannot catch are refused', (t) => {

@@ -42,14 +42,14 @@ test('quiesce drains fetched commands; unfetched and latched ones run on a resto
   await sleep(20);
   t.is(guest.poll(1), undefined, 'nothing runs on a stopped VF');
   const image = await captureState(source.driver, 'nvme0');
-  t.is(image.payload.length, source.driver.stopCopyBytes('nvme0'));
+  t.is(image.payload.length, (await source.driver.stopCopyBytes('nvme0')));
 
   // The destination: same configuration and namespace file, guest RAM copied as a VMM would.
   const destination = await startDriver({ serviceTimeUs: 5000 }, dataDir);
   t.teardown(destination.close);
   await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
   copyGuestMemory(source.port, destination.port, [...guest.queueRanges(), { address: DATA, length: 32 * PAGE }]);
-  destination.driver.checkIdentity('nvme0', image.identity);
+  await destination.driver.checkIdentity('nvme0', image.identity);
   await restoreState(destination.driver, 'nvme0', image);
   guest.moveTo(destination.port);
   await sleep(20);
@@ -135,10 +135,10 @@ test('quiesce from running straight to stopped drains too; doorbells latched whi
 test('a save and a resume need a stopped VF; stopCopyBytes is exact', async (t) => {
   const f = await startWithIoQueue({ serviceTimeUs: 0 });
   t.teardown(f.close);
-  t.throws(() => f.driver.openSave('nvme0', f.driver.stateFormats[0]!), { instanceOf: DriverError, message: /stopped/ });
+  await t.throwsAsync(async () => f.driver.openSave('nvme0', f.driver.stateFormats[0]!), { instanceOf: DriverError, message: /stopped/ });
   await f.guest.createIoPair(2);
   await f.guest.run(1, { opcode: READ, nsid: 9 }); // one error log entry
-  const estimate = f.driver.stopCopyBytes('nvme0');
+  const estimate = (await f.driver.stopCopyBytes('nvme0'));
   await f.driver.setRunLevel('nvme0', 'stopped', farDeadline());
   const image = await captureState(f.driver, 'nvme0');
   t.is(image.payload.length, estimate);
@@ -167,7 +167,7 @@ test('reset() is a function-level reset: disabled controller, running, guest mem
   t.is(f.port.mmioRead32(0x14), 0, 'CC');
   t.is(f.port.mmioRead32(0x1c), 0, 'CSTS');
   t.is(f.port.mmioRead32(0x28), 0, 'ASQ');
-  t.is(f.driver.describe('nvme0').details.queues.active, 0);
+  t.is((await f.driver.describe('nvme0')).details.queues.active, 0);
   t.deepEqual(f.port.memRead(DATA, 64), pattern(64, 9));
   await f.guest.enable();
   t.is((await f.guest.admin({ opcode: 0x06, prp1: 0x400000, cdw10: 1 })).status, 0, 'usable again, and running');

@@ -86,7 +86,7 @@ export class NvmeEmuDriver implements VendorDriver {
     return [...this.#vfs.values()].map((vf) => vf.descriptor);
   }
 
-  describe(vfId: string): VfDescription<NvmeEmuDetails> {
+  async describe(vfId: string): Promise<VfDescription<NvmeEmuDetails>> {
     const vf = this.#vf(vfId);
     return {
       ...vf.descriptor,
@@ -113,7 +113,7 @@ export class NvmeEmuDriver implements VendorDriver {
    * pre-copy, a save opened while it runs hands out an image at once, a new
    * one whenever the state has changed, and the final one once it stops.
    */
-  openSave(vfId: string, format: StateFormat): DeviceSaveStream {
+  async openSave(vfId: string, format: StateFormat): Promise<DeviceSaveStream> {
     const vf = this.#vf(vfId);
     if (!this.capabilities.preCopy) requireStopped(vf, 'a save');
     const codec = this.#codec(format);
@@ -125,11 +125,11 @@ export class NvmeEmuDriver implements VendorDriver {
       },
       stopped: () => controller.runLevel === 'stopped',
     });
-    this.#vfLog(vfId).debug({ format: format.name, running: controller.runLevel !== 'stopped', stopCopyBytes: stream.stopCopyBytes() }, 'save opened');
+    this.#vfLog(vfId).debug({ format: format.name, running: controller.runLevel !== 'stopped', stopCopyBytes: await stream.stopCopyBytes() }, 'save opened');
     return stream;
   }
 
-  checkIdentity(vfId: string, identity: DeviceIdentity): void {
+  async checkIdentity(vfId: string, identity: DeviceIdentity): Promise<void> {
     const difference = identityDifference(identity, this.#vf(vfId).identity);
     if (difference) throw new DriverError('incompatible-state', difference);
   }
@@ -140,7 +140,7 @@ export class NvmeEmuDriver implements VendorDriver {
    * applies the last at commit, validated whole again: it must have been
    * taken stopped.
    */
-  openLoad(vfId: string, format: StateFormat): DeviceLoadStream {
+  async openLoad(vfId: string, format: StateFormat): Promise<DeviceLoadStream> {
     const vf = this.#vf(vfId);
     const codec = this.#codec(format);
     requireStopped(vf, 'a resume');
@@ -158,7 +158,7 @@ export class NvmeEmuDriver implements VendorDriver {
   }
 
   /** Of the default save format. Encoding is the only way to be exact, and costs microseconds. */
-  stopCopyBytes(vfId: string): number {
+  async stopCopyBytes(vfId: string): Promise<number> {
     return this.#defaultCodec().encode(this.#vf(vfId).controller.snapshot(), true).length;
   }
 

@@ -35,7 +35,7 @@ function images(data: Buffer): [number, Buffer][] {
 }
 
 async function load(f: Fixture, format: StateFormat, data: Buffer): Promise<void> {
-  const stream = f.driver.openLoad('nvme0', format);
+  const stream = await f.driver.openLoad('nvme0', format);
   try {
     for (let at = 0; at < data.length; at += 4093) await stream.write(data.subarray(at, at + 4093));
     await stream.commit();
@@ -59,21 +59,21 @@ for (const format of [FULL_STATE_FORMAT, STANDARD_STATE_FORMAT]) {
     const { source, destination } = await setup(t);
     const { guest, port } = source;
     t.true(source.driver.capabilities.preCopy);
-    const save = source.driver.openSave('nvme0', format);
+    const save = await source.driver.openSave('nvme0', format);
     const initial = await drain(save);
-    t.is(save.precopyInfo().initialBytes, 0);
-    t.is(save.precopyInfo().dirtyBytes, 0, 'nothing changed yet');
+    t.is((await save.precopyInfo()).initialBytes, 0);
+    t.is((await save.precopyInfo()).dirtyBytes, 0, 'nothing changed yet');
     t.is((await save.read(509)).length, 0, 'and there is nothing more for now');
 
     port.memWrite(DATA, pattern(4096, 5));
     t.is((await guest.run(1, { opcode: WRITE, nsid: 1, prp1: DATA, cdw10: 16, cdw12: 7 })).status, 0);
-    const dirty = save.precopyInfo().dirtyBytes;
+    const dirty = (await save.precopyInfo()).dirtyBytes;
     t.is(dirty, initial.length, 'the guest\'s command changed the state: a whole new image is due');
     const second = await drain(save);
     t.is(second.length, dirty);
 
     await source.driver.setRunLevel('nvme0', 'stopped', farDeadline());
-    const left = save.stopCopyBytes();
+    const left = (await save.stopCopyBytes());
     const final = await drain(save);
     t.is(final.length, left, 'stopCopyBytes is exact once stopped');
     save.close();
@@ -94,7 +94,7 @@ for (const format of [FULL_STATE_FORMAT, STANDARD_STATE_FORMAT]) {
 
 test('a stream whose last image was taken running is refused, and so is a damaged earlier image as it arrives; the destination is unchanged', async (t) => {
   const { source, destination } = await setup(t);
-  const save = source.driver.openSave('nvme0', FULL_STATE_FORMAT);
+  const save = await source.driver.openSave('nvme0', FULL_STATE_FORMAT);
   const initial = await drain(save);
   t.is((await source.guest.run(1, { opcode: READ, nsid: 1, prp1: DATA })).status, 0);
   const second = await drain(save);
@@ -109,7 +109,7 @@ test('a stream whose last image was taken running is refused, and so is a damage
   t.regex(unfinished?.message ?? '', /taken while the source VF ran/);
   const damaged = Buffer.concat([initial, second, final]);
   damaged[100] = (damaged[100] ?? 0) ^ 0x01;
-  const early = destination.driver.openLoad('nvme0', FULL_STATE_FORMAT);
+  const early = await destination.driver.openLoad('nvme0', FULL_STATE_FORMAT);
   await t.throwsAsync(early.write(damaged.subarray(0, initial.length)), { instanceOf: DriverError, message: /checksum mismatch/ }, 'refused with the slice that completes the bad image');
   early.abort();
   t.deepEqual((await captureState(destination.driver, 'nvme0')).payload, before, 'the VF is unchanged');
@@ -120,10 +120,10 @@ test('without preCopy a save needs the VF stopped, and the capability follows th
   const f = await startWithIoQueue({ serviceTimeUs: 0 });
   t.teardown(f.close);
   t.false(f.driver.capabilities.preCopy);
-  t.throws(() => f.driver.openSave('nvme0', FULL_STATE_FORMAT), { instanceOf: DriverError, message: /stopped/ });
+  await t.throwsAsync(async () => f.driver.openSave('nvme0', FULL_STATE_FORMAT), { instanceOf: DriverError, message: /stopped/ });
   await f.driver.setRunLevel('nvme0', 'stopped', farDeadline());
-  const save = f.driver.openSave('nvme0', FULL_STATE_FORMAT);
-  t.throws(() => save.precopyInfo(), { instanceOf: DriverError });
-  t.is((await drain(save)).length, f.driver.stopCopyBytes('nvme0'));
+  const save = await f.driver.openSave('nvme0', FULL_STATE_FORMAT);
+  await t.throwsAsync(async () => (await save.precopyInfo()), { instanceOf: DriverError });
+  t.is((await drain(save)).length, (await f.driver.stopCopyBytes('nvme0')));
   save.close();
 });

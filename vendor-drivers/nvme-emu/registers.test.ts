@@ -66,18 +66,18 @@ test('CC.EN brings up the admin queue and sets RDY; clearing EN resets; SHN repo
   await f.guest.enable(16);
   t.is(f.port.mmioRead32(0x1c) & 1, 1, 'RDY');
   await f.guest.createIoPair(1);
-  t.is(f.driver.describe('nvme0').details.queues.active, 1);
+  t.is((await f.driver.describe('nvme0')).details.queues.active, 1);
   const cc = f.port.mmioRead32(0x14);
   f.port.mmioWrite32(0x14, cc | (1 << 14));
   t.is((f.port.mmioRead32(0x1c) >> 2) & 3, 2, 'SHST = shutdown complete');
   f.port.mmioWrite32(0x14, 0);
   t.is(f.port.mmioRead32(0x1c) & 1, 0, 'RDY cleared');
-  t.is(f.driver.describe('nvme0').details.queues.active, 0, 'reset deleted the I/O queues');
+  t.is((await f.driver.describe('nvme0')).details.queues.active, 0, 'reset deleted the I/O queues');
   // Enabling again gives a fresh controller.
   await f.guest.enable(16);
   t.is(f.port.mmioRead32(0x1c) & 3, 1, 'RDY, no CFS');
   t.is((f.port.mmioRead32(0x1c) >> 2) & 3, 0, 'SHST cleared by the new enable');
-  t.is(f.driver.describe('nvme0').details.queues.active, 0);
+  t.is((await f.driver.describe('nvme0')).details.queues.active, 0);
 });
 
 test('an unusable configuration at enable leaves RDY clear and sets CFS', async (t) => {

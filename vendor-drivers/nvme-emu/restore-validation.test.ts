@@ -48,7 +48,7 @@ test('a valid image loads, and the same image is refused after being damaged', a
   flipped[SQ_ENTRY + 2] = (flipped[SQ_ENTRY + 2] ?? 0) ^ 0x40;
   await refused(t, destination, { ...image, payload: flipped }, 'corrupt-state', /checksum mismatch/);
   await restoreState(destination.driver, 'nvme0', image);
-  t.is(destination.driver.describe('nvme0').details.queues.active, 1);
+  t.is((await destination.driver.describe('nvme0')).details.queues.active, 1);
 });
 
 test('sealed but inconsistent payloads are refused with the offending field', async (t) => {
@@ -82,7 +82,7 @@ test('a foreign identity is incompatible: in the image, or only inside the paylo
   const foreignImage = await captureState(foreign.driver, 'nvme0');
   const { image, destination } = await setup(t);
 
-  const error = t.throws(() => destination.driver.checkIdentity('nvme0', foreignImage.identity), { instanceOf: DriverError });
+  const error = await t.throwsAsync(async () => destination.driver.checkIdentity('nvme0', foreignImage.identity), { instanceOf: DriverError });
   t.is(error?.kind, 'incompatible-state');
   t.regex(error?.message ?? '', /serialNumber differs: source "SOMEONE-ELSE", destination "VFM00003B002"/);
   // The core asks checkIdentity first; restoreState checks what the payload says, whatever the image claims.
@@ -132,7 +132,7 @@ test('vendor records of a newer nvme-emu: an unknown optional one (tag 0x8000 an
   const hint = new TextEncoder().encode('a hint from a newer nvme-emu');
   await refused(t, destination, { ...image, payload: withVendorRecord(image.payload, 0x0042, hint) }, 'incompatible-state', /record tag 0x0*42 .* is mandatory and unknown/);
   await restoreState(destination.driver, 'nvme0', { ...image, payload: withVendorRecord(image.payload, 0x8042, hint) });
-  t.is(destination.driver.describe('nvme0').details.queues.active, 1, 'the state it carried was applied');
+  t.is((await destination.driver.describe('nvme0')).details.queues.active, 1, 'the state it carried was applied');
   // The optional record is gone from what the destination saves, and nothing else differs from the source's state.
   await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
   t.deepEqual((await captureState(destination.driver, 'nvme0')).payload, image.payload);

@@ -77,11 +77,11 @@ test('round trip: the I/O queues resume exactly, with latched doorbells, unackno
   t.is(dv.getUint32(32, true), 0, 'VSS: no vendor-specific section');
   t.is(dv.getUint16(SQ_ENTRY + 24 + 18, true), 22, 'SQ 2 tail: the latched doorbell (20 flushes, then two rung while stopped)');
   t.is(dv.getUint16(SQ_ENTRY + 48 + 12, true), 1, 'CQ 1 head: the latched doorbell (one of three consumed while stopped)');
-  t.is(source.driver.stopCopyBytes('nvme0'), (await captureState(source.driver, 'nvme0')).payload.length, 'stopCopyBytes is of the default (full) format');
+  t.is((await source.driver.stopCopyBytes('nvme0')), (await captureState(source.driver, 'nvme0')).payload.length, 'stopCopyBytes is of the default (full) format');
 
   await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
   copyGuestMemory(port, destination.port, [...guest.queueRanges(), { address: DATA, length: 8192 }]);
-  destination.driver.checkIdentity('nvme0', image.identity);
+  await destination.driver.checkIdentity('nvme0', image.identity);
   await restoreState(destination.driver, 'nvme0', image);
   t.deepEqual((await captureState(destination.driver, 'nvme0', STANDARD_STATE_FORMAT)).payload, image.payload, 'the destination saves the same queues');
   t.is(destination.port.mmioRead32(CC), CC_ENABLED, 'CC: what the guest must have written for I/O queues to exist');
@@ -177,7 +177,7 @@ test('no I/O queues, or a controller reset latched while stopped: the destinatio
   await restoreState(destination.driver, 'nvme0', resetLatched);
   t.is(destination.port.mmioRead32(CC), 0);
   t.is(destination.port.mmioRead32(CSTS), 0);
-  t.is(destination.driver.describe('nvme0').details.queues.active, 0);
+  t.is((await destination.driver.describe('nvme0')).details.queues.active, 0);
   await destination.driver.setRunLevel('nvme0', 'running', farDeadline());
   await destination.guest.enable();
   t.is((await destination.guest.admin({ opcode: IDENTIFY, prp1: DATA, cdw10: 1 })).status, 0, 'a guest sets it up as after any reset');
@@ -261,7 +261,7 @@ test('standard states that are truncated, inconsistent or of another version are
   const asFull = await t.throwsAsync(restoreState(destination.driver, 'nvme0', { ...image, format: FULL_STATE_FORMAT }), { instanceOf: DriverError });
   t.regex(asFull?.message ?? '', /seal/, 'a standard state read as the full format has no seal');
   await restoreState(destination.driver, 'nvme0', image);
-  t.is(destination.driver.describe('nvme0').details.queues.active, 2, 'the intact state loads');
+  t.is((await destination.driver.describe('nvme0')).details.queues.active, 2, 'the intact state loads');
 });
 
 test('a VF restricted to the standard format saves and loads only it', async (t) => {
@@ -272,9 +272,9 @@ test('a VF restricted to the standard format saves and loads only it', async (t)
   t.deepEqual(f.driver.saveFormats, [STANDARD_STATE_FORMAT]);
   await f.guest.enable();
   await f.guest.createIoPair(1);
-  t.is(f.driver.stopCopyBytes('nvme0'), 48 + 8 + 2 * 24, 'stopCopyBytes is of the standard format');
+  t.is((await f.driver.stopCopyBytes('nvme0')), 48 + 8 + 2 * 24, 'stopCopyBytes is of the standard format');
   await f.driver.setRunLevel('nvme0', 'stopped', farDeadline());
-  t.throws(() => f.driver.openSave('nvme0', FULL_STATE_FORMAT), { instanceOf: DriverError, message: /not configured/ });
+  await t.throwsAsync(async () => f.driver.openSave('nvme0', FULL_STATE_FORMAT), { instanceOf: DriverError, message: /not configured/ });
   t.is((await captureState(f.driver, 'nvme0')).payload.length, 48 + 8 + 2 * 24);
   const both = await startDriver({ serviceTimeUs: 0, stateFormats: ['standard', 'full'] }, dataDir);
   t.teardown(both.close);

@@ -87,7 +87,7 @@ export interface CapturedState {
 
 /** Opens a save (the VF stopped) in `format` (default: the driver's first), reads it to its end in odd-sized reads, and closes it. */
 export async function captureState(driver: VendorDriver, vf: string, format = driver.stateFormats[0] as StateFormat): Promise<CapturedState> {
-  const stream = driver.openSave(vf, format);
+  const stream = await driver.openSave(vf, format);
   const pieces: Buffer[] = [];
   try {
     for (;;) {
@@ -99,12 +99,12 @@ export async function captureState(driver: VendorDriver, vf: string, format = dr
     stream.close();
   }
   // A Uint8Array of its own (not a view into a pooled buffer): tests edit it through DataViews.
-  return { format, identity: driver.describe(vf).identity, payload: new Uint8Array(Buffer.concat(pieces)) };
+  return { format, identity: (await driver.describe(vf)).identity, payload: new Uint8Array(Buffer.concat(pieces)) };
 }
 
 /** Writes a captured state through a resume stream, in odd-sized pieces, and commits it. */
 export async function restoreState(driver: VendorDriver, vf: string, state: CapturedState): Promise<void> {
-  const stream = driver.openLoad(vf, state.format);
+  const stream = await driver.openLoad(vf, state.format);
   try {
     for (let at = 0; at < state.payload.length; at += 4093) await stream.write(state.payload.subarray(at, at + 4093));
     await stream.commit();
