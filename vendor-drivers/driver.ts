@@ -177,6 +177,8 @@ export interface HostPort {
  */
 export type DriverErrorKind =
   | 'quiesce-timeout'
+  /** The device did not answer (its process is down, its link is cut): the call did nothing the driver knows of. */
+  | 'device-unreachable'
   | 'corrupt-state'
   | 'incompatible-state'
   | 'invalid-access'
@@ -258,6 +260,12 @@ export interface VendorDriver {
   openLoad(vfId: string, format: StateFormat): Promise<DeviceLoadStream>;
   /** Bytes of data a save would hand out if the VF stopped now (VFIO's MIG_DATA_SIZE), with no save open. */
   stopCopyBytes(vfId: string): Promise<number>;
+  /**
+   * Where the VF is now, as the device knows it. A driver whose devices
+   * outlive the agent has it: the core asks it at start (and after losing
+   * the device) instead of assuming RUNNING.
+   */
+  runLevel?(vfId: string): Promise<RunLevel>;
   /** Function-level reset: a clean, disabled controller, running. Used to leave ERROR. */
   reset(vfId: string): Promise<void>;
 

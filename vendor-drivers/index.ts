@@ -6,14 +6,14 @@
 import type { Config } from '../schemas/types.ts';
 import type { VendorDriver } from './driver.ts';
 import { createBlobBenchDriver } from './blob-bench/index.ts';
-import { createNvmeEmuDriver } from './nvme-emu/index.ts';
+import { createConfiguredNvmeEmuDriver } from './nvme-emu/index.ts';
 
 export type DriverConfig = NonNullable<Config['drivers']>[number];
 
 export function createDriver(config: DriverConfig): VendorDriver {
   switch (config.driver) {
     case 'nvme-emu':
-      return createNvmeEmuDriver(config.options ?? {});
+      return createConfiguredNvmeEmuDriver(config.options ?? {});
     case 'blob-bench':
       return createBlobBenchDriver(config.options ?? {});
   }

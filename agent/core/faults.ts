@@ -17,7 +17,8 @@ export type FaultName =
   | 'DRIVER_FAILURE'
   | 'NOT_SESSION_OWNER'
   | 'SESSION_UNKNOWN'
-  | 'NO_MIGRATION';
+  | 'NO_MIGRATION'
+  | 'DEVICE_UNREACHABLE';
 
 /** Facts a caller needs to act on a fault (current state, expected offset, ...). */
 export type FaultDetails = Record<string, string | number | boolean | null | string[]>;

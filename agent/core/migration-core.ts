@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { DriverCapabilities, HealthCheck, HostPort, StateFormat, VendorDriver, VfDescription } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 import type { SessionInfo } from './migration-session.ts';
-import { VfMachine, type MigrationInfo, type VfMachineLimits } from './vf-machine.ts';
+import { readFault, VfMachine, type MigrationInfo, type VfMachineLimits } from './vf-machine.ts';
 import type { VfioStateName } from './vfio-states.ts';
 
 /** A VF as listed: its names, its driver and its state. */
@@ -66,6 +66,7 @@ export class MigrationCore {
           if (other !== undefined) throw new Error(`VF ${vf.id} of driver ${driver.name} reuses ${ref}, already taken by VF ${other.vf.id}`);
         }
         const machine = new VfMachine(vf, driver, this.limits, this.log.child({ vf: vf.id }));
+        await machine.adoptDeviceState();
         this.machines.push(machine);
         this.byRef.set(vf.id, machine);
         this.byRef.set(vf.bdf, machine);
@@ -87,7 +88,7 @@ export class MigrationCore {
 
   async details(ref: string): Promise<VfDetails> {
     const machine = this.lookup(ref);
-    const description = await machine.driver.describe(machine.vf.id);
+    const description = await machine.driver.describe(machine.vf.id).catch((error: unknown) => { throw readFault(error, 'vf.get'); });
     return {
       ...this.summary(machine),
       capabilities: machine.driver.capabilities,

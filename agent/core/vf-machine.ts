@@ -106,6 +106,8 @@ interface Migration {
   /** Undefined once the lease has ended (stranded, a dropped resume) or in ERROR. */
   lease: Lease | undefined;
   stranded: { readonly since: number; readonly reason: string } | undefined;
+  /** Found out of RUNNING when the agent started: nobody's, so any caller allowed to migrate it may say what happens next. */
+  readonly adopted?: boolean;
 }
 
 /** The migration a VF is in, as plain data (vf.get). */
@@ -160,6 +162,8 @@ export class VfMachine {
   private readonly limits: VfMachineLimits;
   private readonly log: Logger;
   private readonly clock: LeaseClock;
+  /** The device did not answer a call: what it did is not known until it is asked. */
+  private resyncNeeded = false;
 
   constructor(vf: VfDescriptor, driver: VendorDriver, limits: VfMachineLimits, log: Logger, clock: LeaseClock = SYSTEM_CLOCK) {
     this.vf = vf;
@@ -315,8 +319,13 @@ export class VfMachine {
   }
 
   /** What a save in `format` (default: the default) would say it is, without stopping or opening anything. */
-  stateDescriptor(format?: StreamFormat): Promise<StreamDescriptor> {
-    return this.saveDescriptor(format === undefined ? undefined : this.saveableFormat(format));
+  async stateDescriptor(format?: StreamFormat): Promise<StreamDescriptor> {
+    const chosen = format === undefined ? undefined : this.saveableFormat(format);
+    try {
+      return await this.saveDescriptor(chosen);
+    } catch (error) {
+      throw readFault(error, 'vf.stateDescriptor');
+    }
   }
 
   /**
@@ -332,7 +341,7 @@ export class VfMachine {
       if ((error instanceof Fault && error.fault === 'STATE_INCOMPATIBLE') || (error instanceof DriverError && error.kind === 'incompatible-state')) {
         return { compatible: false, reason: error.message, format: null };
       }
-      throw error;
+      throw readFault(error, 'vf.checkCompatibility');
     }
   }
 
@@ -352,6 +361,14 @@ export class VfMachine {
 
   /** Not queued (a poll): the state is the one it had when asked, the counts are the device's answer. */
   async pending(): Promise<PendingReport> {
+    try {
+      return await this.pendingNow();
+    } catch (error) {
+      throw readFault(error, 'vf.pending');
+    }
+  }
+
+  private async pendingNow(): Promise<PendingReport> {
     const open = this.session;
     const state = this.currentState;
     if (open instanceof SaveSession && open.phase === 'pre-copy') {
@@ -385,6 +402,46 @@ export class VfMachine {
   }
 
   /**
+   * At start: where the device is, for a driver whose devices outlive the
+   * agent. A VF found out of RUNNING was in a migration that this agent
+   * knows nothing of (no journal yet): whether its state left is unknown,
+   * so it is stranded, as a source read to the end is, until a call says
+   * which side runs.
+   */
+  async adoptDeviceState(): Promise<void> {
+    if (this.driver.runLevel === undefined) return;
+    const level = await this.driver.runLevel(this.vf.id);
+    if (level === 'running') return;
+    this.currentState = level === 'stopped' ? 'STOP' : 'RUNNING_P2P';
+    const since = this.clock.wall();
+    this.migration = {
+      owner: 'agent', role: 'source', readToEnd: false, applied: false, lease: undefined, adopted: true,
+      stranded: { since, reason: 'found stopped when the agent started: the migration it was in, and whether its state left, are not known' },
+    };
+    this.log.warn({ phase: 'start', state: this.currentState, level }, 'VF found out of RUNNING at start: stranded until a call says which side runs');
+  }
+
+  /** After the device did not answer: its run level decides the state (a session it had is gone with the link). */
+  private async resync(log: Logger): Promise<void> {
+    if (this.driver.runLevel === undefined) {
+      this.resyncNeeded = false;
+      return;
+    }
+    let level: RunLevel;
+    try {
+      level = await this.driver.runLevel(this.vf.id);
+    } catch (error) {
+      throw this.asFault(error, 'reading the state of the device');
+    }
+    this.resyncNeeded = false;
+    if (runLevelOf(this.currentState) === level && this.currentState !== 'ERROR') return;
+    const from = this.currentState;
+    this.dropSession();
+    this.currentState = level === 'running' ? 'RUNNING' : level === 'p2p-quiesced' ? 'RUNNING_P2P' : 'STOP';
+    log.warn({ phase: 'resync', from, state: this.currentState, level }, 'state read again from the device after it did not answer');
+  }
+
+  /**
    * A host-port access (emu.*). Not queued: a guest keeps posting work (ringing doorbells)
    * while a quiesce is in progress, as it would on real hardware. A refused
    * access carries the VF's state like every other refusal.
@@ -413,6 +470,7 @@ export class VfMachine {
     const log = caller.log ?? this.log;
     return this.queue.run(async () => {
       this.checkOwner(caller);
+      if (this.resyncNeeded) await this.resync(log);
       const before = this.currentState;
       this.undoPoint = this.here();
       try {
@@ -436,7 +494,7 @@ export class VfMachine {
    */
   private checkOwner(caller: Caller): void {
     const owner = this.migration?.owner;
-    if (owner === undefined || owner === caller.principal || caller.admin) return;
+    if (owner === undefined || owner === caller.principal || caller.admin || this.migration?.adopted === true) return;
     throw new Fault('NOT_SESSION_OWNER', `VF ${this.vf.id} is in a migration (${this.currentState}) begun by principal "${owner}"; only it, or a principal granted admin, may change the VF until it runs again`, { state: this.currentState });
   }
 
@@ -567,7 +625,8 @@ export class VfMachine {
     if (to === undefined || this.currentState === 'ERROR') return;
     const at = this.currentState;
     const level = runLevelOf(to.state);
-    if (runLevelOf(at) !== level) {
+    // A device that does not answer cannot be put back: the next call reads where it is.
+    if (runLevelOf(at) !== level && !this.resyncNeeded) {
       try {
         await this.driver.setRunLevel(this.vf.id, level, { deadline: performance.now() + UNDO_TIMEOUT_MS });
       } catch (error) {
@@ -741,6 +800,10 @@ export class VfMachine {
         case 'corrupt-state': return new Fault('STATE_CORRUPT', error.message, {}, { cause: error });
         case 'incompatible-state': return new Fault('STATE_INCOMPATIBLE', error.message, {}, { cause: error });
         case 'invalid-access': return new Fault('DEVICE_ACCESS', error.message, {}, { cause: error });
+        // Nothing is known to have changed: refused, and the state is read from the device again before the next call.
+        case 'device-unreachable':
+          this.resyncNeeded = true;
+          return new Fault('DEVICE_UNREACHABLE', error.message, {}, { cause: error });
         case 'driver-failure': break;
       }
     }
@@ -750,6 +813,16 @@ export class VfMachine {
     const message = error instanceof Error ? error.message : String(error);
     return new Fault('DRIVER_FAILURE', `driver ${this.driver.name} failed during ${during}: ${message}`, {}, { cause: error });
   }
+}
+
+/**
+ * What a read of the device (not queued, changing nothing) throws when the
+ * driver fails it: the VF's state is not touched, whatever went wrong.
+ */
+export function readFault(error: unknown, what: string): unknown {
+  if (!(error instanceof DriverError)) return error;
+  if (error.kind === 'device-unreachable') return new Fault('DEVICE_UNREACHABLE', error.message, {}, { cause: error });
+  return new Fault('DRIVER_FAILURE', `${what}: ${error.message}`, {}, { cause: error });
 }
 
 /** `wanted` names `format`: the same name and version, and vendor where `wanted` says one (v1 streams do not). */

@@ -57,6 +57,7 @@ export const ERROR_CATALOGUE: Readonly<Record<ErrorName, CatalogueEntry>> = {
   NOT_SESSION_OWNER: { code: -33013, message: 'Migration owned by another principal', meaning: 'The VF is in a migration another principal began (its first step away from RUNNING); only that principal, or one granted `admin`, may change it until it runs again.' },
   SESSION_UNKNOWN: { code: -33014, message: 'Unknown migration session', meaning: 'The call names a save or resume session the VF does not have open: it ended, or the agent restarted. `data.session` is the one open, if any; nothing was changed.' },
   NO_MIGRATION: { code: -33015, message: 'No migration in progress', meaning: 'The VF is in no migration whose lease can be renewed: it runs, it is in ERROR, or its lease has ended (`data.stranded` says whether it is stranded). Nothing was changed.' },
+  DEVICE_UNREACHABLE: { code: -33016, message: 'Device unreachable', meaning: 'The VF\'s device (its firmware, or nvme-emu\'s device process) did not answer in time; the call changed nothing the agent knows of, and `agent.health` says so. Retry once the device answers.' },
 };
 
 export const ERROR_NAMES = Object.keys(ERROR_CATALOGUE) as ErrorName[];

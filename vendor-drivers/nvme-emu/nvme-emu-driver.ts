@@ -98,6 +98,19 @@ export class NvmeEmuDriver implements VendorDriver {
     };
   }
 
+  /** Where the VF's controller is now: what the device knows, whoever asks (an agent that restarted). */
+  async runLevel(vfId: string): Promise<RunLevel> {
+    return this.#vf(vfId).controller.runLevel;
+  }
+
+  /** The id of a VF named by id or BDF, as the host port is addressed. */
+  idOf(ref: string): string {
+    if (this.#vfs.has(ref)) return ref;
+    const lower = ref.toLowerCase();
+    for (const vf of this.#vfs.values()) if (vf.descriptor.bdf === lower) return vf.descriptor.id;
+    throw new DriverError('driver-failure', `nvme-emu has no VF with id or BDF ${JSON.stringify(ref)}`);
+  }
+
   async setRunLevel(vfId: string, level: RunLevel, options: RunLevelOptions): Promise<RunLevelChange> {
     const vf = this.#vf(vfId);
     const started = performance.now();

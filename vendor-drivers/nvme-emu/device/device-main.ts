@@ -1,0 +1,92 @@
+/**
+ * The nvme-emu device process: the stand-in for a DPU's device firmware.
+ * It runs the controllers, serves the control link that the agent's
+ * nvme-emu driver uses (a Unix socket) and, when asked, the host port that
+ * guests reach (loopback TCP). It outlives the agent: the agent starts it
+ * and attaches to it again after a restart.
+ *
+ *   node dist/vendor-drivers/nvme-emu/device/device-main.js \
+ *     --control PATH --options-json JSON [--host-port tcp://HOST:PORT]
+ *
+ * Logs are pino JSON on stdout. SIGTERM or SIGINT stops it; the device's
+ * state is gone then, as a powered-off device's is.
+ */
+import { existsSync, unlinkSync } from 'node:fs';
+import { connect, type AddressInfo, type Server } from 'node:net';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import type { NvmeEmuOptions } from '../../../schemas/types.ts';
+import { NvmeEmuDriver } from '../nvme-emu-driver.ts';
+import { controlServer, type DeviceInfo } from './device-server.ts';
+import { hostPortServer } from './host-port-server.ts';
+
+const log = pino({ name: 'nvme-emu-device', base: { pid: process.pid } });
+
+/** A socket file left by a device that died is removed; one that a live device answers on is not taken. */
+async function claimSocket(path: string): Promise<void> {
+  if (!existsSync(path)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => { probe.destroy(); resolve(true); });
+    probe.once('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`another device process serves ${path}`);
+  unlinkSync(path);
+}
+
+function listen(server: Server, target: string | { host: string; port: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => { server.off('error', reject); resolve(); };
+    if (typeof target === 'string') server.listen(target, done);
+    else server.listen(target.port, target.host, done);
+  });
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { control: { type: 'string' }, 'options-json': { type: 'string' }, 'host-port': { type: 'string' } } });
+  if (values.control === undefined || values['options-json'] === undefined) throw new Error('usage: device-main --control PATH --options-json JSON [--host-port tcp://HOST:PORT]');
+  const hostPortAt = values['host-port'] === undefined ? undefined : /^tcp:\/\/(.+):(\d+)$/.exec(values['host-port']);
+  if (values['host-port'] !== undefined && (hostPortAt === null || hostPortAt === undefined)) throw new Error(`--host-port ${values['host-port']}: want tcp://HOST:PORT`);
+  const options = JSON.parse(values['options-json']) as NvmeEmuOptions;
+  const driver = new NvmeEmuDriver({ ...options, hostPort: hostPortAt !== undefined });
+  await driver.start(log);
+
+  let hostPort: string | null = null;
+  const servers: Server[] = [];
+  if (hostPortAt !== undefined && hostPortAt !== null) {
+    const server = hostPortServer((vf) => driver.hostPort(driver.idOf(vf)));
+    await listen(server, { host: hostPortAt[1] as string, port: Number(hostPortAt[2]) });
+    const address = server.address() as AddressInfo;
+    hostPort = `tcp://${address.address}:${address.port}`;
+    servers.push(server);
+  }
+  const startedAt = new Date().toISOString();
+  const info = (): DeviceInfo => ({
+    pid: process.pid,
+    startedAt,
+    hostPort,
+    capabilities: driver.capabilities,
+    stateFormats: driver.stateFormats,
+    saveFormats: driver.saveFormats,
+    vfs: driver.listVfs(),
+  });
+  await claimSocket(values.control);
+  const control = controlServer(driver, info);
+  await listen(control, values.control);
+  servers.push(control);
+  log.info({ control: values.control, hostPort, vfs: driver.listVfs().length }, 'device ready');
+
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'device stopping');
+    for (const server of servers) server.close();
+    void driver.stop().finally(() => process.exit(0));
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  log.fatal({ err: error instanceof Error ? error.message : String(error) }, 'device failed to start');
+  process.exit(1);
+});
