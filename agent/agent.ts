@@ -75,7 +75,7 @@ export async function assembleAgent(config: ResolvedConfig, log: Logger, options
     maxQueuedCalls: config.limits.maxQueuedCallsPerVf,
     defaultLeaseMs: config.leases.defaultMs,
     maxLeaseMs: config.leases.maxMs,
-  }, log);
+  }, log, config.stateDir);
   await core.start();
 
   const openRpc = buildOpenRpcDocument(schemas, { version, apiVersion: API_VERSION }) as unknown as OpenrpcDocument;

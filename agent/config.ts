@@ -27,6 +27,7 @@ export interface ResolvedConfig {
   readonly auditLog: string | undefined;
   readonly limits: ResolvedLimits;
   readonly leases: ResolvedLeases;
+  readonly stateDir: string | undefined;
   readonly drivers: NonNullable<Config['drivers']>;
 }
 
@@ -112,6 +113,7 @@ export function resolveConfig(file: Config, overrides: { listen?: readonly strin
     auditLog: file.auditLog,
     limits,
     leases,
+    stateDir: file.stateDir,
     drivers: file.drivers ?? DEFAULT_DRIVERS,
   };
 }

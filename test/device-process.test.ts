@@ -6,69 +6,9 @@
  * the VF's true state, asked of the device. A device that dies is reported
  * and refused, never pretended.
  */
-import test, { type ExecutionContext } from 'ava';
-import { join } from 'node:path';
-import type { Config } from '../schemas/types.ts';
-import { LineRpcClient } from '../vendor-drivers/nvme-emu/device/line-rpc.ts';
-import { startAgentProcess, tempDir, type AgentProcess } from './support/agent-process.ts';
-import { rpcHostPort, type GuestHostPort } from './support/host-port.ts';
-import { busyGuest, finishClean, pauseWithCommandsInFlight, vfConfig } from './support/migration-rig.ts';
-import { RpcClient } from './support/rpc-client.ts';
-
-const BDF = '0000:3b:00.2';
-
-interface Rig {
-  readonly config: Config;
-  readonly socket: string;
-  start(): Promise<{ agent: AgentProcess; rpc: RpcClient }>;
-  /** The guest's side of the VF's link, at the device process. */
-  guestPort(rpc: RpcClient): Promise<GuestHostPort>;
-  devicePid(): Promise<number>;
-}
-
-/** An agent config whose nvme-emu controllers run in a device process; the device is killed when the test ends. */
-function rig(t: ExecutionContext): Rig {
-  const dir = tempDir();
-  const socket = join(dir, 'device.sock');
-  const config: Config = {
-    drivers: [{ driver: 'nvme-emu', options: { hostPort: true, serviceTimeUs: 2000, vfs: [vfConfig(dir)], device: { mode: 'supervised', socket, callTimeoutMs: 1000 } } }],
-  };
-  const devicePid = async (): Promise<number> => {
-    const link = new LineRpcClient(socket);
-    try {
-      return ((await link.call('device.info', {}, 5000)) as { pid: number }).pid;
-    } finally {
-      link.close();
-    }
-  };
-  t.teardown(async () => {
-    try {
-      process.kill(await devicePid(), 'SIGKILL');
-    } catch {
-      // the test killed it already
-    }
-  });
-  return {
-    config,
-    socket,
-    devicePid,
-    start: async () => {
-      const agent = await startAgentProcess({ config });
-      t.teardown(async () => { await agent.stop(); });
-      const rpc = await RpcClient.connect(agent.tcp);
-      t.teardown(() => rpc.destroy());
-      return { agent, rpc };
-    },
-    guestPort: async (rpc) => {
-      const details = (await rpc.call('vf.get', { vf: BDF })).details as { hostPort?: string };
-      const at = /^tcp:\/\/(.+):(\d+)$/.exec(details.hostPort ?? '');
-      if (at === null) throw new Error(`vf.get says no host port: ${JSON.stringify(details)}`);
-      const link = await RpcClient.connect({ host: at[1] as string, port: Number(at[2]) });
-      t.teardown(() => link.destroy());
-      return rpcHostPort(async (method, params) => link.callAny(method, params), BDF);
-    },
-  };
-}
+import test from 'ava';
+import { BDF, deviceRig as rig } from './support/device-rig.ts';
+import { busyGuest, finishClean, pauseWithCommandsInFlight } from './support/migration-rig.ts';
 
 test('the agent starts the device process; the guest runs on it through the host port it serves, not through the agent', async (t) => {
   const r = rig(t);

@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import type { DriverCapabilities, HealthCheck, HostPort, StateFormat, VendorDriver, VfDescription } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 import type { SessionInfo } from './migration-session.ts';
+import { SYSTEM_CLOCK } from './migration-lease.ts';
+import { SessionJournal } from './session-journal.ts';
 import { readFault, VfMachine, type MigrationInfo, type VfMachineLimits } from './vf-machine.ts';
 import type { VfioStateName } from './vfio-states.ts';
 
@@ -49,15 +51,26 @@ export class MigrationCore {
   private readonly byRef = new Map<string, VfMachine>();
   private readonly limits: VfMachineLimits;
   private readonly log: Logger;
+  /** Where the journal of migrations lives; none: nothing of a migration survives a restart but the devices' own states. */
+  private readonly stateDir: string | undefined;
+  private journal: SessionJournal | undefined;
 
-  constructor(drivers: readonly VendorDriver[], limits: VfMachineLimits, log: Logger) {
+  constructor(drivers: readonly VendorDriver[], limits: VfMachineLimits, log: Logger, stateDir?: string) {
     this.drivers = drivers;
     this.limits = limits;
     this.log = log;
+    this.stateDir = stateDir;
   }
 
-  /** Starts every driver and takes on its VFs; refuses duplicate ids or BDFs. */
+  /**
+   * Starts every driver and takes on its VFs; refuses duplicate ids or
+   * BDFs. Each VF's state is asked of its device, and the journal's record
+   * of its migration (if any) is checked against it.
+   */
   async start(): Promise<void> {
+    const opened = this.stateDir === undefined ? undefined : SessionJournal.open(this.stateDir, this.log);
+    this.journal = opened?.journal;
+    const journaled = opened?.reading.entries ?? new Map();
     for (const driver of this.drivers) {
       await driver.start(this.log.child({ driver: driver.name }));
       for (const vf of driver.listVfs()) {
@@ -65,8 +78,8 @@ export class MigrationCore {
           const other = this.byRef.get(ref);
           if (other !== undefined) throw new Error(`VF ${vf.id} of driver ${driver.name} reuses ${ref}, already taken by VF ${other.vf.id}`);
         }
-        const machine = new VfMachine(vf, driver, this.limits, this.log.child({ vf: vf.id }));
-        await machine.adoptDeviceState();
+        const machine = new VfMachine(vf, driver, this.limits, this.log.child({ vf: vf.id }), SYSTEM_CLOCK, this.journal);
+        await machine.adoptDeviceState(journaled.get(vf.id));
         this.machines.push(machine);
         this.byRef.set(vf.id, machine);
         this.byRef.set(vf.bdf, machine);
@@ -76,6 +89,8 @@ export class MigrationCore {
 
   async stop(): Promise<void> {
     await Promise.allSettled(this.drivers.map((d) => d.stop()));
+    this.journal?.close();
+    this.journal = undefined;
   }
 
   list(): readonly VfMachine[] {

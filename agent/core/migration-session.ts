@@ -61,14 +61,16 @@ export function sliceBytes(slice: { readonly pieces: readonly Buffer[]; readonly
 }
 
 abstract class MigrationSession {
-  readonly id = randomUUID();
+  readonly id: string;
   readonly vf: string;
   readonly owner: string;
   readonly createdAt: number;
   #lastActivityAt: number;
   readonly #now: () => number;
 
-  constructor(vf: string, owner: string, now: () => number) {
+  /** `id`: a new one, or the one a session had before the agent restarted (recovered from the journal). */
+  constructor(vf: string, owner: string, now: () => number, id: string = randomUUID()) {
+    this.id = id;
     this.vf = vf;
     this.owner = owner;
     this.#now = now;
@@ -220,9 +222,16 @@ export class SaveSession extends MigrationSession {
   #offset = 0;
   /** The last slice, for a caller whose answer was lost. */
   #last: { slice: Omit<SaveSlice, 'release'>; held: HeldSlice } | undefined;
+  /**
+   * A session recovered after a restart: the stream is made again from the
+   * stopped VF, byte for byte the same, and the caller's first slice may be
+   * at any offset in it (where it had reached); what comes before is skipped.
+   */
+  #resumable: boolean;
 
-  constructor(vf: string, owner: string, descriptor: StreamDescriptor, device: DeviceSaveStream, phase: 'pre-copy' | 'stop-copy' = 'stop-copy', now: () => number = Date.now) {
-    super(vf, owner, now);
+  constructor(vf: string, owner: string, descriptor: StreamDescriptor, device: DeviceSaveStream, phase: 'pre-copy' | 'stop-copy' = 'stop-copy', now: () => number = Date.now, recoveredId?: string) {
+    super(vf, owner, now, recoveredId);
+    this.#resumable = recoveredId !== undefined;
     this.#phase = phase;
     this.descriptor = descriptor;
     this.#device = device;
@@ -272,6 +281,10 @@ export class SaveSession extends MigrationSession {
    * stream moves.
    */
   async slice(maxBytes: number, offset: number | undefined): Promise<SaveSlice> {
+    if (this.#resumable) {
+      this.#resumable = false;
+      if (offset !== undefined && offset > this.#offset) await this.#skipTo(offset);
+    }
     const last = this.#last;
     if (offset !== undefined && offset !== this.#offset) {
       if (last !== undefined && offset === last.slice.offset) return { ...last.slice, release: last.held.handOut() };
@@ -291,6 +304,17 @@ export class SaveSession extends MigrationSession {
     last?.held.superseded();
     this.#last = { slice, held };
     return { ...slice, release };
+  }
+
+  /** A recovered session's caller goes on at `offset`: the stream's bytes before it, made again, are dropped. */
+  async #skipTo(offset: number): Promise<void> {
+    while (this.#offset < offset) {
+      while (this.#queuedBytes < offset - this.#offset && !this.#dataEnded && (await this.#pull())) { /* pulled a full record */ }
+      const { owners, length } = this.#take(offset - this.#offset);
+      for (const owner of owners) this.#unhold(owner);
+      if (length === 0) throw new Fault('STREAM_OFFSET', `offset ${offset} is past the end of the stream (${this.#offset} bytes)`, { expected: this.#offset });
+      this.#offset += length;
+    }
   }
 
   abandon(): void {

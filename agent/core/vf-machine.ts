@@ -18,6 +18,7 @@ import type { DeviceLoadStream, HostPort, RunLevel, StateFormat, VendorDriver, V
 import { DriverError } from '../../vendor-drivers/driver.ts';
 import { Fault } from './faults.ts';
 import { Lease, SYSTEM_CLOCK, type LeaseClock, type LeaseLimits } from './migration-lease.ts';
+import type { JournalEntry, SessionJournal } from './session-journal.ts';
 import { ResumeSession, SaveSession, streamBytes, type SaveSlice, type SessionInfo, type SliceSource } from './migration-session.ts';
 import { SerialQueue } from './serial-queue.ts';
 import type { StreamDescriptor, StreamFormat } from './state-records.ts';
@@ -164,8 +165,12 @@ export class VfMachine {
   private readonly clock: LeaseClock;
   /** The device did not answer a call: what it did is not known until it is asked. */
   private resyncNeeded = false;
+  private readonly journal: SessionJournal | undefined;
+  /** What the journal last says of this VF, so that a call that changed nothing writes nothing. */
+  private journaled = '';
 
-  constructor(vf: VfDescriptor, driver: VendorDriver, limits: VfMachineLimits, log: Logger, clock: LeaseClock = SYSTEM_CLOCK) {
+  constructor(vf: VfDescriptor, driver: VendorDriver, limits: VfMachineLimits, log: Logger, clock: LeaseClock = SYSTEM_CLOCK, journal?: SessionJournal) {
+    this.journal = journal;
     this.vf = vf;
     this.driver = driver;
     this.features = { p2p: driver.capabilities.p2p, preCopy: driver.capabilities.preCopy };
@@ -408,17 +413,57 @@ export class VfMachine {
    * so it is stranded, as a source read to the end is, until a call says
    * which side runs.
    */
-  async adoptDeviceState(): Promise<void> {
-    if (this.driver.runLevel === undefined) return;
-    const level = await this.driver.runLevel(this.vf.id);
-    if (level === 'running') return;
-    this.currentState = level === 'stopped' ? 'STOP' : 'RUNNING_P2P';
-    const since = this.clock.wall();
+  async adoptDeviceState(journaled?: JournalEntry): Promise<void> {
+    const log = this.log.child({ phase: 'start' });
+    // Only a device that outlives the agent can be in a migration when it starts.
+    const level = this.driver.runLevel === undefined ? 'running' : await this.driver.runLevel(this.vf.id);
+    const was = journaled?.migration ?? null;
+    if (level === 'running') {
+      if (was !== null) log.warn({ journaled: was.state }, 'the journal has the VF in a migration, but the device runs: the device wins, the migration is over');
+    } else if (was === null) {
+      this.currentState = level === 'stopped' ? 'STOP' : 'RUNNING_P2P';
+      this.migration = {
+        owner: 'agent', role: 'source', readToEnd: false, applied: false, lease: undefined, adopted: true,
+        stranded: { since: this.clock.wall(), reason: 'found stopped when the agent started: the migration it was in, and whether its state left, are not known' },
+      };
+      log.warn({ state: this.currentState, level }, 'VF found out of RUNNING at start: stranded until a call says which side runs');
+    } else {
+      await this.recover(was, level, log);
+    }
+    this.journalNow(log);
+  }
+
+  /**
+   * The journal's migration, on a device that is out of RUNNING: its owner,
+   * what it had come to, and its lease (a whole one, from the restart), come back. A
+   * stopped source that was saving opens its save again under the same
+   * session id: the VF has not changed, so the stream is byte for byte the
+   * one the VMM was reading, and the VMM goes on from its offset. A resume
+   * in progress is lost (its bytes were in this process): the VF is in STOP
+   * and the VMM's next call naming that session gets SESSION_UNKNOWN.
+   */
+  private async recover(was: JournalEntry['migration'] & object, level: RunLevel, log: Logger): Promise<void> {
+    const stopped = level === 'stopped';
+    this.currentState = stopped ? 'STOP' : 'RUNNING_P2P';
+    // A whole lease from the restart: the journal is not written for every extension, and the owner needs time to reconnect.
     this.migration = {
-      owner: 'agent', role: 'source', readToEnd: false, applied: false, lease: undefined, adopted: true,
-      stranded: { since, reason: 'found stopped when the agent started: the migration it was in, and whether its state left, are not known' },
+      owner: was.owner, role: was.role, readToEnd: was.readToEnd, applied: was.applied, stranded: was.stranded ?? undefined,
+      lease: was.leaseMs === null ? undefined : this.newLease({ principal: was.owner, admin: false, leaseMs: was.leaseMs }),
     };
-    this.log.warn({ phase: 'start', state: this.currentState, level }, 'VF found out of RUNNING at start: stranded until a call says which side runs');
+    const saving = was.session?.kind === 'save' && was.state === 'STOP_COPY' && stopped ? was.session : undefined;
+    if (saving !== undefined && saving.format !== null) {
+      try {
+        const descriptor = await this.saveDescriptor(saving.format);
+        this.session = new SaveSession(this.vf.id, was.owner, descriptor, await this.driver.openSave(this.vf.id, descriptor.format), 'stop-copy', Date.now, saving.id);
+        this.currentState = 'STOP_COPY';
+      } catch (error) {
+        log.error({ session: saving.id, err: error instanceof Error ? error.message : String(error) }, 'the save could not be opened again: the VF stays in STOP');
+      }
+    }
+    log.warn({
+      state: this.currentState, journaled: was.state, owner: was.owner, session: this.session?.id ?? null, lostSession: this.session === undefined ? (was.session?.id ?? null) : null,
+      leaseMs: was.leaseMs, stranded: was.stranded !== null,
+    }, 'migration recovered from the journal');
   }
 
   /** After the device did not answer: its run level decides the state (a session it had is gone with the link). */
@@ -482,8 +527,44 @@ export class VfMachine {
       } finally {
         this.undoPoint = undefined;
         this.settleMigration(caller, log, before);
+        this.journalNow(log);
       }
     });
+  }
+
+  /** The migration as the journal keeps it. */
+  private journalEntry(): JournalEntry {
+    const m = this.migration;
+    if (m === undefined) return { vf: this.vf.id, migration: null };
+    const session = this.session;
+    return {
+      vf: this.vf.id,
+      migration: {
+        owner: m.owner, role: m.role, readToEnd: m.readToEnd, applied: m.applied, state: this.currentState,
+        leaseMs: m.lease?.durationMs ?? null, leaseExpiresAt: m.lease?.expiresAt ?? null,
+        stranded: m.stranded ?? null,
+        session: session === undefined ? null : { id: session.id, kind: session.kind, format: session instanceof SaveSession ? session.descriptor.format : null },
+      },
+    };
+  }
+
+  /**
+   * Writes the VF's migration to the journal if it changed (not for a lease
+   * extension alone: a restart gives a journaled lease its whole length
+   * again, from when it was last written). A journal that cannot be written
+   * is logged: the migration goes on, and a restart then knows less.
+   */
+  private journalNow(log: Logger): void {
+    if (this.journal === undefined) return;
+    const entry = this.journalEntry();
+    const key = JSON.stringify({ ...entry, migration: entry.migration === null ? null : { ...entry.migration, leaseExpiresAt: null } });
+    if (key === this.journaled) return;
+    try {
+      this.journal.write(entry);
+      this.journaled = key;
+    } catch (error) {
+      log.error({ phase: 'journal', err: error instanceof Error ? error.message : String(error) }, 'could not write the journal');
+    }
   }
 
   /**
@@ -534,8 +615,9 @@ export class VfMachine {
     }
   }
 
-  private newLease(caller: Caller): Lease {
-    return new Lease(caller.leaseMs ?? this.limits.defaultLeaseMs, this.clock, (lease) => {
+  /** A lease of the caller's length (or the default); the first period may be shorter (what a recovered lease had left). */
+  private newLease(caller: Caller, firstMs?: number): Lease {
+    return new Lease(caller.leaseMs ?? this.limits.defaultLeaseMs, this.clock, firstMs, (lease) => {
       this.queue.runAlways(() => this.expire(lease)).catch((error: unknown) => {
         this.log.error({ phase: 'lease', err: error instanceof Error ? error.message : String(error) }, 'lease expiry failed');
       });
@@ -567,6 +649,14 @@ export class VfMachine {
     m.lease = undefined;
     const from = this.currentState;
     const log = this.log.child({ phase: 'lease' });
+    try {
+      await this.endExpired(m, lease, from, log);
+    } finally {
+      this.journalNow(log);
+    }
+  }
+
+  private async endExpired(m: Migration, lease: Lease, from: VfioStateName, log: Logger): Promise<void> {
     log.warn({ owner: m.owner, state: from, leaseMs: lease.durationMs, role: m.role, readToEnd: m.readToEnd, applied: m.applied }, 'migration lease expired');
     if (this.session instanceof ResumeSession) {
       log.warn({ session: this.session.id, bytes: this.session.bytes }, 'resume dropped: the state received so far is discarded');
