@@ -66,24 +66,28 @@ export function readJournal(text: string): JournalReading {
   const entries = new Map<string, JournalEntry>();
   const refused: number[] = [];
   const lines = text.split('\n');
-  // The text after the last newline is a write that did not finish, if anything.
-  if (lines.at(-1) === '') lines.pop();
+  // After the last newline: a write that did not finish (an entry's newline is its last byte), if anything.
+  const torn = lines.pop() ?? '';
   lines.forEach((raw, index) => {
-    const match = /^([0-9a-f]{8}) (.*)$/s.exec(raw);
-    const json = match?.[2];
-    if (match === null || json === undefined || Number.parseInt(match[1] as string, 16) !== crc32c(Buffer.from(json, 'utf8'))) {
-      refused.push(index + 1);
-      return;
-    }
-    try {
-      const entry = JSON.parse(json) as JournalEntry;
-      if (typeof entry.vf !== 'string' || (entry.migration !== null && typeof entry.migration !== 'object')) throw new Error('not an entry');
-      entries.set(entry.vf, entry);
-    } catch {
-      refused.push(index + 1);
-    }
+    const entry = parseLine(raw);
+    if (entry === undefined) refused.push(index + 1);
+    else entries.set(entry.vf, entry);
   });
+  if (torn !== '') refused.push(lines.length + 1);
   return { entries, refused };
+}
+
+/** The entry of a whole line, if it is exactly what was written. */
+function parseLine(raw: string): JournalEntry | undefined {
+  const match = /^([0-9a-f]{8}) (.*)$/s.exec(raw);
+  const json = match?.[2];
+  if (match === null || json === undefined || Number.parseInt(match[1] as string, 16) !== crc32c(Buffer.from(json, 'utf8'))) return undefined;
+  try {
+    const entry = JSON.parse(json) as JournalEntry;
+    return typeof entry.vf === 'string' && (entry.migration === null || typeof entry.migration === 'object') ? entry : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export class SessionJournal {
