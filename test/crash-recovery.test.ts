@@ -119,3 +119,52 @@ test('a torn or corrupted journal is refused line by line: the agent starts, say
   t.like(await second.rpc.call('vf.resume', { vf: BDF }), { state: 'RUNNING' });
   await finishClean(t, guest, 500);
 });
+
+test('SIGKILL of the source agent after the last byte went out: the restarted agent knows the state left, and its lease ending strands the VF instead of resuming it', async (t) => {
+  const dir = tempDir();
+  const source = deviceRig(t, { dir, name: 'source', stateDir: true });
+  const before = await source.start();
+  const guest = await busyGuest(await source.guestPort(before.rpc), 0x1a57);
+  await pauseWithCommandsInFlight(t, guest.workload);
+  await before.rpc.call('vf.quiesce', { vf: BDF });
+  const whole = await saveSlices(before.rpc, 0, 1000);
+  t.true(whole.eof);
+  before.agent.kill();
+
+  const after = await source.start();
+  await after.agent.waitForLog('migration recovered from the journal');
+  t.like((await after.rpc.call('vf.get', { vf: BDF })).migration, { owner: 'local', readToEnd: true });
+  // The VMM does not come back: its last call, as it were, asks for a short lease.
+  await after.rpc.call('vf.renewLease', { vf: BDF, leaseMs: 100 });
+  await after.agent.waitForLog('VF stranded');
+  t.like((await after.rpc.call('vf.list', {})).vfs[0], { state: 'STOP', stranded: true });
+  // The operator knows the destination never ran it.
+  t.like(await after.rpc.call('vf.resume', { vf: BDF }), { state: 'RUNNING' });
+  await finishClean(t, guest, 500);
+});
+
+test('SIGKILL of the destination agent after the load, before the resume: the applied state is the device\'s, and the VMM resumes it there', async (t) => {
+  const dir = tempDir();
+  const source = deviceRig(t, { dir, name: 'source', stateDir: true });
+  const destination = deviceRig(t, { dir, name: 'destination', stateDir: true });
+  const src = await source.start();
+  const { nvme, workload } = await busyGuest(await source.guestPort(src.rpc), 0xaf7e);
+  await pauseWithCommandsInFlight(t, workload);
+  await src.rpc.call('vf.quiesce', { vf: BDF });
+  const whole = await saveSlices(src.rpc, 0, 1000);
+  const before = await destination.start();
+  const destinationPort = await destination.guestPort(before.rpc);
+  await copyGuestMemory(await source.guestPort(src.rpc), destinationPort, nvme.memoryRegions());
+  await before.rpc.call('vf.setState', { vf: BDF, state: 'STOP' });
+  await loadAll(before.rpc, BDF, whole.slices);
+  await before.rpc.call('vf.setState', { vf: BDF, state: 'STOP' });
+  before.agent.kill();
+
+  const after = await destination.start();
+  await after.agent.waitForLog('migration recovered from the journal');
+  t.like(await after.rpc.call('vf.get', { vf: BDF }), { state: 'STOP', stranded: false, migration: { role: 'destination', applied: true, owner: 'local' } });
+  t.like(await after.rpc.call('vf.resume', { vf: BDF }), { state: 'RUNNING' });
+  await nvme.attach(destinationPort);
+  await finishClean(t, { nvme, workload }, 500);
+  t.like((await src.rpc.call('vf.list', {})).vfs[0], { state: 'STOP_COPY' }, 'the source never ran again');
+});
