@@ -3,13 +3,14 @@
  * machine, Node version and date), and with --write-readme puts it into
  * the README between the bench markers. Figures, not pass/fail.
  *
- *   node dist/bench/run.js [--only transfer|large|small|tls|downtime|scale|plugin] [--quick] [--write-readme]
+ *   node dist/bench/run.js [--only transfer|large|small|tls|downtime|scale|plugin|load] [--quick] [--write-readme]
  */
 import os from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { downtime } from './downtime.ts';
 import { largeState } from './large-state.ts';
+import { load } from './load.ts';
 import { pluginPath } from './plugin.ts';
 import { scale } from './scale.ts';
 import { smallCalls, smallCallsTls } from './small-calls.ts';
@@ -37,6 +38,7 @@ const benches: [string, () => Promise<BenchRow[]>][] = [
   ['downtime', () => downtime({ runs: quick ? 30 : 200, vfCount: quick ? 8 : 64 })],
   ['scale', () => scale(1024)],
   ['plugin', () => pluginPath(quick ? 20 : 100)],
+  ['load', () => load({ clients: 64, seconds: quick ? 5 : 60 })],
 ];
 
 const rows: BenchRow[] = [];
