@@ -9,16 +9,28 @@
  * destination loses what it had received, and says so. A torn journal is
  * refused line by line and never stops the agent.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from './support/agent-process.ts';
-import { BDF, deviceRig } from './support/device-rig.ts';
+import { tempDir, type AgentProcess } from './support/agent-process.ts';
+import { BDF, deviceRig, type DeviceRig } from './support/device-rig.ts';
 import { copyGuestMemory } from './support/host-port.ts';
-import { busyGuest, finishClean, loadAll, pauseWithCommandsInFlight } from './support/migration-rig.ts';
+import { busyGuest, finishClean, loadAll, pauseWithCommandsInFlight, type BusyGuest } from './support/migration-rig.ts';
 import { base64Of, type RpcClient } from './support/rpc-client.ts';
 
 const SLICE = 509;
+
+/** Two agents on one storage, journals on; a busy guest on the source, its VF quiesced with commands in flight. */
+async function quiescedSource(t: ExecutionContext, seed: number): Promise<{ source: DeviceRig; destination: DeviceRig; src: { agent: AgentProcess; rpc: RpcClient }; guest: BusyGuest }> {
+  const dir = tempDir();
+  const source = deviceRig(t, { dir, name: 'source', stateDir: true });
+  const destination = deviceRig(t, { dir, name: 'destination', stateDir: true });
+  const src = await source.start();
+  const guest = await busyGuest(await source.guestPort(src.rpc), seed);
+  await pauseWithCommandsInFlight(t, guest.workload);
+  await src.rpc.call('vf.quiesce', { vf: BDF });
+  return { source, destination, src, guest };
+}
 
 /** `count` slices of the save stream from `offset`, naming `session` when given. */
 async function saveSlices(rpc: RpcClient, offset: number, count: number, session?: string): Promise<{ slices: Buffer[]; session: string; eof: boolean }> {
@@ -37,13 +49,7 @@ async function saveSlices(rpc: RpcClient, offset: number, count: number, session
 }
 
 test('SIGKILL of the source agent in the middle of the save: the restarted agent reopens the same session, and the VMM reads on from its offset to a destination that takes it', async (t) => {
-  const dir = tempDir();
-  const source = deviceRig(t, { dir, name: 'source', stateDir: true });
-  const destination = deviceRig(t, { dir, name: 'destination', stateDir: true });
-  const before = await source.start();
-  const { nvme, workload } = await busyGuest(await source.guestPort(before.rpc), 0xc4a5);
-  await pauseWithCommandsInFlight(t, workload);
-  await before.rpc.call('vf.quiesce', { vf: BDF });
+  const { source, destination, src: before, guest: { nvme, workload } } = await quiescedSource(t, 0xc4a5);
   const first = await saveSlices(before.rpc, 0, 2);
   t.false(first.eof);
   before.agent.kill();
@@ -70,13 +76,7 @@ test('SIGKILL of the source agent in the middle of the save: the restarted agent
 });
 
 test('SIGKILL of the destination agent in the middle of the load: its bytes are lost, the session ends with a clear error, and the source is cancelled with nothing lost', async (t) => {
-  const dir = tempDir();
-  const source = deviceRig(t, { dir, name: 'source', stateDir: true });
-  const destination = deviceRig(t, { dir, name: 'destination', stateDir: true });
-  const src = await source.start();
-  const guest = await busyGuest(await source.guestPort(src.rpc), 0xde5d);
-  await pauseWithCommandsInFlight(t, guest.workload);
-  await src.rpc.call('vf.quiesce', { vf: BDF });
+  const { destination, src, guest } = await quiescedSource(t, 0xde5d);
   const whole = await saveSlices(src.rpc, 0, 1000);
   const before = await destination.start();
   await before.rpc.call('vf.setState', { vf: BDF, state: 'STOP' });
@@ -121,12 +121,7 @@ test('a torn or corrupted journal is refused line by line: the agent starts, say
 });
 
 test('SIGKILL of the source agent after the last byte went out: the restarted agent knows the state left, and its lease ending strands the VF instead of resuming it', async (t) => {
-  const dir = tempDir();
-  const source = deviceRig(t, { dir, name: 'source', stateDir: true });
-  const before = await source.start();
-  const guest = await busyGuest(await source.guestPort(before.rpc), 0x1a57);
-  await pauseWithCommandsInFlight(t, guest.workload);
-  await before.rpc.call('vf.quiesce', { vf: BDF });
+  const { source, src: before, guest } = await quiescedSource(t, 0x1a57);
   const whole = await saveSlices(before.rpc, 0, 1000);
   t.true(whole.eof);
   before.agent.kill();
@@ -144,13 +139,7 @@ test('SIGKILL of the source agent after the last byte went out: the restarted ag
 });
 
 test('SIGKILL of the destination agent after the load, before the resume: the applied state is the device\'s, and the VMM resumes it there', async (t) => {
-  const dir = tempDir();
-  const source = deviceRig(t, { dir, name: 'source', stateDir: true });
-  const destination = deviceRig(t, { dir, name: 'destination', stateDir: true });
-  const src = await source.start();
-  const { nvme, workload } = await busyGuest(await source.guestPort(src.rpc), 0xaf7e);
-  await pauseWithCommandsInFlight(t, workload);
-  await src.rpc.call('vf.quiesce', { vf: BDF });
+  const { source, destination, src, guest: { nvme, workload } } = await quiescedSource(t, 0xaf7e);
   const whole = await saveSlices(src.rpc, 0, 1000);
   const before = await destination.start();
   const destinationPort = await destination.guestPort(before.rpc);

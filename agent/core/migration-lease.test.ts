@@ -8,8 +8,7 @@
  */
 import test from 'ava';
 import { pino } from 'pino';
-import { FAKE_FORMAT, FAKE_IDENTITY, FakeDriver } from '../../test/support/fake-driver.ts';
-import { Fault } from './faults.ts';
+import { FAKE_FORMAT, FAKE_IDENTITY, FakeDriver, refusal } from '../../test/support/fake-driver.ts';
 import type { LeaseClock, LeaseTimer } from './migration-lease.ts';
 import { bufferSlice } from './migration-session.ts';
 import { RecordStreamWriter } from './state-records.ts';
@@ -66,16 +65,6 @@ function rig(): { vf: VfMachine; driver: FakeDriver; clock: ManualClock } {
 function savedStream(payload: string): Buffer {
   const writer = new RecordStreamWriter();
   return Buffer.concat([...writer.begin({ format: FAKE_FORMAT, identity: FAKE_IDENTITY }), ...writer.data(Buffer.from(payload)), ...writer.end()]);
-}
-
-async function refusal(promise: Promise<unknown>): Promise<Fault> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof Fault) return error;
-    throw error;
-  }
-  throw new Error('the call succeeded; a refusal was expected');
 }
 
 test('a quiesced source whose VMM makes no call for the lease runs again: the migration is cancelled', async (t) => {

@@ -10,7 +10,7 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
-import { FAKE_FORMAT as FORMAT, FAKE_IDENTITY as IDENTITY, FakeDriver } from '../../test/support/fake-driver.ts';
+import { FAKE_FORMAT as FORMAT, FAKE_IDENTITY as IDENTITY, FakeDriver, refusal } from '../../test/support/fake-driver.ts';
 import { DriverError, type HostPort } from '../../vendor-drivers/driver.ts';
 import { Fault, type FaultName } from './faults.ts';
 import { bufferSlice, sliceBytes, type SliceSource } from './migration-session.ts';
@@ -45,16 +45,6 @@ async function fingerprint(vf: VfMachine, driver: FakeDriver): Promise<string> {
   // When a call last touched the session is not the session's state.
   const { lastActivityAt: _, ...session } = vf.sessionInfo ?? { lastActivityAt: '' };
   return JSON.stringify({ state: vf.state, level: driver.level, pending, session });
-}
-
-async function refusal(promise: Promise<unknown>): Promise<Fault> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof Fault) return error;
-    throw error;
-  }
-  throw new Error('the call succeeded; a refusal was expected');
 }
 
 /** A session id no VF has open. */

@@ -5,6 +5,7 @@
  * agent ships are tested through the conformance kit.
  */
 import { bufferedLoadStream, bufferedSaveStream } from '../../vendor-drivers/buffered-streams.ts';
+import { Fault } from '../../agent/core/faults.ts';
 import {
   DriverError, type DeviceLoadStream, type DeviceSaveStream, type HostPort, type RunLevel, type RunLevelChange, type VendorDriver,
 } from '../../vendor-drivers/driver.ts';
@@ -49,4 +50,15 @@ export class FakeDriver implements VendorDriver {
     if (this.port === undefined) throw new Error('no host port: capabilities.hostPort is false');
     return this.port;
   }
+}
+
+/** The Fault a call was refused with; throws if it succeeded or failed otherwise. */
+export async function refusal(promise: Promise<unknown>): Promise<Fault> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof Fault) return error;
+    throw error;
+  }
+  throw new Error('the call succeeded; a refusal was expected');
 }
