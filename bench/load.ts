@@ -10,7 +10,6 @@
 import { performance } from 'node:perf_hooks';
 import { startAgentProcess, tempDir, type AgentProcess } from '../test/support/agent-process.ts';
 import { LeanClient } from './lean-client.ts';
-import { rssBytes } from './processes.ts';
 import { fmt, type BenchRow } from './stats.ts';
 
 export interface LoadOptions {
@@ -21,6 +20,18 @@ export interface LoadOptions {
 interface Tally { calls: number; errors: number; migrations: number; firstError: string | undefined }
 
 const MiB = 1024 * 1024;
+
+interface AgentMemory { rss: number; heapUsed: number; external: number }
+
+/** The agent's own account of its memory (agent.info), on a connection of its own. */
+async function memoryOf(agent: AgentProcess): Promise<AgentMemory> {
+  const client = await LeanClient.connect(agent.tcp.port);
+  try {
+    return (await client.call<{ memory: AgentMemory }>('agent.info', {})).memory;
+  } finally {
+    client.close();
+  }
+}
 
 function agentWith(vfCount: number, dataDir: string): Promise<AgentProcess> {
   return startAgentProcess({
@@ -70,13 +81,13 @@ export async function load(options: LoadOptions): Promise<BenchRow[]> {
   // Both agents offer the same VFs (same identities, same namespace files, as with shared storage).
   const agents = [await agentWith(migrators, dir), await agentWith(migrators, dir)] as const;
   try {
-    const pids = agents.map((a) => a.process.pid ?? 0);
     const tally: Tally = { calls: 0, errors: 0, migrations: 0, firstError: undefined };
     const until = performance.now() + options.seconds * 1000;
     const started = performance.now();
     // RSS at the start: once the first sixth has warmed everything up (code compiled, files open, pools filled).
     const warmupMs = (options.seconds * 1000) / 6;
-    const rssStart = new Promise<number[]>((resolve) => { setTimeout(() => resolve(Promise.all(pids.map(rssBytes))), warmupMs); });
+    const memory = (): Promise<AgentMemory[]> => Promise.all(agents.map(memoryOf));
+    const atStart = new Promise<AgentMemory[]>((resolve) => { setTimeout(() => resolve(memory()), warmupMs); });
     const migrating = Array.from({ length: migrators }, async (_, index) => {
       const vf = `nvme${index}`;
       const ends = await Promise.all(agents.map((a) => LeanClient.connect(a.tcp.port)));
@@ -101,15 +112,16 @@ export async function load(options: LoadOptions): Promise<BenchRow[]> {
     });
     await Promise.all([...migrating, ...reading]);
     const seconds = (performance.now() - started) / 1000;
-    const rssEnd = await Promise.all(pids.map(rssBytes));
-    const [startA, startB] = await rssStart;
-    const mib = (bytes: number): string => fmt(bytes / MiB, 0);
+    const atEnd = await memory();
+    const start = await atStart;
+    const mib = (bytes: number | undefined): string => fmt((bytes ?? 0) / MiB, 0);
+    const side = (i: number): string => `RSS ${mib(start[i]?.rss)} → ${mib(atEnd[i]?.rss)}, heap used ${mib(start[i]?.heapUsed)} → ${mib(atEnd[i]?.heapUsed)}, external ${mib(start[i]?.external)} → ${mib(atEnd[i]?.external)}`;
     return [{
       bench: `load: ${options.clients} clients for ${options.seconds} s on two agents (${readers} reading, ${migrators} migrating their own nvme-emu VF back and forth)`,
-      measured: `${fmt(tally.calls / seconds, 0)} calls/s, ${tally.migrations} migrations, ${tally.errors} errors${tally.firstError === undefined ? '' : ` (first: ${tally.firstError})`}; agent RSS after ${fmt(warmupMs / 1000, 0)} s ${mib(startA ?? 0)} → at the end ${mib(rssEnd[0] ?? 0)} MiB, and ${mib(startB ?? 0)} → ${mib(rssEnd[1] ?? 0)} MiB`,
+      measured: `${fmt(tally.calls / seconds, 0)} calls/s, ${tally.migrations} migrations, ${tally.errors} errors${tally.firstError === undefined ? '' : ` (first: ${tally.firstError})`}; MiB after ${fmt(warmupMs / 1000, 0)} s → at the end: ${side(0)}; ${side(1)}`,
       baseline: '–',
       ratio: '–',
-      target: '0 errors, RSS flat',
+      target: '0 errors, memory flat',
     }];
   } finally {
     for (const agent of agents) await agent.stop();

@@ -31,6 +31,7 @@ export function agentHandlers(core: MigrationCore, facts: AgentFacts): AgentHand
       startedAt: facts.startedAt.toISOString(),
       uptimeSeconds: (Date.now() - facts.startedAt.getTime()) / 1000,
       listeners: [...facts.listeners()],
+      memory: (({ rss, heapUsed, heapTotal, external }) => ({ rss, heapUsed, heapTotal, external }))(process.memoryUsage()),
       drivers: core.driverSummaries().map((d) => ({
         name: d.name,
         capabilities: { ...d.capabilities },
