@@ -13,12 +13,13 @@
 #include <stdint.h>
 
 #include "agent-address.h"
+#include "agent-contract.h"
 #include "failure.h"
 #include "rpc-client.h"
 #include "state-map.h"
 
 /* vf.save's and our vf.load's largest slice (the agent's vf.save maxBytes limit). */
-#define VFM_MAX_SLICE_BYTES (4u * 1024u * 1024u)
+#define VFM_MAX_SLICE_BYTES VFM_AGENT_SAVE_MAX_BYTES
 
 struct vfm_device {
     char *devid;                 /* as QEMU passed it: the BDF */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent-contract.h"
 #include "base64.h"
 #include "json-fields.h"
 #include "refusal-errno.h"
@@ -123,7 +124,7 @@ static int restart_stale_session(struct vfm_device *device, uint32_t v1, enum vf
     } else {
         /* STOP_COPY -> STOP closes the old stream; the next STOP -> STOP_COPY captures the state afresh. */
         snprintf(what, sizeof(what), "set_state(%u): vf.setState STOP (a stale save stream)", v1);
-        rc = transition(device, "vf.setState", what, "STOP", &from, failure);
+        rc = transition(device, "vf.setState", what, vfm_v2_name(VFM_V2_STOP), &from, failure);
     }
     if (rc != 0)
         return rc;
@@ -235,7 +236,7 @@ static int describe_vf(struct vfm_device *device, struct vfm_failure *failure)
     if (rc == VFM_RPC_REFUSED) {
         const char *why = refusal.detail[0] != '\0' ? refusal.detail : refusal.message;
 
-        if (strcmp(refusal.name, "VF_UNKNOWN") == 0)
+        if (strcmp(refusal.name, VFM_AGENT_ERROR_VF_UNKNOWN) == 0)
             return vfm_fail(failure, -ENODEV, "unknown VF BDF %s (%s)", device->devid, why);
         return vfm_fail(failure, vfm_refusal_errno(refusal.name), "vf.get %s refused: %s (%s)", device->devid,
                         refusal.name, why);

@@ -288,6 +288,10 @@ static void test_refusals(void)
     CHECK(vfm_refusal_errno("STATE_INCOMPATIBLE") == -EINVAL);
     CHECK(vfm_refusal_errno("VF_BUSY") == -EBUSY);
     CHECK(vfm_refusal_errno("QUIESCE_TIMEOUT") == -ETIMEDOUT);
+    CHECK(vfm_refusal_errno("SESSION_UNKNOWN") == -ESTALE);
+    CHECK(vfm_refusal_errno("NOT_SESSION_OWNER") == -EPERM);
+    CHECK(vfm_refusal_errno("NO_MIGRATION") == -ESRCH);
+    CHECK(strstr(vfm_refusal_meaning("NO_MIGRATION"), "no migration") != NULL);
     CHECK(vfm_refusal_errno("DRIVER_FAILURE") == -EIO);
     CHECK(vfm_refusal_errno("STREAM_OFFSET") == -EIO);
     CHECK(strstr(vfm_refusal_meaning("STATE_CORRUPT"), "corrupt") != NULL);
