@@ -3,8 +3,9 @@
  * padding and against malformed text, the plugin-argument grammar (tls:
  * included, and how a credential file that cannot serve is refused), the
  * v1 <-> v2 state table, the refusal -> errno table, the TLS transport
- * against an in-process server (tls-transport-tests.c), and attachment
- * frames against a scripted agent (attachment-tests.c). `make check` runs it.
+ * against an in-process server (tls-transport-tests.c), attachment frames
+ * against a scripted agent (attachment-tests.c), and the migration lease
+ * and its renewer thread against one (lease-tests.c). `make check` runs it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "agent-contract.h"
 #include "attachment-tests.h"
 #include "base64.h"
+#include "lease-tests.h"
 #include "refusal-errno.h"
 #include "state-map.h"
 #include "tls-credentials.h"
@@ -340,6 +342,7 @@ int main(void)
     test_refusals();
     *failures += run_tls_transport_tests();
     *failures += run_attachment_tests();
+    *failures += run_lease_tests();
     if (*failures != 0) {
         fprintf(stderr, "unit tests: %d check(s) failed\n", *failures);
         return 1;
