@@ -61,7 +61,8 @@ struct vfm_device {
     bool in_migration;
     int lease_ms;                /* this migration's lease as the last renewal reported it; 0: not known yet */
     int64_t lease_touched_ns;    /* when the last call that extended the lease was sent (monotonic) */
-    int64_t renewal_failed_ns;   /* when the last renewal that failed was sent; 0: none since the last success */
+    int64_t renewal_failed_ns;   /* when the last renewal that failed was sent */
+    int renewal_failures;        /* renewals failed in a row; 0 after a success */
 };
 
 /* init: connect, check the agent's API version, look the VF up. NULL *device on failure. */
@@ -109,8 +110,8 @@ int64_t vfm_device_renewal_period_ms(const struct vfm_device *device);
  * handle's: the next op reports what is really wrong. A refusal that says
  * this migration is not ours to keep (NO_MIGRATION, SESSION_UNKNOWN,
  * NOT_SESSION_OWNER) stops renewals until the next migration; anything
- * else is tried again after a period (a lost connection is reopened by
- * that call, as by any op).
+ * else is tried again (VFM_RENEWAL_RETRY_MS; a lost connection is
+ * reopened by that call, as by any op).
  */
 int vfm_device_renew_lease(struct vfm_device *device, struct vfm_failure *failure);
 
@@ -123,7 +124,12 @@ int vfm_device_renew_lease(struct vfm_device *device, struct vfm_failure *failur
  * VFM_AGENT_LEASE_MIN_MS, and the plugin cannot know it otherwise.
  */
 #define VFM_LEARN_LEASE_AFTER_MS VFM_MIN_RENEWAL_PERIOD_MS
-/* A failed renewal is tried again after a period, but no sooner than this (a refused connect fails at once). */
+/*
+ * A failed renewal is tried again this long after it, then twice as long
+ * after each further failure, up to a period: a lost connection is
+ * reopened well within the lease, and an agent that stays unreachable is
+ * not hammered.
+ */
 #define VFM_RENEWAL_RETRY_MS 100
 
 /* For vf-stream.c: reads the VF's v2 state from the agent. */

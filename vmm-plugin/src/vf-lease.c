@@ -36,7 +36,7 @@ void vfm_device_lease_follow(struct vfm_device *device, enum vfm_v2_state state)
     /* A new migration's lease is learnt afresh: the agent may have been restarted with another default. */
     if (device->in_migration && !was) {
         device->lease_ms = 0;
-        device->renewal_failed_ns = 0;
+        device->renewal_failures = 0;
     }
 }
 
@@ -53,14 +53,25 @@ int64_t vfm_device_renewal_period_ms(const struct vfm_device *device)
     return period < VFM_MIN_RENEWAL_PERIOD_MS ? VFM_MIN_RENEWAL_PERIOD_MS : period;
 }
 
+/* After `failures` failed renewals in a row: VFM_RENEWAL_RETRY_MS, doubled for each further one, up to a period. */
+static int64_t retry_after_ms(int failures, int64_t period)
+{
+    int64_t wait = VFM_RENEWAL_RETRY_MS;
+
+    for (int i = 1; i < failures && wait < period; i++)
+        wait *= 2;
+    return wait < period ? wait : (period > VFM_RENEWAL_RETRY_MS ? period : VFM_RENEWAL_RETRY_MS);
+}
+
 bool vfm_device_renewal_due(const struct vfm_device *device, int64_t *at_ns)
 {
     int64_t period = vfm_device_renewal_period_ms(device);
 
     if (!device->in_migration)
         return false;
-    if (device->renewal_failed_ns > device->lease_touched_ns)
-        *at_ns = device->renewal_failed_ns + (period > VFM_RENEWAL_RETRY_MS ? period : VFM_RENEWAL_RETRY_MS) * NS_PER_MS;
+    /* A call that extended the lease since the failure (an op's) makes it a fresh start. */
+    if (device->renewal_failures > 0 && device->renewal_failed_ns > device->lease_touched_ns)
+        *at_ns = device->renewal_failed_ns + retry_after_ms(device->renewal_failures, period) * NS_PER_MS;
     else
         *at_ns = device->lease_touched_ns + period * NS_PER_MS;
     return true;
@@ -123,7 +134,13 @@ int vfm_device_renew_lease(struct vfm_device *device, struct vfm_failure *failur
     int64_t tried = vfm_now_ns();
     int rc = renew(device, failure);
 
-    if (rc != 0 && device->in_migration)
+    if (rc == 0) {
+        device->renewal_failures = 0;
+    } else if (device->in_migration) {
+        /* Later than any call it may have made: a result we could not use extended the lease all the same. */
         device->renewal_failed_ns = tried > device->lease_touched_ns ? tried : device->lease_touched_ns + 1;
+        if (device->renewal_failures < 64)
+            device->renewal_failures++;
+    }
     return rc;
 }

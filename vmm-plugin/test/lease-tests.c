@@ -242,9 +242,19 @@ static void no_renewal_outside_a_migration(int *failures, const struct fake_list
             /* The next migration: a set_state out of RUNNING (or one that moves a stopped VF) renews again. */
             CHECK(set_state(&rig, 0, 3, "STOP_COPY", "STOP") == 0 && vfm_device_renewal_due(rig.device, &at));
         } else {
-            /* Tried again a period after the failure. */
+            /* Tried again soon after the failure, then twice as long after each further one, up to a period (200 ms). */
             CHECK(rig.device->in_migration && vfm_device_renewal_due(rig.device, &at) &&
-                  at == rig.device->renewal_failed_ns + 200 * (int64_t)NS_PER_MS);
+                  at == rig.device->renewal_failed_ns + VFM_RENEWAL_RETRY_MS * (int64_t)NS_PER_MS);
+            CHECK(renew_against(&rig, refusal_reply(reply, sizeof(reply), 3, REFUSALS[i].code, REFUSALS[i].name),
+                                &failure) == REFUSALS[i].rc);
+            CHECK(vfm_device_renewal_due(rig.device, &at) &&
+                  at == rig.device->renewal_failed_ns + 2 * VFM_RENEWAL_RETRY_MS * (int64_t)NS_PER_MS);
+            CHECK(renew_against(&rig, refusal_reply(reply, sizeof(reply), 4, REFUSALS[i].code, REFUSALS[i].name),
+                                &failure) == REFUSALS[i].rc);
+            CHECK(vfm_device_renewal_due(rig.device, &at) && at == rig.device->renewal_failed_ns + 200 * (int64_t)NS_PER_MS);
+            /* A success starts afresh: a period after it. */
+            CHECK(renew_against(&rig, renewal_reply(reply, sizeof(reply), 5, 600), &failure) == 0);
+            CHECK(vfm_device_renewal_due(rig.device, &at) && at == rig.device->lease_touched_ns + 200 * (int64_t)NS_PER_MS);
         }
         rig_close(&rig);
     }
