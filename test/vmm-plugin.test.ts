@@ -322,11 +322,11 @@ test('a session opened under the plugin (its save cancelled and a new one begun 
  * included) extend no lease, and whatever keeps one alive is the plugin.
  */
 const LEASE_MS = 1500;
-const LEASE_VFS = { renewed: blobBdf(0), abandoned: blobBdf(1) } as const;
+const LEASE_VFS = { renewed: blobBdf(0), abandoned: blobBdf(1), reconnected: blobBdf(2) } as const;
 let leaseAgentPromise: Promise<AgentProcess> | undefined;
 function leaseAgent(): Promise<AgentProcess> {
   leaseAgentPromise ??= (async () => {
-    const config = tlsAgentConfig(await pki(), [{ driver: 'blob-bench', options: { vfCount: 2, stateBytes: 8 * MiB } }]);
+    const config = tlsAgentConfig(await pki(), [{ driver: 'blob-bench', options: { vfCount: 3, stateBytes: 8 * MiB } }]);
     return startAgentProcess({ config: { ...config, leases: { defaultMs: LEASE_MS }, limits: { maxStateBytes: 64 * MiB } } });
   })();
   return leaseAgentPromise;
@@ -339,13 +339,17 @@ async function migrationOf(rpc: RpcClient, bdf: string): Promise<{ state: string
   return { state, migration };
 }
 
-/** How many of the plugin's renewals of VF `id` the agent has granted, from its audit lines. */
+interface AuditedCall { readonly audit?: boolean; readonly method?: string; readonly vf?: string; readonly outcome?: string; readonly principal?: string; readonly conn?: number }
+
+/** The plugin's calls on VF `id` that the agent granted (`method`, if given), from its audit lines. */
+function pluginCallsOn(agent: AgentProcess, id: string, method?: string): AuditedCall[] {
+  return agent.logs.filter((line) => line.includes('"audit":true')).map((line) => JSON.parse(line) as AuditedCall)
+    .filter((e) => e.vf === id && e.outcome === 'ok' && e.principal === PLUGIN_PRINCIPAL && (method === undefined || e.method === method));
+}
+
+/** How many of the plugin's renewals of VF `id` the agent has granted. */
 function renewalsOf(agent: AgentProcess, id: string): number {
-  return agent.logs.filter((line) => {
-    if (!line.includes('vf.renewLease')) return false;
-    const entry = JSON.parse(line) as { audit?: boolean; method?: string; vf?: string; outcome?: string; principal?: string };
-    return entry.audit === true && entry.method === 'vf.renewLease' && entry.vf === id && entry.outcome === 'ok' && entry.principal === PLUGIN_PRINCIPAL;
-  }).length;
+  return pluginCallsOn(agent, id, 'vf.renewLease').length;
 }
 
 test('lease: QEMU between calls for three leases (the harness stalled mid-save, as while RAM moves): the plugin renews, the VF stays in its migration under its lease, and the migration completes; once the harness is gone the lease runs out', async (t) => {
@@ -416,6 +420,45 @@ test('lease: QEMU killed (SIGKILL) mid-migration, after a quiesce and part of th
   t.false((await rpc.call('vf.pending', { vf: bdf })).streamOpen);
 });
 
+test('lease: the connection cut while QEMU is between calls: the next renewal reconnects (a new handshake), and the save goes on on the new connection to the end', async (t) => {
+  const agent = await leaseAgent();
+  const bdf = LEASE_VFS.reconnected;
+  const rpc = await RpcClient.connect(agent.tcp);
+  t.teardown(() => rpc.destroy());
+  const { id } = await rpc.call('vf.get', { vf: bdf });
+  const proxy = await tcpProxy(agent.tls?.port ?? 0);
+  t.teardown(() => proxy.close());
+  const dir = scratchDir(t);
+  const stall = stallPoint(dir);
+  const running = runHarness({
+    build: ASAN_BUILD, mode: 'source', arg: tlsArg(agent, await pki(), { port: proxy.port }), devices: [{ bdf, stream: join(dir, 'blob.stream') }],
+    extraArgs: stall.args,
+  });
+  await stall.reached(running);
+  proxy.cut();
+  const before = pluginCallsOn(agent, id);
+  await waitUntil(async () => renewalsOf(agent, id) > before.filter((e) => e.method === 'vf.renewLease').length, 10 * LEASE_MS);
+  const renewal = pluginCallsOn(agent, id, 'vf.renewLease').at(-1);
+  t.false(before.some((e) => e.conn === renewal?.conn), 'the renewal after the cut came on a connection of its own');
+  t.like(await migrationOf(rpc, bdf), { state: 'STOP_COPY', migration: { owner: PLUGIN_PRINCIPAL, stranded: null, lease: { leaseMs: LEASE_MS } } });
+  stall.release();
+  const run = await running;
+  assertSucceeded(t, run, 1);
+  t.true((run.reports[0]?.bytes ?? 0) > 8 * MiB, 'the whole state was saved');
+  t.is(run.stderr, '', 'nothing failed that QEMU saw');
+  t.is((await rpc.call('vf.getState', { vf: bdf })).state, 'STOP');
+});
+
+/**
+ * For a test that cuts the connection while the harness is stalled: a lease
+ * of ten minutes (the agent's default leases.maxMs), so that no renewal
+ * comes during the stall (the first is due a third of it after the last
+ * call). A renewal would meet the cut first and reconnect, and the next op
+ * would then go on, rightly, on the new connection; these tests are about
+ * an op that meets the cut.
+ */
+const QUIET_LEASE = ',lease_ms=600000';
+
 test('fault: the connection cut in the middle of load: a negative return within the timeout, no crash, no leak', async (t) => {
   const source = await bigStateAgent(t);
   const destination = await bigStateAgent(t);
@@ -427,7 +470,7 @@ test('fault: the connection cut in the middle of load: a negative return within 
   t.teardown(() => proxy.close());
   const stall = stallPoint(dir);
   const running = runHarness({
-    build: ASAN_BUILD, mode: 'destination', arg: `tcp:127.0.0.1:${proxy.port},timeout_ms=2000`, devices: [{ bdf: BLOB_BDF, stream }],
+    build: ASAN_BUILD, mode: 'destination', arg: `tcp:127.0.0.1:${proxy.port},timeout_ms=2000${QUIET_LEASE}`, devices: [{ bdf: BLOB_BDF, stream }],
     extraArgs: stall.args,
   });
   await stall.reached(running);
@@ -550,7 +593,7 @@ test('fault over TLS: the connection cut in the middle of save: a negative retur
   t.teardown(() => proxy.close());
   const stall = stallPoint(dir);
   const running = runHarness({
-    build: ASAN_BUILD, mode: 'source', arg: tlsArg(agent, p, { port: proxy.port, timeoutMs: 2000 }), devices: [{ bdf: SHARED.tlsCutMidSave, stream: join(dir, 'blob.stream') }],
+    build: ASAN_BUILD, mode: 'source', arg: tlsArg(agent, p, { port: proxy.port, timeoutMs: 2000 }) + QUIET_LEASE, devices: [{ bdf: SHARED.tlsCutMidSave, stream: join(dir, 'blob.stream') }],
     extraArgs: stall.args,
   });
   await stall.reached(running);
