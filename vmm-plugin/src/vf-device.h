@@ -62,7 +62,7 @@ struct vfm_device {
     int lease_ms;                /* this migration's lease as the last renewal reported it; 0: not known yet */
     int64_t lease_touched_ns;    /* when the last call that extended the lease was sent (monotonic) */
     int64_t renewal_failed_ns;   /* when the last renewal that failed was sent */
-    int renewal_failures;        /* renewals failed in a row; 0 after a success */
+    int renewal_failures;        /* renewals failed since the last call that extended the lease */
 };
 
 /* init: connect, check the agent's API version, look the VF up. NULL *device on failure. */

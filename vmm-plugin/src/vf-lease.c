@@ -23,8 +23,11 @@ int vfm_device_call(struct vfm_device *device, const char *method, json_object *
     int64_t sent = vfm_now_ns();
     int rc = vfm_rpc_call(&device->rpc, method, params, blob, sink, result, refusal, failure);
 
-    if (rc == 0)
+    if (rc == 0) {
+        /* The lease runs from here: whatever renewals failed before, the next is a period away. */
         device->lease_touched_ns = sent;
+        device->renewal_failures = 0;
+    }
     return rc;
 }
 
@@ -69,8 +72,7 @@ bool vfm_device_renewal_due(const struct vfm_device *device, int64_t *at_ns)
 
     if (!device->in_migration)
         return false;
-    /* A call that extended the lease since the failure (an op's) makes it a fresh start. */
-    if (device->renewal_failures > 0 && device->renewal_failed_ns > device->lease_touched_ns)
+    if (device->renewal_failures > 0)
         *at_ns = device->renewal_failed_ns + retry_after_ms(device->renewal_failures, period) * NS_PER_MS;
     else
         *at_ns = device->lease_touched_ns + period * NS_PER_MS;
@@ -134,9 +136,7 @@ int vfm_device_renew_lease(struct vfm_device *device, struct vfm_failure *failur
     int64_t tried = vfm_now_ns();
     int rc = renew(device, failure);
 
-    if (rc == 0) {
-        device->renewal_failures = 0;
-    } else if (device->in_migration) {
+    if (rc != 0 && device->in_migration) {
         /* Later than any call it may have made: a result we could not use extended the lease all the same. */
         device->renewal_failed_ns = tried > device->lease_touched_ns ? tried : device->lease_touched_ns + 1;
         if (device->renewal_failures < 64)
