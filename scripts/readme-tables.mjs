@@ -1,6 +1,8 @@
-// Rewrites the README's method and error tables from schemas/ and the
-// error catalogue (run by `npm run docs`, after a build).
+// Rewrites what is generated from schemas/ and the error catalogue (run by
+// `npm run docs`, after a build): the README's method, config and error
+// tables, and the C plugin's vmm-plugin/src/agent-contract.h.
 import { SchemaRegistry } from '../dist/agent/rpc/schema-registry.js';
+import { writePluginContract } from '../dist/test/support/plugin-contract.js';
 import { configTable, errorTable, methodTable, writeSections } from '../dist/test/support/readme-tables.js';
 
 writeSections(new URL('../README.md', import.meta.url).pathname, {
@@ -8,3 +10,4 @@ writeSections(new URL('../README.md', import.meta.url).pathname, {
   config: configTable(new SchemaRegistry()),
   errors: errorTable(),
 });
+writePluginContract(new URL('../vmm-plugin/src/agent-contract.h', import.meta.url).pathname, new SchemaRegistry());

@@ -3,14 +3,17 @@
  * a new error or method that is not documented fails here.
  */
 import test from 'ava';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SCHEMAS_DIR } from '../agent/rpc/schema-registry.ts';
 import { ERROR_CATALOGUE, ERROR_NAMES } from '../agent/rpc/error-catalogue.ts';
+import { VFIO_STATES } from '../agent/core/vfio-states.ts';
 import { schemas } from './support/rpc-client.ts';
 import { configTable, errorTable, methodTable, readSection } from './support/readme-tables.ts';
+import { pluginContractHeader } from './support/plugin-contract.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const pluginSource = new URL('../../vmm-plugin/src/', import.meta.url);
 
 test('README error table matches the catalogue (npm run docs rewrites it)', (t) => {
   t.is(readSection(readme, 'errors'), errorTable());
@@ -22,6 +25,19 @@ test('README method table matches schemas/methods (npm run docs rewrites it)', (
 
 test('README config table matches schemas/config.json (npm run docs rewrites it)', (t) => {
   t.is(readSection(readme, 'config'), configTable(schemas()));
+});
+
+test('vmm-plugin/src/agent-contract.h says what the catalogue and the schemas say (npm run docs rewrites it)', (t) => {
+  t.is(readFileSync(new URL('agent-contract.h', pluginSource), 'utf8'), pluginContractHeader(schemas()));
+});
+
+test('the C plugin spells no agent error name or state name by hand: it takes them from agent-contract.h', (t) => {
+  const spelled = new Set<string>([...ERROR_NAMES, ...VFIO_STATES]);
+  for (const file of readdirSync(pluginSource).filter((f) => /\.[ch]$/.test(f) && f !== 'agent-contract.h')) {
+    const text = readFileSync(new URL(file, pluginSource), 'utf8');
+    const literals = [...text.matchAll(/"([A-Z][A-Z0-9_]+)"/g)].map((m) => m[1] ?? '');
+    t.deepEqual(literals.filter((l) => spelled.has(l)), [], `${file} spells an agent name in a string literal`);
+  }
 });
 
 test('errorData.code in schemas/common.json lists exactly the catalogue', (t) => {

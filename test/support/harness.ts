@@ -56,6 +56,8 @@ export interface HarnessOptions {
   readonly devices: readonly { bdf: string; stream?: string }[];
   readonly extraArgs?: readonly string[];
   readonly timeoutMs?: number;
+  /** When aborted, the harness is killed with SIGKILL, as a VMM that dies: no cleanup op, no exit handler. */
+  readonly signal?: AbortSignal;
 }
 
 export function runHarness(options: HarnessOptions): Promise<HarnessRun> {
@@ -70,7 +72,10 @@ export function runHarness(options: HarnessOptions): Promise<HarnessRun> {
     const child = spawn(build.harness, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:exitcode=23:abort_on_error=0', UBSAN_OPTIONS: 'halt_on_error=1:exitcode=24' },
+      ...(options.signal === undefined ? {} : { signal: options.signal, killSignal: 'SIGKILL' as const }),
     });
+    // An abort is reported as an error event (then close, with the signal): the close is what the caller gets.
+    child.on('error', () => undefined);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });

@@ -48,6 +48,17 @@ static int apply_timeout_ms(struct vfm_address *address, const char *value, stru
     return 0;
 }
 
+static int apply_lease_ms(struct vfm_address *address, const char *value, struct vfm_failure *failure)
+{
+    long ms;
+
+    if (parse_decimal(value, VFM_AGENT_LEASE_MIN_MS, VFM_AGENT_LEASE_MAX_MS, &ms) != 0)
+        return vfm_fail(failure, -EINVAL, "lease_ms=%.32s is not a whole number of milliseconds in %d..%d", value,
+                        VFM_AGENT_LEASE_MIN_MS, VFM_AGENT_LEASE_MAX_MS);
+    address->lease_ms = (int)ms;
+    return 0;
+}
+
 static int apply_attachments(struct vfm_address *address, const char *value, struct vfm_failure *failure)
 {
     if (strcmp(value, "on") == 0)
@@ -129,6 +140,7 @@ static int apply_servername(struct vfm_address *address, const char *value, stru
 
 static const struct option_spec OPTIONS[] = {
     { "timeout_ms", false, false, apply_timeout_ms },
+    { "lease_ms", false, false, apply_lease_ms },
     { "attachments", false, false, apply_attachments },
     { "ca", true, true, apply_ca },
     { "cert", true, true, apply_cert },
@@ -155,7 +167,7 @@ static void list_options(char *out, size_t size)
 static int apply_option(struct vfm_address *address, char *option, unsigned *seen, struct vfm_failure *failure)
 {
     char *equals = strchr(option, '=');
-    char known[96];
+    char known[128];
 
     if (equals == NULL || equals == option)
         return vfm_fail(failure, -EINVAL, "option \"%s\" is not NAME=VALUE", option);

@@ -6,7 +6,8 @@
  *   ADDRESS := HOST:PORT | tcp:HOST:PORT | tcp://HOST:PORT
  *            | tls:HOST:PORT | tls://HOST:PORT | unix:PATH
  *              (an IPv6 host in brackets: [::1]:7700)
- *   OPTION  := timeout_ms (1..600000, default 5000)
+ *   OPTION  := timeout_ms=N (1..600000, default 5000)
+ *            | lease_ms=N  (50..86400000; default: the agent's leases.defaultMs)
  *            | attachments=on|off                 (default on: binary frames if the agent offers them)
  *            | ca=FILE | cert=FILE | key=FILE     (tls: only, and all three required there)
  *            | servername=NAME                    (tls: only)
@@ -16,6 +17,11 @@
  * an agent certificate that chains to ca and names the agent: servername if
  * given (also sent as SNI), else the host, as an IP SAN for an IP literal
  * and as a DNS SAN for a name.
+ *
+ * lease_ms is the lease the plugin asks for on a VF's migration (leaseMs
+ * on the calls that take the VF out of RUNNING, and on its renewals); the
+ * agent refuses one longer than its leases.maxMs. It is an option of the
+ * migration rather than of the address, but one grammar serves both.
  *
  * attachments=off keeps every state byte in base64 inside the JSON, as
  * with an agent that predates attachment frames (rpc-client.h): for
@@ -31,6 +37,7 @@
 #include <stdbool.h>
 #include <sys/un.h>
 
+#include "agent-contract.h"
 #include "failure.h"
 
 #define VFM_DEFAULT_TIMEOUT_MS 5000
@@ -47,6 +54,7 @@ struct vfm_address {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* Unix */
     char display[320];                       /* the address as the user wrote it, for messages */
     int timeout_ms;                          /* bound on connect (and handshake), each send and each receive */
+    int lease_ms;                            /* the lease to ask for (VFM_AGENT_LEASE_MIN_MS..MAX); 0: not given */
     bool attachments;                        /* ask the agent for attachment frames on each connection */
     /* TLS only; empty otherwise. */
     char ca[PATH_MAX];                       /* PEM: the CA certificates the agent's certificate must chain to */

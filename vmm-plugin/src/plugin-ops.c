@@ -1,15 +1,17 @@
 /*
  * The two symbols QEMU looks up, and the ops table behind them. Each op
  * takes its handle's lock (QEMU may reach one device from its main thread
- * and from the migration thread), does the work in vf-device, and on
- * failure prints exactly one line to stderr. Handles share nothing, so
- * devices run concurrently; the ops table is the only global and is const.
+ * and from the migration thread, and the handle's lease renewer shares the
+ * device too), does the work in vf-device, and on failure prints exactly
+ * one line to stderr. Handles share nothing, so devices run concurrently;
+ * the ops table is the only global and is const.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "lease-renewer.h"
 #include "vf-device.h"
 #include "vfio-migration-plugin.h"
 
@@ -18,6 +20,7 @@
 struct plugin_handle {
     pthread_mutex_t lock;
     struct vfm_device *device;
+    struct vfm_renewer renewer;   /* keeps the lease while QEMU is between calls; ends at cleanup */
 };
 
 static void report(const struct plugin_handle *handle, const struct vfm_failure *failure)
@@ -37,8 +40,10 @@ static int enter(struct plugin_handle *handle)
 static int leave(struct plugin_handle *handle, int rc, const struct vfm_failure *failure)
 {
     /* Unlocking a mutex this thread holds cannot fail; there is nothing to do if it did. */
-    if (rc != 0 && handle->device != NULL)
+    if (rc != 0 && handle->device != NULL) {
         handle->device->state_known = false; /* after a failure, only the agent knows where the VF is */
+        vfm_device_lease_drop(handle->device); /* ... and whether it is in a migration: renewals stop */
+    }
     (void)pthread_mutex_unlock(&handle->lock);
     if (rc != 0)
         report(handle, failure);
@@ -62,8 +67,11 @@ static void *plugin_init(char *devid, char *arg)
         return NULL;
     }
     rc = vfm_device_open(devid, arg, &handle->device, &failure);
+    if (rc == 0)
+        rc = vfm_renewer_start(&handle->renewer, &handle->lock, handle->device, &failure);
     if (rc != 0) {
         fprintf(stderr, "vfmigd-plugin: %s\n", failure.text);
+        vfm_device_close(handle->device);
         (void)pthread_mutex_destroy(&handle->lock);
         free(handle);
         return NULL;
@@ -119,6 +127,8 @@ static int plugin_set_state(void *opaque, uint32_t value)
     if (rc != 0)
         return rc;
     rc = vfm_device_set_state(handle->device, value, &failure);
+    /* In a migration now, or no longer: the renewer looks again. */
+    vfm_renewer_poke(&handle->renewer);
     return leave(handle, rc, &failure);
 }
 
@@ -142,6 +152,8 @@ static int plugin_cleanup(void *opaque)
     /* QEMU calls cleanup even when init failed, with the NULL it got. */
     if (handle == NULL)
         return 0;
+    /* QEMU lets go of the device: no more renewals, so that the lease, once it runs out, brings the VF back. */
+    vfm_renewer_stop(&handle->renewer);
     vfm_device_close(handle->device);
     (void)pthread_mutex_destroy(&handle->lock);
     free(handle);

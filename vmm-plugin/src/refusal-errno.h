@@ -6,6 +6,9 @@
  *   ILLEGAL_TRANSITION, STATE_CORRUPT, STATE_INCOMPATIBLE  -EINVAL
  *   VF_BUSY                                                -EBUSY
  *   QUIESCE_TIMEOUT                                        -ETIMEDOUT
+ *   SESSION_UNKNOWN                                        -ESTALE
+ *   NOT_SESSION_OWNER                                      -EPERM
+ *   NO_MIGRATION                                           -ESRCH
  *   anything else                                          -EIO
  */
 int vfm_refusal_errno(const char *name);

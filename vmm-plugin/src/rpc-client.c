@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "agent-contract.h"
 #include "attachment-frame.h"
 #include "json-fields.h"
 
@@ -318,8 +319,6 @@ static int exchange(struct vfm_rpc *rpc, const char *method, json_object *params
     return rc;
 }
 
-/* JSON-RPC's "method not found": what an agent without attachments answers rpc.enableAttachments. */
-#define METHOD_NOT_FOUND (-32601)
 /* The frame format this plugin reads and writes (rpc.enableAttachments' version). */
 #define ATTACHMENT_VERSION 1
 
@@ -343,7 +342,8 @@ static int agree_on_attachments(struct vfm_rpc *rpc, struct vfm_failure *failure
         return vfm_fail(failure, -ENOMEM, "%s: out of memory", METHOD);
     rc = exchange(rpc, METHOD, params, NULL, NULL, &result, &refusal, failure);
     /* (An error with a null id has closed the connection: then there is nothing to go on with.) */
-    if (rc == VFM_RPC_REFUSED && refusal.code == METHOD_NOT_FOUND && vfm_connection_is_open(&rpc->conn))
+    /* JSON-RPC's "method not found" is what an agent without attachments answers. */
+    if (rc == VFM_RPC_REFUSED && refusal.code == VFM_AGENT_CODE_METHOD_NOT_FOUND && vfm_connection_is_open(&rpc->conn))
         return 0;   /* an agent from before attachments: base64 on this connection, as always */
     if (rc == VFM_RPC_REFUSED) {
         vfm_connection_close(&rpc->conn);

@@ -4,17 +4,27 @@
 #include <errno.h>
 #include <string.h>
 
+#include "agent-contract.h"
 #include "vfio-migration-plugin.h"
 
+/* The agent's names (agent-contract.h) at the uAPI's numbers, which must be the agent's too. */
+_Static_assert(VFM_V2_ERROR == VFM_AGENT_STATE_VALUE_ERROR && VFM_V2_STOP == VFM_AGENT_STATE_VALUE_STOP &&
+                   VFM_V2_RUNNING == VFM_AGENT_STATE_VALUE_RUNNING &&
+                   VFM_V2_STOP_COPY == VFM_AGENT_STATE_VALUE_STOP_COPY &&
+                   VFM_V2_RESUMING == VFM_AGENT_STATE_VALUE_RESUMING &&
+                   VFM_V2_RUNNING_P2P == VFM_AGENT_STATE_VALUE_RUNNING_P2P &&
+                   VFM_V2_PRE_COPY == VFM_AGENT_STATE_VALUE_PRE_COPY &&
+                   VFM_V2_PRE_COPY_P2P == VFM_AGENT_STATE_VALUE_PRE_COPY_P2P,
+               "the plugin's v2 state numbers are the agent's");
 static const char *const V2_NAMES[] = {
-    [VFM_V2_ERROR] = "ERROR",
-    [VFM_V2_STOP] = "STOP",
-    [VFM_V2_RUNNING] = "RUNNING",
-    [VFM_V2_STOP_COPY] = "STOP_COPY",
-    [VFM_V2_RESUMING] = "RESUMING",
-    [VFM_V2_RUNNING_P2P] = "RUNNING_P2P",
-    [VFM_V2_PRE_COPY] = "PRE_COPY",
-    [VFM_V2_PRE_COPY_P2P] = "PRE_COPY_P2P",
+    [VFM_V2_ERROR] = VFM_AGENT_STATE_ERROR,
+    [VFM_V2_STOP] = VFM_AGENT_STATE_STOP,
+    [VFM_V2_RUNNING] = VFM_AGENT_STATE_RUNNING,
+    [VFM_V2_STOP_COPY] = VFM_AGENT_STATE_STOP_COPY,
+    [VFM_V2_RESUMING] = VFM_AGENT_STATE_RESUMING,
+    [VFM_V2_RUNNING_P2P] = VFM_AGENT_STATE_RUNNING_P2P,
+    [VFM_V2_PRE_COPY] = VFM_AGENT_STATE_PRE_COPY,
+    [VFM_V2_PRE_COPY_P2P] = VFM_AGENT_STATE_PRE_COPY_P2P,
 };
 
 #define V2_COUNT (sizeof(V2_NAMES) / sizeof(V2_NAMES[0]))

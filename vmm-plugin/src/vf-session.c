@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent-contract.h"
 #include "base64.h"
 #include "json-fields.h"
 #include "refusal-errno.h"
@@ -38,7 +39,7 @@ int vfm_device_read_state(struct vfm_device *device, enum vfm_v2_state *state, s
 
     if (params == NULL)
         return vfm_fail(failure, -ENOMEM, "out of memory");
-    rc = vfm_rpc_call(&device->rpc, "vf.getState", params, NULL, NULL, &result, &refusal, failure);
+    rc = vfm_device_call(device, "vf.getState", params, NULL, NULL, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED)
         return vfm_fail(failure, vfm_refusal_errno(refusal.name), "vf.getState refused: %s (%s)", refusal.name,
                         refusal.detail);
@@ -73,7 +74,12 @@ static bool is_saving(enum vfm_v2_state state)
     return state == VFM_V2_STOP_COPY || state == VFM_V2_PRE_COPY || state == VFM_V2_PRE_COPY_P2P;
 }
 
-/* One call of `method` ({vf, state?, timeoutMs}); *from gets the state the VF left. */
+/*
+ * One call of `method` ({vf, state?, timeoutMs?, leaseMs?}); *from gets the
+ * state the VF left. lease_ms, when given, goes with every vf.setState to
+ * a state other than RUNNING: the first of them takes the VF out of RUNNING
+ * and so begins its migration and its lease.
+ */
 static int transition(struct vfm_device *device, const char *method, const char *what, const char *state,
                       enum vfm_v2_state *from, struct vfm_failure *failure)
 {
@@ -81,14 +87,16 @@ static int transition(struct vfm_device *device, const char *method, const char 
     json_object *result = NULL;
     struct vfm_refusal refusal;
     const char *from_name;
+    bool lease = state != NULL && device->address.lease_ms > 0 && strcmp(state, vfm_v2_name(VFM_V2_RUNNING)) != 0;
     int rc;
 
     if (params == NULL || (state != NULL && vfm_json_add(params, "state", json_object_new_string(state)) != 0) ||
-        (state != NULL && vfm_json_add(params, "timeoutMs", json_object_new_int(drain_budget_ms(device))) != 0)) {
+        (state != NULL && vfm_json_add(params, "timeoutMs", json_object_new_int(drain_budget_ms(device))) != 0) ||
+        (lease && vfm_json_add(params, "leaseMs", json_object_new_int(device->address.lease_ms)) != 0)) {
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "%s: out of memory", what);
     }
-    rc = vfm_rpc_call(&device->rpc, method, params, NULL, NULL, &result, &refusal, failure);
+    rc = vfm_device_call(device, method, params, NULL, NULL, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED)
         return vfm_device_refused(device, what, &refusal, failure);
     if (rc != 0) {
@@ -123,7 +131,7 @@ static int restart_stale_session(struct vfm_device *device, uint32_t v1, enum vf
     } else {
         /* STOP_COPY -> STOP closes the old stream; the next STOP -> STOP_COPY captures the state afresh. */
         snprintf(what, sizeof(what), "set_state(%u): vf.setState STOP (a stale save stream)", v1);
-        rc = transition(device, "vf.setState", what, "STOP", &from, failure);
+        rc = transition(device, "vf.setState", what, vfm_v2_name(VFM_V2_STOP), &from, failure);
     }
     if (rc != 0)
         return rc;
@@ -156,6 +164,7 @@ int vfm_device_set_state(struct vfm_device *device, uint32_t v1, struct vfm_fail
         device->own_resume_session = false;
         device->own_save_session = false;
         device->session[0] = '\0';
+        vfm_device_lease_drop(device);
         return rc;
     }
     device->saving_requested = saving_requested;
@@ -169,6 +178,7 @@ int vfm_device_set_state(struct vfm_device *device, uint32_t v1, struct vfm_fail
     device->own_save_session = is_saving(target);
     device->state_known = true;
     device->known_state = target;
+    vfm_device_lease_follow(device, target);
     return 0;
 }
 
@@ -235,7 +245,7 @@ static int describe_vf(struct vfm_device *device, struct vfm_failure *failure)
     if (rc == VFM_RPC_REFUSED) {
         const char *why = refusal.detail[0] != '\0' ? refusal.detail : refusal.message;
 
-        if (strcmp(refusal.name, "VF_UNKNOWN") == 0)
+        if (strcmp(refusal.name, VFM_AGENT_ERROR_VF_UNKNOWN) == 0)
             return vfm_fail(failure, -ENODEV, "unknown VF BDF %s (%s)", device->devid, why);
         return vfm_fail(failure, vfm_refusal_errno(refusal.name), "vf.get %s refused: %s (%s)", device->devid,
                         refusal.name, why);

@@ -27,7 +27,7 @@ int vfm_device_pending(struct vfm_device *device, uint64_t *bytes, struct vfm_fa
 
     if (params == NULL)
         return vfm_fail(failure, -ENOMEM, "update_pending: out of memory");
-    rc = vfm_rpc_call(&device->rpc, "vf.pending", params, NULL, NULL, &result, &refusal, failure);
+    rc = vfm_device_call(device, "vf.pending", params, NULL, NULL, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED)
         return vfm_device_refused(device, "update_pending: vf.pending", &refusal, failure);
     if (rc != 0) {
@@ -104,7 +104,7 @@ static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want,
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "save: out of memory");
     }
-    rc = vfm_rpc_call(&device->rpc, "vf.save", params, NULL, &sink, &result, &refusal, failure);
+    rc = vfm_device_call(device, "vf.save", params, NULL, &sink, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED)
         return vfm_device_refused(device, "save: vf.save", &refusal, failure);
     if (rc != 0) {
@@ -207,7 +207,7 @@ static int load_slice(struct vfm_device *device, const uint8_t *buffer, size_t *
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "load: out of memory");
     }
-    rc = vfm_rpc_call(&device->rpc, "vf.load", params, &blob, NULL, &result, &refusal, failure);
+    rc = vfm_device_call(device, "vf.load", params, &blob, NULL, &result, &refusal, failure);
     if (rc == VFM_RPC_REFUSED) {
         snprintf(what, sizeof(what), "load: vf.load at offset %" PRIu64, device->load_offset);
         return vfm_device_refused(device, what, &refusal, failure);

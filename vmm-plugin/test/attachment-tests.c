@@ -15,8 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "attachment-frame.h"
@@ -354,31 +352,6 @@ static void receive_refusals(int *failures)
 
 /* ---- the RPC layer ---- */
 
-/* A listening Unix socket, so that vfm_connection_open's connect succeeds; the fake then does the talking. */
-struct listener {
-    int fd;
-    char path[108];
-};
-
-static int listen_unix(struct listener *l)
-{
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-
-    snprintf(l->path, sizeof(l->path), "/tmp/vfmigd-unit-%d.sock", (int)getpid());
-    unlink(l->path);
-    l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    memcpy(addr.sun_path, l->path, strlen(l->path) + 1);
-    if (l->fd < 0 || bind(l->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(l->fd, 64) != 0)
-        return -1;
-    return 0;
-}
-
-static void unlisten(struct listener *l)
-{
-    close(l->fd);
-    unlink(l->path);
-}
-
 struct rpc_rig {
     struct vfm_address address;
     struct vfm_rpc rpc;
@@ -386,7 +359,7 @@ struct rpc_rig {
 };
 
 /* An rpc whose connection goes to the listener and then talks to the fake; `options` e.g. ",attachments=off". */
-static int rpc_rig_init(struct rpc_rig *rig, const struct listener *l, const char *options)
+static int rpc_rig_init(struct rpc_rig *rig, const struct fake_listener *l, const char *options)
 {
     struct vfm_failure failure;
     char arg[160];
@@ -413,7 +386,7 @@ static bool sent_text_contains(const struct fake_transport *fake, const char *te
     return memmem(fake->sent, fake->sent_len, text, strlen(text)) != NULL;
 }
 
-static void negotiation(int *failures, const struct listener *l)
+static void negotiation(int *failures, const struct fake_listener *l)
 {
     struct rpc_rig rig;
     struct vfm_failure failure;
@@ -481,7 +454,7 @@ static void negotiation(int *failures, const struct listener *l)
 }
 
 /* An rpc open with attachments agreed (maxBytes 1000) whose next reply is `reply`. */
-static int rpc_with_attachments(struct rpc_rig *rig, const struct listener *l, struct bytes *script)
+static int rpc_with_attachments(struct rpc_rig *rig, const struct fake_listener *l, struct bytes *script)
 {
     struct vfm_failure failure;
     struct bytes whole = { 0 };
@@ -496,7 +469,7 @@ static int rpc_with_attachments(struct rpc_rig *rig, const struct listener *l, s
     return vfm_rpc_connect(&rig->rpc, &failure);
 }
 
-static void request_with_attachment(int *failures, const struct listener *l)
+static void request_with_attachment(int *failures, const struct fake_listener *l)
 {
     struct rpc_rig rig;
     struct bytes script = { 0 };
@@ -540,7 +513,7 @@ static void request_with_attachment(int *failures, const struct listener *l)
 }
 
 /* vf.save-like calls whose reply disagrees with its frame, or comes with one where it must not. */
-static void result_checks(int *failures, const struct listener *l)
+static void result_checks(int *failures, const struct fake_listener *l)
 {
     static const struct {
         const char *what;
@@ -633,18 +606,18 @@ int run_attachment_tests(void)
 {
     int count = 0;
     int *failures = &count;
-    struct listener l;
+    struct fake_listener l;
 
     reader_header_split_everywhere(failures);
     reader_text_and_limits(failures);
     receive_split_everywhere(failures);
     receive_refusals(failures);
-    CHECK(listen_unix(&l) == 0);
+    CHECK(fake_listener_open(&l, "attachments") == 0);
     if (count == 0) {
         negotiation(failures, &l);
         request_with_attachment(failures, &l);
         result_checks(failures, &l);
     }
-    unlisten(&l);
+    fake_listener_close(&l);
     return count;
 }

@@ -3,8 +3,12 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 static int fake_start(struct vfm_transport *base, int fd, int64_t deadline, struct vfm_failure *failure)
 {
@@ -119,4 +123,24 @@ void fake_transport_free(struct fake_transport *fake)
     free(fake->sent);
     fake->sent = NULL;
     fake->sent_len = 0;
+}
+
+int fake_listener_open(struct fake_listener *listener, const char *tag)
+{
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+
+    snprintf(listener->path, sizeof(listener->path), "/tmp/vfmigd-unit-%d-%s.sock", (int)getpid(), tag);
+    unlink(listener->path);
+    listener->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    memcpy(addr.sun_path, listener->path, strlen(listener->path) + 1);
+    if (listener->fd < 0 || bind(listener->fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(listener->fd, 64) != 0)
+        return -1;
+    return 0;
+}
+
+void fake_listener_close(struct fake_listener *listener)
+{
+    if (listener->fd >= 0)
+        close(listener->fd);
+    unlink(listener->path);
 }

@@ -48,4 +48,17 @@ void fake_transport_reset_sent(struct fake_transport *fake);
 
 void fake_transport_free(struct fake_transport *fake);
 
+/*
+ * A listening Unix socket nobody accepts on, so that a connection's real
+ * connect succeeds (the fake then does the talking): `tag` keeps each test
+ * file's path its own.
+ */
+struct fake_listener {
+    int fd;
+    char path[108];
+};
+
+int fake_listener_open(struct fake_listener *listener, const char *tag);
+void fake_listener_close(struct fake_listener *listener);
+
 #endif

@@ -3,8 +3,9 @@
  * padding and against malformed text, the plugin-argument grammar (tls:
  * included, and how a credential file that cannot serve is refused), the
  * v1 <-> v2 state table, the refusal -> errno table, the TLS transport
- * against an in-process server (tls-transport-tests.c), and attachment
- * frames against a scripted agent (attachment-tests.c). `make check` runs it.
+ * against an in-process server (tls-transport-tests.c), attachment frames
+ * against a scripted agent (attachment-tests.c), and the migration lease
+ * and its renewer thread against one (lease-tests.c). `make check` runs it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -13,8 +14,10 @@
 #include <unistd.h>
 
 #include "agent-address.h"
+#include "agent-contract.h"
 #include "attachment-tests.h"
 #include "base64.h"
+#include "lease-tests.h"
 #include "refusal-errno.h"
 #include "state-map.h"
 #include "tls-credentials.h"
@@ -103,7 +106,7 @@ static void test_address(void)
     CHECK(parse("h:1,timeout_ms=5s", &a) == -EINVAL);
     CHECK(parse("h:1,timeout_ms", &a) == -EINVAL);
     CHECK(vfm_address_parse("h:1,tls_min=1.2", &a, &failure) == -EINVAL &&
-          strstr(failure.text, "unknown option \"tls_min\" (known: timeout_ms, attachments, ca, cert, key, servername)") != NULL);
+          strstr(failure.text, "unknown option \"tls_min\" (known: timeout_ms, lease_ms, attachments, ca, cert, key, servername)") != NULL);
     CHECK(vfm_address_parse("h:1,timeout_ms=5,timeout_ms=6", &a, &failure) == -EINVAL &&
           strstr(failure.text, "\"timeout_ms\" is given twice") != NULL);
 }
@@ -138,6 +141,34 @@ static int refused_with(const char *arg, const char *reason)
     if (!ok)
         fprintf(stderr, "  %s -> %s\n", arg, failure.text);
     return ok;
+}
+
+/* lease_ms=N for every kind of address: the agent's leaseMs bounds (agent-contract.h), else refused, naming them. */
+static void test_lease_option(void)
+{
+    struct vfm_address a;
+
+    CHECK(parse("127.0.0.1:7700", &a) == 0 && a.lease_ms == 0);
+    CHECK(parse("h:1,lease_ms=1000", &a) == 0 && a.lease_ms == 1000 && a.timeout_ms == VFM_DEFAULT_TIMEOUT_MS);
+    CHECK(parse("unix:/run/vfmigd.sock,lease_ms=50", &a) == 0 && a.lease_ms == 50 && strcmp(a.path, "/run/vfmigd.sock") == 0);
+    CHECK(parse("tls:h:1,lease_ms=86400000" CREDS, &a) == 0 && a.lease_ms == 86400000 && a.kind == VFM_ADDRESS_TLS);
+    CHECK(parse("tcp:h:1,timeout_ms=250,lease_ms=600000,attachments=off", &a) == 0 && a.lease_ms == 600000 &&
+          a.timeout_ms == 250 && !a.attachments);
+    CHECK(VFM_AGENT_LEASE_MIN_MS == 50 && VFM_AGENT_LEASE_MAX_MS == 86400000);
+    CHECK(refused_with("h:1,lease_ms=49", "lease_ms=49 is not a whole number of milliseconds in 50..86400000"));
+    CHECK(refused_with("h:1,lease_ms=86400001", "lease_ms=86400001 is not a whole number of milliseconds in 50..86400000"));
+    CHECK(refused_with("h:1,lease_ms=0", "lease_ms=0 is not"));
+    CHECK(refused_with("h:1,lease_ms=-1000", "lease_ms=-1000 is not"));
+    CHECK(refused_with("h:1,lease_ms=+1000", "lease_ms=+1000 is not"));
+    CHECK(refused_with("h:1,lease_ms=30s", "lease_ms=30s is not"));
+    CHECK(refused_with("h:1,lease_ms=1e4", "lease_ms=1e4 is not"));
+    CHECK(refused_with("h:1,lease_ms=99999999999999999999", "is not a whole number of milliseconds"));
+    CHECK(refused_with("h:1,lease_ms=", "lease_ms= is not"));
+    CHECK(refused_with("h:1,lease_ms", "option \"lease_ms\" is not NAME=VALUE"));
+    CHECK(refused_with("h:1,lease_ms=1000,lease_ms=2000", "\"lease_ms\" is given twice"));
+    CHECK(refused_with("h:1,leaseMs=1000", "unknown option \"leaseMs\""));
+    /* The message names the whole argument, as for every refusal. */
+    CHECK(refused_with("h:1,lease_ms=10", "bad plugin argument \"h:1,lease_ms=10\""));
 }
 
 static void test_tls_address(void)
@@ -288,6 +319,10 @@ static void test_refusals(void)
     CHECK(vfm_refusal_errno("STATE_INCOMPATIBLE") == -EINVAL);
     CHECK(vfm_refusal_errno("VF_BUSY") == -EBUSY);
     CHECK(vfm_refusal_errno("QUIESCE_TIMEOUT") == -ETIMEDOUT);
+    CHECK(vfm_refusal_errno("SESSION_UNKNOWN") == -ESTALE);
+    CHECK(vfm_refusal_errno("NOT_SESSION_OWNER") == -EPERM);
+    CHECK(vfm_refusal_errno("NO_MIGRATION") == -ESRCH);
+    CHECK(strstr(vfm_refusal_meaning("NO_MIGRATION"), "no migration") != NULL);
     CHECK(vfm_refusal_errno("DRIVER_FAILURE") == -EIO);
     CHECK(vfm_refusal_errno("STREAM_OFFSET") == -EIO);
     CHECK(strstr(vfm_refusal_meaning("STATE_CORRUPT"), "corrupt") != NULL);
@@ -300,12 +335,14 @@ int main(void)
     test_address();
     test_attachments_option();
     test_tls_address();
+    test_lease_option();
     test_tls_peer_name();
     test_tls_credential_files();
     test_state_map();
     test_refusals();
     *failures += run_tls_transport_tests();
     *failures += run_attachment_tests();
+    *failures += run_lease_tests();
     if (*failures != 0) {
         fprintf(stderr, "unit tests: %d check(s) failed\n", *failures);
         return 1;

@@ -1,0 +1,86 @@
+/*
+ * Generated from agent/rpc/error-catalogue.ts and schemas/ by `npm run docs`
+ * (test/support/plugin-contract.ts). Do not edit: test/drift.test.ts fails
+ * when this file and they disagree.
+ *
+ * What the plugin must say exactly as the agent does: each error's stable
+ * name (error.data.code) and its JSON-RPC code, the names of the VFIO
+ * states, and the bounds of the parameters the plugin sends.
+ */
+#ifndef VFM_AGENT_CONTRACT_H
+#define VFM_AGENT_CONTRACT_H
+
+/* The error catalogue: error.data.code, and error.code. */
+#define VFM_AGENT_ERROR_PARSE_ERROR          "PARSE_ERROR"
+#define VFM_AGENT_CODE_PARSE_ERROR           (-32700)
+#define VFM_AGENT_ERROR_INVALID_REQUEST      "INVALID_REQUEST"
+#define VFM_AGENT_CODE_INVALID_REQUEST       (-32600)
+#define VFM_AGENT_ERROR_METHOD_NOT_FOUND     "METHOD_NOT_FOUND"
+#define VFM_AGENT_CODE_METHOD_NOT_FOUND      (-32601)
+#define VFM_AGENT_ERROR_INVALID_PARAMS       "INVALID_PARAMS"
+#define VFM_AGENT_CODE_INVALID_PARAMS        (-32602)
+#define VFM_AGENT_ERROR_INTERNAL_ERROR       "INTERNAL_ERROR"
+#define VFM_AGENT_CODE_INTERNAL_ERROR        (-32603)
+#define VFM_AGENT_ERROR_MESSAGE_TOO_LARGE    "MESSAGE_TOO_LARGE"
+#define VFM_AGENT_CODE_MESSAGE_TOO_LARGE     (-32001)
+#define VFM_AGENT_ERROR_BATCH_TOO_LARGE      "BATCH_TOO_LARGE"
+#define VFM_AGENT_CODE_BATCH_TOO_LARGE       (-32002)
+#define VFM_AGENT_ERROR_TOO_MANY_CONNECTIONS "TOO_MANY_CONNECTIONS"
+#define VFM_AGENT_CODE_TOO_MANY_CONNECTIONS  (-32004)
+#define VFM_AGENT_ERROR_VF_UNKNOWN           "VF_UNKNOWN"
+#define VFM_AGENT_CODE_VF_UNKNOWN            (-33001)
+#define VFM_AGENT_ERROR_ILLEGAL_TRANSITION   "ILLEGAL_TRANSITION"
+#define VFM_AGENT_CODE_ILLEGAL_TRANSITION    (-33002)
+#define VFM_AGENT_ERROR_VF_BUSY              "VF_BUSY"
+#define VFM_AGENT_CODE_VF_BUSY               (-33003)
+#define VFM_AGENT_ERROR_QUIESCE_TIMEOUT      "QUIESCE_TIMEOUT"
+#define VFM_AGENT_CODE_QUIESCE_TIMEOUT       (-33004)
+#define VFM_AGENT_ERROR_NO_SAVE_STREAM       "NO_SAVE_STREAM"
+#define VFM_AGENT_CODE_NO_SAVE_STREAM        (-33005)
+#define VFM_AGENT_ERROR_STREAM_OFFSET        "STREAM_OFFSET"
+#define VFM_AGENT_CODE_STREAM_OFFSET         (-33006)
+#define VFM_AGENT_ERROR_STATE_CORRUPT        "STATE_CORRUPT"
+#define VFM_AGENT_CODE_STATE_CORRUPT         (-33007)
+#define VFM_AGENT_ERROR_STATE_INCOMPATIBLE   "STATE_INCOMPATIBLE"
+#define VFM_AGENT_CODE_STATE_INCOMPATIBLE    (-33008)
+#define VFM_AGENT_ERROR_DEVICE_ACCESS        "DEVICE_ACCESS"
+#define VFM_AGENT_CODE_DEVICE_ACCESS         (-33009)
+#define VFM_AGENT_ERROR_FEATURE_DISABLED     "FEATURE_DISABLED"
+#define VFM_AGENT_CODE_FEATURE_DISABLED      (-33010)
+#define VFM_AGENT_ERROR_DRIVER_FAILURE       "DRIVER_FAILURE"
+#define VFM_AGENT_CODE_DRIVER_FAILURE        (-33011)
+#define VFM_AGENT_ERROR_UNAUTHORIZED         "UNAUTHORIZED"
+#define VFM_AGENT_CODE_UNAUTHORIZED          (-33012)
+#define VFM_AGENT_ERROR_NOT_SESSION_OWNER    "NOT_SESSION_OWNER"
+#define VFM_AGENT_CODE_NOT_SESSION_OWNER     (-33013)
+#define VFM_AGENT_ERROR_SESSION_UNKNOWN      "SESSION_UNKNOWN"
+#define VFM_AGENT_CODE_SESSION_UNKNOWN       (-33014)
+#define VFM_AGENT_ERROR_NO_MIGRATION         "NO_MIGRATION"
+#define VFM_AGENT_CODE_NO_MIGRATION          (-33015)
+
+/* The VFIO v2 states: the agent's name of each, and the number it gives it (enum vfio_device_mig_state). */
+#define VFM_AGENT_STATE_ERROR "ERROR"
+#define VFM_AGENT_STATE_VALUE_ERROR 0
+#define VFM_AGENT_STATE_STOP "STOP"
+#define VFM_AGENT_STATE_VALUE_STOP 1
+#define VFM_AGENT_STATE_RUNNING "RUNNING"
+#define VFM_AGENT_STATE_VALUE_RUNNING 2
+#define VFM_AGENT_STATE_STOP_COPY "STOP_COPY"
+#define VFM_AGENT_STATE_VALUE_STOP_COPY 3
+#define VFM_AGENT_STATE_RESUMING "RESUMING"
+#define VFM_AGENT_STATE_VALUE_RESUMING 4
+#define VFM_AGENT_STATE_RUNNING_P2P "RUNNING_P2P"
+#define VFM_AGENT_STATE_VALUE_RUNNING_P2P 5
+#define VFM_AGENT_STATE_PRE_COPY "PRE_COPY"
+#define VFM_AGENT_STATE_VALUE_PRE_COPY 6
+#define VFM_AGENT_STATE_PRE_COPY_P2P "PRE_COPY_P2P"
+#define VFM_AGENT_STATE_VALUE_PRE_COPY_P2P 7
+
+/* common.json $defs/leaseMs: a lease a call may ask for, in milliseconds (the agent's leases.maxMs may bound it lower). */
+#define VFM_AGENT_LEASE_MIN_MS 50
+#define VFM_AGENT_LEASE_MAX_MS 86400000
+
+/* vf.save maxBytes: the largest slice one call may ask for. */
+#define VFM_AGENT_SAVE_MAX_BYTES 4194304u
+
+#endif
