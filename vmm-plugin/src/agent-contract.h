@@ -57,6 +57,8 @@
 #define VFM_AGENT_CODE_SESSION_UNKNOWN       (-33014)
 #define VFM_AGENT_ERROR_NO_MIGRATION         "NO_MIGRATION"
 #define VFM_AGENT_CODE_NO_MIGRATION          (-33015)
+#define VFM_AGENT_ERROR_DEVICE_UNREACHABLE   "DEVICE_UNREACHABLE"
+#define VFM_AGENT_CODE_DEVICE_UNREACHABLE    (-33016)
 
 /* The VFIO v2 states: the agent's name of each, and the number it gives it (enum vfio_device_mig_state). */
 #define VFM_AGENT_STATE_ERROR "ERROR"

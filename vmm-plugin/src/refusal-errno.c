@@ -26,6 +26,8 @@ static const struct refusal_kind KINDS[] = {
     /* Only vf.renewLease says it: no such migration (any more) for a lease to keep alive. */
     { VFM_AGENT_ERROR_NO_MIGRATION, -ESRCH,
       "the VF is in no migration whose lease could be renewed (it runs, is in ERROR, or its lease ended)" },
+    /* Nothing was done: the agent could not reach the VF's device (its firmware, or nvme-emu's device process). */
+    { VFM_AGENT_ERROR_DEVICE_UNREACHABLE, -EHOSTDOWN, "the VF's device did not answer the agent; nothing was changed" },
 };
 
 static const struct refusal_kind *find(const char *name)
