@@ -157,3 +157,17 @@ test('SIGKILL of the destination agent after the load, before the resume: the ap
   await finishClean(t, { nvme, workload }, 500);
   t.like((await src.rpc.call('vf.list', {})).vfs[0], { state: 'STOP_COPY' }, 'the source never ran again');
 });
+
+test('SIGKILL of the source agent after the quiesce: the restarted agent gives the migration back to its owner under a lease, and the lease ending cancels it with nothing lost', async (t) => {
+  const { source, src: before, guest } = await quiescedSource(t, 0x9a1e);
+  before.agent.kill();
+
+  const after = await source.start();
+  await after.agent.waitForLog('migration recovered from the journal');
+  t.like(await after.rpc.call('vf.get', { vf: BDF }), { state: 'STOP', stranded: false, migration: { owner: 'local', role: 'source', readToEnd: false, lease: { leaseMs: 30_000 } } });
+  // The VMM does not come back.
+  await after.rpc.call('vf.renewLease', { vf: BDF, leaseMs: 100 });
+  await after.agent.waitForLog('migration cancelled');
+  t.like(await after.rpc.call('vf.get', { vf: BDF }), { state: 'RUNNING', migration: null });
+  await finishClean(t, guest, 500);
+});
