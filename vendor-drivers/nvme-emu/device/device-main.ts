@@ -11,7 +11,7 @@
  * Logs are pino JSON on stdout. SIGTERM or SIGINT stops it; the device's
  * state is gone then, as a powered-off device's is.
  */
-import { existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, unlinkSync } from 'node:fs';
 import { connect, type AddressInfo, type Server } from 'node:net';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
@@ -74,6 +74,8 @@ async function main(): Promise<void> {
   await claimSocket(values.control);
   const control = controlServer(driver, info);
   await listen(control, values.control);
+  // The control link is the device's firmware interface: its owner's (the agent's user) alone.
+  chmodSync(values.control, 0o600);
   servers.push(control);
   log.info({ control: values.control, hostPort, vfs: driver.listVfs().length }, 'device ready');
 

@@ -149,15 +149,22 @@ export class LineRpcClient {
         reject(new LinkDownError(`${this.#path}: ${error.message}`));
       });
       socket.once('close', () => this.#lost(socket));
-      lines(socket, (line) => this.#reply(line));
+      lines(socket, (line) => this.#reply(socket, line));
     }).finally(() => {
       this.#connecting = undefined;
     });
     return this.#connecting;
   }
 
-  #reply(line: string): void {
-    const reply = JSON.parse(line) as { id: number; result?: unknown; error?: RpcFailure };
+  /** A reply; a line that is not one breaks the link (every call on it fails, the next call connects again). */
+  #reply(socket: Socket, line: string): void {
+    let reply: { id: number; result?: unknown; error?: RpcFailure };
+    try {
+      reply = JSON.parse(line) as typeof reply;
+    } catch {
+      socket.destroy();
+      return;
+    }
     const waiter = this.#waiting.get(reply.id);
     if (waiter === undefined) return;
     this.#waiting.delete(reply.id);
