@@ -57,8 +57,15 @@ const DEFAULT_LIMITS = defaultsOf('limits') as unknown as ResolvedLimits;
 const DEFAULT_LEASES = defaultsOf('leases') as unknown as ResolvedLeases;
 export const DEFAULT_LISTEN = defaultOf<string[]>('listen');
 
-/** With no config file: the software NVMe driver, its defaults, and its host port on so a guest can use it. */
+/** A config file that names no driver: the software NVMe driver, its defaults, and its host port on so a guest can use it. */
 const DEFAULT_DRIVERS: NonNullable<Config['drivers']> = [{ driver: 'nvme-emu', options: { hostPort: true } }];
+
+/**
+ * With no config file at all (`npm start`): the same VFs, their controllers
+ * in a device process of their own that the agent starts, or attaches to
+ * if one already runs, and that outlives it, as hardware does.
+ */
+export const STANDALONE_CONFIG: Config = { drivers: [{ driver: 'nvme-emu', options: { hostPort: true, device: { mode: 'supervised' } } }] };
 
 export class ConfigError extends Error {
   constructor(message: string) {

@@ -5,14 +5,15 @@
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { API_VERSION, packageVersion, startAgent } from './agent.ts';
-import { ConfigError, loadConfigFile, resolveConfig } from './config.ts';
+import { ConfigError, loadConfigFile, resolveConfig, STANDALONE_CONFIG } from './config.ts';
 import { watchParent } from './parent-watch.ts';
 import { SchemaRegistry } from './rpc/schema-registry.ts';
 
 const USAGE = `Usage: vfmigd [--config FILE] [--listen ADDR]... [--log-level LEVEL]
 
 Serves JSON-RPC 2.0 for live migration of the VFs its drivers manage.
-With no config, runs the software NVMe driver (nvme-emu) with 4 VFs.
+With no config, runs the software NVMe driver (nvme-emu) with 4 VFs in a device
+process that it starts (or attaches to) and that outlives it.
 SIGHUP reloads the TLS credentials; SIGTERM or SIGINT stops cleanly.
 
   --config FILE      JSON config (schema: schemas/config.json)
@@ -52,7 +53,7 @@ async function main(argv: string[]): Promise<number> {
   const schemas = new SchemaRegistry();
   let config;
   try {
-    const file = args.config === undefined ? {} : loadConfigFile(args.config, schemas);
+    const file = args.config === undefined ? STANDALONE_CONFIG : loadConfigFile(args.config, schemas);
     config = resolveConfig(file, { listen: args.listen, logLevel: args['log-level'] ?? process.env.VFMIGD_LOG_LEVEL });
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;

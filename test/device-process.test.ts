@@ -6,8 +6,14 @@
  * the VF's true state, asked of the device. A device that dies is reported
  * and refused, never pretended.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { LineRpcClient } from '../vendor-drivers/nvme-emu/device/line-rpc.ts';
+import { AGENT_MAIN, tempDir } from './support/agent-process.ts';
 import { BDF, deviceRig as rig } from './support/device-rig.ts';
+import { RpcClient } from './support/rpc-client.ts';
 import { busyGuest, finishClean, pauseWithCommandsInFlight } from './support/migration-rig.ts';
 
 test('the agent starts the device process; the guest runs on it through the host port it serves, not through the agent', async (t) => {
@@ -75,4 +81,52 @@ test('SIGKILL of the device process: health says so, calls on its VFs are refuse
     t.is(refused.data?.code, 'DEVICE_UNREACHABLE', method);
   }
   t.like((await rpc.call('vf.list', {})).vfs[0], { state: 'RUNNING' }, 'the state the agent last knew, unchanged');
+});
+
+/** `vfmigd` with no config file, as `npm start` runs it, its temp dir (and so nvme-emu's data dir) in `tmp`; resolves to its TCP port once it listens. */
+function standalone(t: ExecutionContext, tmp: string): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(process.execPath, [AGENT_MAIN, '--listen', 'tcp://127.0.0.1:0'], { env: { ...process.env, TMPDIR: tmp }, stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => { child.kill('SIGKILL'); });
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; listen?: string[] };
+      const port = /:(\d+)$/.exec(entry.listen?.[0] ?? '')?.[1];
+      if (entry.msg === 'listening' && port !== undefined) resolve({ child, port: Number(port) });
+    });
+    child.once('exit', (code) => reject(new Error(`vfmigd exited with ${code} before listening`)));
+  });
+}
+
+test('with no config file (npm start) the VFs run in a device process that the agent starts, that outlives it, and that the next agent attaches to', async (t) => {
+  const tmp = tempDir();
+  const socket = join(tmp, 'vfmigd', 'device.sock');
+  t.teardown(async () => {
+    const link = new LineRpcClient(socket);
+    try {
+      process.kill(((await link.call('device.info', {}, 2000)) as { pid: number }).pid, 'SIGKILL');
+    } catch {
+      // not running
+    } finally {
+      link.close();
+    }
+  });
+  const first = await standalone(t, tmp);
+  const rpc = await RpcClient.connect({ host: '127.0.0.1', port: first.port });
+  t.teardown(() => rpc.destroy());
+  t.is((await rpc.call('vf.list', {})).vfs.length, 4);
+  t.like((await rpc.call('agent.health', {})).checks.find((c) => c.name === 'device-process'), { ok: true });
+  t.regex(String(((await rpc.call('vf.get', { vf: 'nvme0' })).details as { hostPort?: string }).hostPort), /^tcp:\/\/127\.0\.0\.1:\d+$/);
+  const exited = new Promise((resolve) => first.child.once('exit', resolve));
+  first.child.kill('SIGTERM');
+  await exited;
+  const link = new LineRpcClient(socket);
+  t.teardown(() => link.close());
+  const device = (await link.call('device.info', {}, 5000)) as { pid: number; vfs: unknown[] };
+  t.is(device.vfs.length, 4, 'the device process runs on after the agent stopped');
+  const second = await standalone(t, tmp);
+  const again = await RpcClient.connect({ host: '127.0.0.1', port: second.port });
+  t.teardown(() => again.destroy());
+  const check = (await again.call('agent.health', {})).checks.find((c) => c.name === 'device-process');
+  t.true(check?.ok);
+  t.regex(check?.detail ?? '', new RegExp(`pid ${device.pid}`), 'the same device process');
 });
