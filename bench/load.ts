@@ -21,7 +21,7 @@ interface Tally { calls: number; errors: number; migrations: number; firstError:
 
 const MiB = 1024 * 1024;
 
-interface AgentMemory { rss: number; heapUsed: number; external: number }
+interface AgentMemory { rss: number; heapUsed: number; heapTotal: number; external: number }
 
 /** The agent's own account of its memory (agent.info), on a connection of its own. */
 async function memoryOf(agent: AgentProcess): Promise<AgentMemory> {
@@ -115,7 +115,7 @@ export async function load(options: LoadOptions): Promise<BenchRow[]> {
     const atEnd = await memory();
     const start = await atStart;
     const mib = (bytes: number | undefined): string => fmt((bytes ?? 0) / MiB, 0);
-    const side = (i: number): string => `RSS ${mib(start[i]?.rss)} → ${mib(atEnd[i]?.rss)}, heap used ${mib(start[i]?.heapUsed)} → ${mib(atEnd[i]?.heapUsed)}, external ${mib(start[i]?.external)} → ${mib(atEnd[i]?.external)}`;
+    const side = (i: number): string => `RSS ${mib(start[i]?.rss)} → ${mib(atEnd[i]?.rss)}, heap used ${mib(start[i]?.heapUsed)} → ${mib(atEnd[i]?.heapUsed)} of ${mib(start[i]?.heapTotal)} → ${mib(atEnd[i]?.heapTotal)}, external ${mib(start[i]?.external)} → ${mib(atEnd[i]?.external)}`;
     return [{
       bench: `load: ${options.clients} clients for ${options.seconds} s on two agents (${readers} reading, ${migrators} migrating their own nvme-emu VF back and forth)`,
       measured: `${fmt(tally.calls / seconds, 0)} calls/s, ${tally.migrations} migrations, ${tally.errors} errors${tally.firstError === undefined ? '' : ` (first: ${tally.firstError})`}; MiB after ${fmt(warmupMs / 1000, 0)} s → at the end: ${side(0)}; ${side(1)}`,
