@@ -9,6 +9,7 @@
 import test from 'ava';
 import { pino } from 'pino';
 import { FAKE_FORMAT, FAKE_IDENTITY, FakeDriver, refusal } from '../../test/support/fake-driver.ts';
+import { DriverError } from '../../vendor-drivers/driver.ts';
 import type { LeaseClock, LeaseTimer } from './migration-lease.ts';
 import { bufferSlice } from './migration-session.ts';
 import { RecordStreamWriter } from './state-records.ts';
@@ -240,4 +241,17 @@ test('a VF in ERROR has no lease (only a reset leaves ERROR); a running VF has n
   await vf.reset(VMM);
   t.is(vf.state, 'RUNNING');
   t.is(vf.migrationInfo, undefined);
+});
+
+test('a cancel that the device does not answer is tried again a lease later, and the VF runs once the device answers', async (t) => {
+  const { vf, driver, clock } = rig();
+  await vf.quiesce(1000, VMM);
+  driver.onRunLevel = () => { throw new DriverError('device-unreachable', 'the device process did not answer'); };
+  await clock.advance(LEASE_MS);
+  t.is(vf.state, 'STOP', 'not cancelled: the device did not answer');
+  t.like(vf.migrationInfo, { lease: { leaseMs: LEASE_MS }, stranded: null });
+  driver.onRunLevel = () => undefined;
+  await clock.advance(LEASE_MS);
+  t.is(vf.state, 'RUNNING');
+  t.is(driver.level, 'running');
 });

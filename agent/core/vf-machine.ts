@@ -681,7 +681,10 @@ export class VfMachine {
       const done = await this.transition('RUNNING', UNDO_TIMEOUT_MS, AGENT_CALLER, log);
       log.warn({ from, state: done.state, path: done.path }, 'migration cancelled: the VF runs again');
     } catch (error) {
-      log.error({ from, state: this.currentState, err: error instanceof Error ? error.message : String(error) }, 'migration could not be cancelled');
+      // Not left stopped for good (a device that did not answer may answer later): tried again after another lease.
+      const retry = this.currentState !== 'ERROR' && this.currentState !== 'RUNNING';
+      log.error({ from, state: this.currentState, err: error instanceof Error ? error.message : String(error), retryInMs: retry ? lease.durationMs : null }, 'migration could not be cancelled');
+      if (retry) m.lease = this.newLease({ ...AGENT_CALLER, leaseMs: lease.durationMs });
     } finally {
       this.settleMigration(AGENT_CALLER, log, from);
     }
