@@ -476,7 +476,9 @@ export class VfMachine {
     try {
       level = await this.driver.runLevel(this.vf.id);
     } catch (error) {
-      throw this.asFault(error, 'reading the state of the device');
+      const fault = this.asFault(error, 'reading the state of the device');
+      fault.details.state = this.currentState;
+      throw fault;
     }
     this.resyncNeeded = false;
     if (runLevelOf(this.currentState) === level && this.currentState !== 'ERROR') return;
