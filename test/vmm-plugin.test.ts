@@ -17,13 +17,13 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { createPrivateKey } from 'node:crypto';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { NvmeEmuVf } from '../schemas/types.ts';
 import { startAgentProcess, tempDir, type AgentProcess } from './support/agent-process.ts';
-import { ASAN_BUILD, runHarness, type DeviceReport, type HarnessRun } from './support/harness.ts';
+import { ASAN_BUILD, runHarness, stallPoint, waitUntil, type DeviceReport, type HarnessRun } from './support/harness.ts';
 import { copyGuestMemory } from './support/host-port.ts';
 import { busyGuest, finishClean, pauseWithCommandsInFlight, startSide, vfConfig, type Side } from './support/migration-rig.ts';
 import { makePluginPki, PLUGIN_PRINCIPAL, startTlsSide, tlsAgentConfig, tlsArg, type PluginPki, type TlsArgOptions } from './support/plugin-tls.ts';
@@ -705,32 +705,6 @@ async function stateOf(agent: AgentProcess, bdf = BLOB_BDF): Promise<string> {
     return (await rpc.call('vf.getState', { vf: bdf })).state;
   } finally {
     rpc.destroy();
-  }
-}
-
-/**
- * A stall point the test controls (the harness's --stall-file): after
- * `afterChunks` chunks of 1 MiB the harness creates the file and waits
- * until the test removes it, so a fault is injected at exactly that point
- * with no guess of how long the harness takes to get there.
- */
-function stallPoint(dir: string, afterChunks = 2): { args: string[]; reached(running: Promise<HarnessRun>): Promise<void>; release(): void } {
-  const file = join(dir, 'stalled');
-  return {
-    args: ['--stall-after-chunks', String(afterChunks), '--stall-file', file],
-    reached: (running) => Promise.race([
-      waitUntil(async () => existsSync(file), 20_000),
-      running.then((run) => { throw new Error(`the harness ended before its stall point: ${run.stderr}${JSON.stringify(run.reports)}`); }),
-    ]),
-    release: () => rmSync(file, { force: true }),
-  };
-}
-
-async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 10000): Promise<void> {
-  const end = performance.now() + timeoutMs;
-  while (!(await condition())) {
-    if (performance.now() > end) throw new Error('condition not met in time');
-    await sleep(20);
   }
 }
 

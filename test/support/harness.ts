@@ -3,8 +3,9 @@
  * plugin .so exactly as QEMU does and replays QEMU's call sequence.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 /** vmm-plugin/build at the repository root (from dist/test/support). */
@@ -58,6 +59,8 @@ export interface HarnessOptions {
   readonly timeoutMs?: number;
   /** When aborted, the harness is killed with SIGKILL, as a VMM that dies: no cleanup op, no exit handler. */
   readonly signal?: AbortSignal;
+  /** Called with each piece of stderr as it comes: the plugin prints a failure's line as its op returns, so this times the return. */
+  readonly onStderr?: (text: string) => void;
 }
 
 export function runHarness(options: HarnessOptions): Promise<HarnessRun> {
@@ -79,7 +82,10 @@ export function runHarness(options: HarnessOptions): Promise<HarnessRun> {
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      options.onStderr?.(d.toString());
+    });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30000);
     child.once('close', (code, signal) => {
       clearTimeout(timer);
@@ -87,4 +93,49 @@ export function runHarness(options: HarnessOptions): Promise<HarnessRun> {
       resolve({ code, signal, reports, stderr, elapsedMs: performance.now() - started });
     });
   });
+}
+
+/** Polls `condition` every 20 ms until it holds; throws once `timeoutMs` have gone by without. */
+export async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 10000): Promise<void> {
+  const end = performance.now() + timeoutMs;
+  while (!(await condition())) {
+    if (performance.now() > end) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+/**
+ * A point where the harness waits for the test: it creates a file there
+ * and goes on once the test removes it, so the test acts at exactly that
+ * point with no guess of how long the harness takes to get there.
+ */
+export interface HarnessGate {
+  /** The harness options that set it. */
+  readonly args: string[];
+  /** Resolves once the harness waits at the point; rejects if it ends before. */
+  reached(running: Promise<HarnessRun>): Promise<void>;
+  release(): void;
+}
+
+function fileGate(file: string, args: string[], what: string): HarnessGate {
+  return {
+    args,
+    reached: (running) => Promise.race([
+      waitUntil(async () => existsSync(file), 20_000),
+      running.then((run) => { throw new Error(`the harness ended before ${what}: ${run.stderr}${JSON.stringify(run.reports)}`); }),
+    ]),
+    release: () => rmSync(file, { force: true }),
+  };
+}
+
+/** --stall-file: the harness stops once `afterChunks` save or load chunks have moved (1 MiB each unless --chunk-bytes), until released. */
+export function stallPoint(dir: string, afterChunks = 2): HarnessGate {
+  const file = join(dir, 'stalled');
+  return fileGate(file, ['--stall-after-chunks', String(afterChunks), '--stall-file', file], 'its stall point');
+}
+
+/** --hold-cancel-file: a source whose step failed waits here, before QEMU's cancel (set_state RUNNING), until released. */
+export function cancelHold(dir: string): HarnessGate {
+  const file = join(dir, 'cancel-held');
+  return fileGate(file, ['--hold-cancel-file', file], 'it held its cancel');
 }

@@ -8,13 +8,18 @@
  * plugin's TLS with the agent's own certificate and opens its own to the
  * agent with the plugin's (the agent sees the plugin's principal).
  *
- * It can also play a broken agent, once: rewrite the length in the header
- * of the agent's Nth frame, or end the connection after part of that
- * frame's bytes have gone to the plugin; or an agent from before
- * attachments, which does not know rpc.enableAttachments.
+ * It can also play a broken agent or a broken network, once: rewrite the
+ * length in the header of the agent's Nth frame, or cut the connection
+ * after part of that frame's bytes have gone to the plugin (end it, reset
+ * it, or let it go silent both ways with both sockets left open: a black
+ * hole); or an agent from before attachments, which does not know
+ * rpc.enableAttachments. A cut is placed at a byte count, never at a time:
+ * whatever else the plugin sends meanwhile (lease renewals), the fault
+ * lands in the middle of that frame.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { connect as tlsConnect, createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { PemFiles } from './pki.ts';
 
@@ -41,10 +46,20 @@ export interface WireConnection {
   readonly responses: WireMessage[];
 }
 
+/**
+ * How a cut ends a connection, once `cutAfterBytes` of the frame have gone
+ * to the plugin: `end` closes both ways (FIN; the default), `reset` resets
+ * both the plugin's and the agent's TCP connection (RST), `blackhole`
+ * forwards nothing more in either direction and closes nothing (no FIN, no
+ * RST), as a network that has started dropping every packet. New
+ * connections are proxied as before in every case.
+ */
+export type CutHow = 'end' | 'reset' | 'blackhole';
+
 /** What to do to the agent's frame number `frameIndex` (0 the first, counted over all connections). */
 export type FrameFault =
   | { readonly frameIndex: number; readonly rewriteLength: number }
-  | { readonly frameIndex: number; readonly cutAfterBytes: number };
+  | { readonly frameIndex: number; readonly cutAfterBytes: number; readonly how?: CutHow };
 
 export interface TlsEnds {
   /** What the proxy shows the plugin: the agent's certificate and key; and the CA the plugin's certificate chains to. */
@@ -61,6 +76,10 @@ export interface WireRecorder {
   readonly connections: WireConnection[];
   /** Whether the fault was played. */
   readonly faulted: boolean;
+  /** When it was (performance.now() of this process): for a cut, once its bytes had been handed to the plugin's socket. */
+  readonly faultedAt: number | undefined;
+  /** Its connection's index in `connections`: those after it came later. */
+  readonly faultedOn: number | undefined;
   close(): void;
 }
 
@@ -176,24 +195,53 @@ export type RecorderTarget = { readonly host: string; readonly port: number } | 
 export async function wireRecorder(target: RecorderTarget, options: RecorderOptions = {}): Promise<WireRecorder> {
   const connections: WireConnection[] = [];
   const sockets = new Set<Socket>();
+  /** The TCP connection under each TLS socket the server accepted, by the plugin's port (only a TCP socket can be reset). */
+  const rawPluginSockets = new Map<number, Socket>();
   let agentFrames = 0;
   let faulted = false;
+  let faultedAt: number | undefined;
+  let faultedOn: number | undefined;
   const { tls, fault, olderAgent = false } = options;
 
   const handle = (plugin: Socket): void => {
     const connection: WireConnection = { requests: [], responses: [] };
     connections.push(connection);
     const methods = new Map<string, string>();
-    const agent: Socket = 'path' in target
-      ? connect(target.path)
-      : tls === undefined
-        ? connect(target.port, target.host)
-        : tlsConnect({ host: target.host, port: target.port, ca: readFileSync(tls.ca), cert: readFileSync(tls.client.cert), key: readFileSync(tls.client.key) });
-    for (const s of [plugin, agent]) {
+    const rawPlugin = tls === undefined ? plugin : rawPluginSockets.get(plugin.remotePort ?? -1) ?? plugin;
+    rawPluginSockets.delete(plugin.remotePort ?? -1);
+    const rawAgent: Socket = 'path' in target ? connect(target.path) : connect(target.port, target.host);
+    const agent: Socket = tls === undefined || 'path' in target
+      ? rawAgent
+      : tlsConnect({ socket: rawAgent, host: target.host, ca: readFileSync(tls.ca), cert: readFileSync(tls.client.cert), key: readFileSync(tls.client.key) });
+    for (const s of new Set([plugin, agent, rawPlugin, rawAgent])) {
       sockets.add(s);
       s.on('error', () => undefined);
       s.on('close', () => { sockets.delete(s); plugin.destroy(); agent.destroy(); });
     }
+    /** A black hole: nothing more is read or written on this connection, and nothing is closed. */
+    let silent = false;
+    /** Ends the connection as `how` says; `written` runs its callback once what went out before the cut has been written. */
+    const cut = (how: CutHow, from: Socket, to: Socket, written: (then: () => void) => void): void => {
+      faulted = true;
+      faultedOn = connections.indexOf(connection);
+      if (how === 'blackhole') {
+        silent = true;
+        plugin.pause();
+        agent.pause();
+        faultedAt = performance.now();
+      } else if (how === 'reset') {
+        // Once what went out is in the plugin's socket, an RST on both TCP connections (under the TLS layer, if any).
+        written(() => {
+          faultedAt = performance.now();
+          for (const raw of [rawPlugin, rawAgent]) raw.resetAndDestroy();
+        });
+      } else {
+        // What went out reaches the plugin, then the stream ends: a frame cut short.
+        faultedAt = performance.now();
+        from.destroy();
+        to.end();
+      }
+    };
     const toAgent = new StreamReader(() => undefined, (text, frame) => {
       const message = JSON.parse(text) as unknown;
       const method = field(message, 'method');
@@ -212,8 +260,13 @@ export async function wireRecorder(target: RecorderTarget, options: RecorderOpti
     const toPlugin = new StreamReader(() => {
       const index = agentFrames++;
       if (fault === undefined || fault.frameIndex !== index || faulted) return undefined;
-      faulted = true;
-      return 'rewriteLength' in fault ? { rewriteLength: fault.rewriteLength } : { cutAfterBytes: fault.cutAfterBytes };
+      if ('rewriteLength' in fault) {
+        faulted = true;
+        faultedAt = performance.now();
+        faultedOn = connections.indexOf(connection);
+        return { rewriteLength: fault.rewriteLength };
+      }
+      return { cutAfterBytes: fault.cutAfterBytes };
     }, (text, frame) => {
       const message = JSON.parse(text) as unknown;
       const id = field(message, 'id');
@@ -222,13 +275,19 @@ export async function wireRecorder(target: RecorderTarget, options: RecorderOpti
     });
     const pump = (from: Socket, to: Socket, reader: StreamReader): void => {
       from.on('data', (chunk: Buffer) => {
-        const { out, cut } = reader.feed(chunk);
-        for (const piece of out) to.write(piece);
-        if (cut) {
-          // What went out reaches the plugin, then the stream ends: a frame cut short.
-          from.destroy();
-          to.end();
+        if (silent) return;
+        const { out, cut: cutNow } = reader.feed(chunk);
+        if (!cutNow) {
+          for (const piece of out) to.write(piece);
+          return;
         }
+        let written = out.length === 0;
+        let onWritten = (): void => undefined;
+        out.forEach((piece, i) => to.write(piece, i < out.length - 1 ? undefined : () => { written = true; onWritten(); }));
+        cut(fault !== undefined && 'how' in fault ? fault.how ?? 'end' : 'end', from, to, (then) => {
+          if (written) then();
+          else onWritten = then;
+        });
       });
     };
     pump(plugin, agent, toAgent);
@@ -238,6 +297,14 @@ export async function wireRecorder(target: RecorderTarget, options: RecorderOpti
   const server: Server = tls === undefined
     ? createServer(handle)
     : createTlsServer({ cert: readFileSync(tls.server.cert), key: readFileSync(tls.server.key), ca: readFileSync(tls.ca), requestCert: true, rejectUnauthorized: true }, (socket: TLSSocket) => handle(socket));
+  if (tls !== undefined) {
+    // A TCP connection arrives before the TLS socket made on it; the two share the plugin's port.
+    server.prependListener('connection', (raw: Socket) => {
+      const port = raw.remotePort ?? -1;
+      rawPluginSockets.set(port, raw);
+      raw.once('close', () => { if (rawPluginSockets.get(port) === raw) rawPluginSockets.delete(port); });
+    });
+  }
   const { listenPath } = options;
   await new Promise<void>((resolve) => { if (listenPath === undefined) server.listen(0, '127.0.0.1', resolve); else server.listen(listenPath, resolve); });
   return {
@@ -245,7 +312,9 @@ export async function wireRecorder(target: RecorderTarget, options: RecorderOpti
     path: listenPath,
     connections,
     get faulted() { return faulted; },
-    close: () => { server.close(); for (const s of sockets) s.destroy(); },
+    get faultedAt() { return faultedAt; },
+    get faultedOn() { return faultedOn; },
+    close: () => { server.close(); for (const s of sockets) s.destroy(); for (const s of rawPluginSockets.values()) s.destroy(); },
   };
 }
 

@@ -17,9 +17,6 @@
 
 #include "plugin-loader.h"
 
-/* QEMU's CHUNK_SIZE: save and load move at most 1 MiB per call. */
-#define CHUNK_BYTES (1024u * 1024u)
-
 #define V1_RUNNING VFIO_DEVICE_STATE_RUNNING
 #define V1_SAVING VFIO_DEVICE_STATE_SAVING
 #define V1_RESUMING VFIO_DEVICE_STATE_RESUMING
@@ -113,7 +110,7 @@ static void sleep_ms(long ms)
         continue;
 }
 
-/* --stall-file: says "stalled here" by creating the file, then waits for the test to remove it. */
+/* --stall-file, --hold-cancel-file: says "stalled here" by creating the file, then waits for the test to remove it. */
 static void stall_on_file(const char *path)
 {
     char text[128];
@@ -159,7 +156,7 @@ static uint64_t get_be64(const uint8_t in[8])
 }
 
 /*
- * QEMU's save_buffer: be64 size, then save() in chunks of min(remaining, 1 MiB),
+ * QEMU's save_buffer: be64 size, then save() in chunks of min(remaining, 1 MiB) (--chunk-bytes: another size),
  * as one segment of the stream file (the first creates it; pre-copy rounds
  * add more). *stalled_us collects the time spent outside the plugin (stalls
  * and the stream file's I/O, which in QEMU is the migration channel's), so
@@ -167,6 +164,7 @@ static uint64_t get_be64(const uint8_t in[8])
  */
 static int stream_out(struct device_job *job, void *handle, uint64_t size, int64_t *stalled_us)
 {
+    const uint64_t chunk_bytes = job->options->chunk_bytes;
     uint8_t header[8];
     uint8_t *chunk = NULL;
     uint64_t done_bytes = 0;
@@ -182,7 +180,7 @@ static int stream_out(struct device_job *job, void *handle, uint64_t size, int64
         return -1;
     }
     put_be64(header, size);
-    chunk = malloc(size < CHUNK_BYTES ? (size > 0 ? size : 1) : CHUNK_BYTES);
+    chunk = malloc(size < chunk_bytes ? (size > 0 ? size : 1) : chunk_bytes);
     if (chunk == NULL) {
         fail_text(job, "save", "out of memory");
         goto done;
@@ -194,7 +192,7 @@ static int stream_out(struct device_job *job, void *handle, uint64_t size, int64
     job->segments += 1;
     *stalled_us += stall_if_due(job, chunks);
     while (done_bytes < size) {
-        uint64_t want = size - done_bytes < CHUNK_BYTES ? size - done_bytes : CHUNK_BYTES;
+        uint64_t want = size - done_bytes < chunk_bytes ? size - done_bytes : chunk_bytes;
         int rc = job->ops->save(handle, chunk, want);
 
         if (rc != 0) {
@@ -223,9 +221,10 @@ done:
     return result;
 }
 
-/* QEMU's load_buffer, for each segment of the stream file: read the be64 size, then load() chunks of at most 1 MiB. */
+/* QEMU's load_buffer, for each segment of the stream file: read the be64 size, then load() chunks of at most 1 MiB (or --chunk-bytes). */
 static int stream_in(struct device_job *job, void *handle, int64_t *stalled_us)
 {
+    const uint64_t chunk_bytes = job->options->chunk_bytes;
     uint8_t header[8];
     uint8_t *chunk = NULL;
     uint64_t size;
@@ -242,7 +241,7 @@ static int stream_in(struct device_job *job, void *handle, int64_t *stalled_us)
         fail_text(job, "file", "cannot open %s: %s", job->file, ERRNO_TEXT(text));
         return -1;
     }
-    chunk = malloc(CHUNK_BYTES);
+    chunk = malloc(chunk_bytes);
     if (chunk == NULL) {
         fail_text(job, "load", "out of memory");
         goto done;
@@ -259,7 +258,7 @@ static int stream_in(struct device_job *job, void *handle, int64_t *stalled_us)
         size = get_be64(header);
         job->segments += 1;
         for (done_bytes = 0; done_bytes < size;) {
-            uint64_t want = size - done_bytes < CHUNK_BYTES ? size - done_bytes : CHUNK_BYTES;
+            uint64_t want = size - done_bytes < chunk_bytes ? size - done_bytes : chunk_bytes;
             int rc;
 
             io_started = now_us();
@@ -353,7 +352,7 @@ static int cancel_steps(struct device_job *job, void *handle)
                   pending);
         return -1;
     }
-    part = pending - 1 < CHUNK_BYTES ? pending - 1 : CHUNK_BYTES;
+    part = pending - 1 < job->options->chunk_bytes ? pending - 1 : job->options->chunk_bytes;
     chunk = malloc(part);
     if (chunk == NULL) {
         fail_text(job, "save", "out of memory");
@@ -391,6 +390,8 @@ void *run_device_job(void *opaque)
             uint32_t new_state = 0;
 
             /* What QEMU does when a migration fails or is cancelled: put the source device back to running. */
+            if (job->options->hold_cancel_file != NULL)
+                stall_on_file(job->options->hold_cancel_file);
             job->cancel_tried = true;
             job->cancelled = qemu_set_state(ops, handle, ~(V1_SAVING | V1_RESUMING), V1_RUNNING, &new_state, &op) == 0;
         }

@@ -15,9 +15,11 @@ struct harness_options {
     const char *arg;                 /* x-plugin-arg */
     long precopy_polls;              /* update_pending calls during pre-copy (source) */
     long precopy_rounds;             /* pre-copy iterations that save what update_pending reports (source) */
+    uint64_t chunk_bytes;            /* most bytes one save or load call moves: QEMU's 1 MiB unless --chunk-bytes */
     long stall_after_chunks;         /* -1: never stall */
     long stall_ms;                   /* the stall sleeps this long, or */
     const char *stall_file;          /* ... creates this file and waits until it is removed (NULL: stall_ms) */
+    const char *hold_cancel_file;    /* source: before the cancel after a failure, create this file and wait until it is removed */
 };
 
 struct device_job {

@@ -16,6 +16,9 @@
 #include "plugin-loader.h"
 
 #define EXIT_USAGE 2
+/* QEMU's CHUNK_SIZE: save and load move at most 1 MiB per call. */
+#define QEMU_CHUNK_BYTES (1024L * 1024L)
+#define MAX_CHUNK_BYTES (16L * 1024L * 1024L)
 
 static const char USAGE[] =
     "usage: vfmigd-harness MODE --plugin SO --arg ARG --device SPEC [--device SPEC ...] [options]\n"
@@ -26,10 +29,14 @@ static const char USAGE[] =
     "  --precopy-polls N        update_pending calls during pre-copy (source; default 3)\n"
     "  --precopy-rounds N       pre-copy iterations that save what update_pending reports, each a\n"
     "                           segment of the stream file, as QEMU's save_live_iterate (source; default 0)\n"
-    "  --stall-after-chunks K   stall once, after K save/load chunks of 1 MiB, as one of these says:\n"
+    "  --chunk-bytes N          save/load chunks of at most N bytes (1 to 16 MiB; QEMU's are 1 MiB), so that\n"
+    "                           a small state takes several calls, as a large one does in QEMU's chunks\n"
+    "  --stall-after-chunks K   stall once, after K save/load chunks, as one of these says:\n"
     "  --stall-ms MS            sleep MS\n"
     "  --stall-file PATH        create PATH and wait until it is removed\n"
-    "                           (a test then acts at exactly that point, with no guess of how long to wait)\n";
+    "                           (a test then acts at exactly that point, with no guess of how long to wait)\n"
+    "  --hold-cancel-file PATH  source: when a step fails, create PATH and wait until it is removed before\n"
+    "                           QEMU's cancel (set_state RUNNING), so that a test acts before the cancel\n";
 
 struct device_list {
     struct device_job *jobs;
@@ -98,10 +105,13 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         { "stall-after-chunks", required_argument, NULL, 'k' },
         { "stall-ms", required_argument, NULL, 's' },
         { "stall-file", required_argument, NULL, 'f' },
+        { "chunk-bytes", required_argument, NULL, 'c' },
+        { "hold-cancel-file", required_argument, NULL, 'H' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
     bool stall_ms_given = false;
+    long chunk_bytes = QEMU_CHUNK_BYTES;
     int opt;
 
     if (argc < 2 || parse_mode(argv[1], &options->mode) != 0)
@@ -148,6 +158,15 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
                 return usage_error("--stall-file wants a path");
             options->stall_file = optarg;
             break;
+        case 'c':
+            if (parse_count(optarg, MAX_CHUNK_BYTES, &chunk_bytes) != 0 || chunk_bytes < 1)
+                return usage_error("--chunk-bytes wants a count of bytes, 1 to 16 MiB");
+            break;
+        case 'H':
+            if (optarg[0] == '\0')
+                return usage_error("--hold-cancel-file wants a path");
+            options->hold_cancel_file = optarg;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             return EXIT_USAGE;
@@ -155,6 +174,7 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
             return usage_error("unknown option");
         }
     }
+    options->chunk_bytes = (uint64_t)chunk_bytes;
     if (optind != argc)
         return usage_error("unexpected argument");
     if (options->plugin_path == NULL || options->arg == NULL || devices->count == 0)
@@ -163,6 +183,8 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         return usage_error("--stall-ms or --stall-file, not both");
     if ((options->stall_after_chunks >= 0) != (stall_ms_given || options->stall_file != NULL))
         return usage_error("--stall-after-chunks and --stall-ms (or --stall-file) go together");
+    if (options->hold_cancel_file != NULL && options->mode != MODE_SOURCE)
+        return usage_error("--hold-cancel-file is for the source mode (only it cancels after a failure)");
     return 0;
 }
 
@@ -257,7 +279,7 @@ static void run_all(struct device_list *devices, const struct harness_options *o
 
 int main(int argc, char **argv)
 {
-    struct harness_options options = { .precopy_polls = 3, .stall_after_chunks = -1 };
+    struct harness_options options = { .precopy_polls = 3, .stall_after_chunks = -1, .chunk_bytes = QEMU_CHUNK_BYTES };
     struct device_list devices = { 0 };
     struct loaded_plugin plugin;
     char why[512];
