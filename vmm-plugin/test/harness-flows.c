@@ -17,7 +17,7 @@
 
 #include "plugin-loader.h"
 
-/* QEMU's CHUNK_SIZE: save and load move at most 1 MiB per call. */
+/* QEMU's CHUNK_SIZE: save and load move at most 1 MiB per call (--chunk-bytes makes it smaller). */
 #define CHUNK_BYTES (1024u * 1024u)
 
 #define V1_RUNNING VFIO_DEVICE_STATE_RUNNING
@@ -113,7 +113,7 @@ static void sleep_ms(long ms)
         continue;
 }
 
-/* --stall-file: says "stalled here" by creating the file, then waits for the test to remove it. */
+/* --stall-file, --hold-file: says "stalled here" by creating the file, then waits for the test to remove it. */
 static void stall_on_file(const char *path)
 {
     char text[128];
@@ -141,6 +141,12 @@ static int64_t stall_if_due(const struct device_job *job, long chunks_done)
     else
         sleep_ms(options->stall_ms);
     return now_us() - started;
+}
+
+/* The most one save() or load() call moves. */
+static uint64_t chunk_bytes(const struct device_job *job)
+{
+    return job->options->chunk_bytes > 0 ? (uint64_t)job->options->chunk_bytes : CHUNK_BYTES;
 }
 
 static void put_be64(uint8_t out[8], uint64_t value)
@@ -182,7 +188,7 @@ static int stream_out(struct device_job *job, void *handle, uint64_t size, int64
         return -1;
     }
     put_be64(header, size);
-    chunk = malloc(size < CHUNK_BYTES ? (size > 0 ? size : 1) : CHUNK_BYTES);
+    chunk = malloc(size < chunk_bytes(job) ? (size > 0 ? size : 1) : chunk_bytes(job));
     if (chunk == NULL) {
         fail_text(job, "save", "out of memory");
         goto done;
@@ -194,7 +200,7 @@ static int stream_out(struct device_job *job, void *handle, uint64_t size, int64
     job->segments += 1;
     *stalled_us += stall_if_due(job, chunks);
     while (done_bytes < size) {
-        uint64_t want = size - done_bytes < CHUNK_BYTES ? size - done_bytes : CHUNK_BYTES;
+        uint64_t want = size - done_bytes < chunk_bytes(job) ? size - done_bytes : chunk_bytes(job);
         int rc = job->ops->save(handle, chunk, want);
 
         if (rc != 0) {
@@ -242,7 +248,7 @@ static int stream_in(struct device_job *job, void *handle, int64_t *stalled_us)
         fail_text(job, "file", "cannot open %s: %s", job->file, ERRNO_TEXT(text));
         return -1;
     }
-    chunk = malloc(CHUNK_BYTES);
+    chunk = malloc(chunk_bytes(job));
     if (chunk == NULL) {
         fail_text(job, "load", "out of memory");
         goto done;
@@ -259,7 +265,7 @@ static int stream_in(struct device_job *job, void *handle, int64_t *stalled_us)
         size = get_be64(header);
         job->segments += 1;
         for (done_bytes = 0; done_bytes < size;) {
-            uint64_t want = size - done_bytes < CHUNK_BYTES ? size - done_bytes : CHUNK_BYTES;
+            uint64_t want = size - done_bytes < chunk_bytes(job) ? size - done_bytes : chunk_bytes(job);
             int rc;
 
             io_started = now_us();
@@ -287,6 +293,21 @@ done:
         result = -1;
     }
     return result;
+}
+
+/*
+ * --hold-file: the source waits (the file made, until it is removed) for the
+ * destination's outcome, as QEMU does once its device is in STOP. PATH.failed
+ * existing by then says the destination failed.
+ */
+static bool destination_failed(const char *hold_file)
+{
+    char verdict[4096];
+
+    stall_on_file(hold_file);
+    if (snprintf(verdict, sizeof(verdict), "%s.failed", hold_file) >= (int)sizeof(verdict))
+        return false;
+    return access(verdict, F_OK) == 0;
 }
 
 /* Source: RUNNING -> RUNNING|SAVING (pre-copy, pending polled) -> SAVING (stop-and-copy) -> STOP. */
@@ -318,6 +339,15 @@ static int source_steps(struct device_job *job, void *handle)
     job->elapsed_us = now_us() - started - stalled_us;
     if (set_state(job, handle, ~V1_SAVING, 0) != 0)
         return -1;
+    /* QEMU keeps the device (and the handle) until the destination has the VM, then cleans up or runs it again. */
+    if (job->options->hold_file != NULL && destination_failed(job->options->hold_file)) {
+        /* The migration failed at the destination: QEMU runs the VM here again, which sets the device RUNNING. */
+        job->resume_tried = true;
+        if (set_state(job, handle, ~(V1_SAVING | V1_RESUMING), V1_RUNNING) != 0 ||
+            expect_running(job, handle, "after the VM ran again") != 0)
+            return -1;
+        job->resumed = true;
+    }
     job->ok = true;
     return 0;
 }

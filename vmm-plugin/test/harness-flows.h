@@ -18,6 +18,9 @@ struct harness_options {
     long stall_after_chunks;         /* -1: never stall */
     long stall_ms;                   /* the stall sleeps this long, or */
     const char *stall_file;          /* ... creates this file and waits until it is removed (NULL: stall_ms) */
+    long chunk_bytes;                /* the most one save or load call moves; 0: QEMU's 1 MiB */
+    const char *hold_file;           /* source: once the device is in STOP, create this file and wait until it is
+                                        removed; if hold_file.failed exists then, run the device again */
 };
 
 struct device_job {
@@ -39,6 +42,8 @@ struct device_job {
     int64_t elapsed_us;              /* source: stop-copy; destination: resume (stalls excluded) */
     bool cancel_tried;               /* source failure: the QEMU-style cancel to RUNNING was attempted */
     bool cancelled;                  /* ... and succeeded */
+    bool resume_tried;               /* source, hold_file: the destination failed, and QEMU ran the VM here again */
+    bool resumed;                    /* ... and the device runs */
 };
 
 /* Runs job->options->mode for one device; pthread start routine (arg: struct device_job *). */

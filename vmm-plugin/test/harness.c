@@ -26,10 +26,16 @@ static const char USAGE[] =
     "  --precopy-polls N        update_pending calls during pre-copy (source; default 3)\n"
     "  --precopy-rounds N       pre-copy iterations that save what update_pending reports, each a\n"
     "                           segment of the stream file, as QEMU's save_live_iterate (source; default 0)\n"
-    "  --stall-after-chunks K   stall once, after K save/load chunks of 1 MiB, as one of these says:\n"
+    "  --stall-after-chunks K   stall once, after K save/load chunks (see --chunk-bytes), as one of these says:\n"
     "  --stall-ms MS            sleep MS\n"
     "  --stall-file PATH        create PATH and wait until it is removed\n"
-    "                           (a test then acts at exactly that point, with no guess of how long to wait)\n";
+    "                           (a test then acts at exactly that point, with no guess of how long to wait)\n"
+    "  --chunk-bytes N          save and load at most N bytes per call (default: QEMU's 1 MiB), so that a\n"
+    "                           state of a few KiB takes several calls and can be stalled in its middle\n"
+    "  --hold-file PATH         source: once the save is done and the device in STOP, create PATH and wait\n"
+    "                           until it is removed, as QEMU holds the device until the destination has the VM;\n"
+    "                           if PATH.failed exists by then, the destination failed: run the device again\n"
+    "                           (set_state RUNNING), as QEMU does when it runs the VM on here\n";
 
 struct device_list {
     struct device_job *jobs;
@@ -98,6 +104,8 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         { "stall-after-chunks", required_argument, NULL, 'k' },
         { "stall-ms", required_argument, NULL, 's' },
         { "stall-file", required_argument, NULL, 'f' },
+        { "chunk-bytes", required_argument, NULL, 'c' },
+        { "hold-file", required_argument, NULL, 'o' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -148,6 +156,15 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
                 return usage_error("--stall-file wants a path");
             options->stall_file = optarg;
             break;
+        case 'c':
+            if (parse_count(optarg, 1024L * 1024L, &options->chunk_bytes) != 0 || options->chunk_bytes < 1)
+                return usage_error("--chunk-bytes wants a count from 1 to 1048576");
+            break;
+        case 'o':
+            if (optarg[0] == '\0')
+                return usage_error("--hold-file wants a path");
+            options->hold_file = optarg;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             return EXIT_USAGE;
@@ -163,6 +180,8 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         return usage_error("--stall-ms or --stall-file, not both");
     if ((options->stall_after_chunks >= 0) != (stall_ms_given || options->stall_file != NULL))
         return usage_error("--stall-after-chunks and --stall-ms (or --stall-file) go together");
+    if (options->hold_file != NULL && options->mode != MODE_SOURCE)
+        return usage_error("--hold-file is for the source");
     return 0;
 }
 
@@ -179,6 +198,8 @@ static json_object *job_result(const struct device_job *job, enum harness_mode m
         if (mode == MODE_SOURCE) {
             json_object_object_add(line, "stopCopyUs", json_object_new_int64(job->elapsed_us));
             json_object_object_add(line, "precopyBytes", json_object_new_uint64(job->precopy_bytes));
+            if (job->resume_tried)
+                json_object_object_add(line, "resumed", json_object_new_boolean(job->resumed));
         }
         else if (mode == MODE_DESTINATION)
             json_object_object_add(line, "resumeUs", json_object_new_int64(job->elapsed_us));
@@ -192,6 +213,8 @@ static json_object *job_result(const struct device_job *job, enum harness_mode m
     json_object_object_add(line, "bytes", json_object_new_uint64(job->bytes));
     if (job->cancel_tried)
         json_object_object_add(line, "cancelled", json_object_new_boolean(job->cancelled));
+    if (job->resume_tried)
+        json_object_object_add(line, "resumed", json_object_new_boolean(job->resumed));
     return line;
 }
 
