@@ -29,12 +29,15 @@ export interface DeviceRig {
  * An agent config whose nvme-emu controllers run in a device process (its
  * socket `<name>.sock` in `dir`; with `stateDir`, a journal beside it). VFs
  * of rigs on one `dir` share their namespace files, as with shared storage.
+ * `config` adds to the agent's config (listeners, TLS, grants, leases); a
+ * listener the VMM is to find again after a restart needs a fixed port.
  */
-export function deviceRig(t: ExecutionContext, options: { dir?: string; name?: string; stateDir?: boolean } = {}): DeviceRig {
+export function deviceRig(t: ExecutionContext, options: { dir?: string; name?: string; stateDir?: boolean; config?: Partial<Config> } = {}): DeviceRig {
   const dir = options.dir ?? tempDir();
   const name = options.name ?? 'device';
   const socket = join(dir, `${name}.sock`);
   const config: Config = {
+    ...options.config,
     ...(options.stateDir === true ? { stateDir: join(dir, `${name}-state`) } : {}),
     drivers: [{ driver: 'nvme-emu', options: { hostPort: true, serviceTimeUs: 2000, vfs: [vfConfig(dir)], device: { mode: 'supervised', socket, callTimeoutMs: 1000 } } }],
   };

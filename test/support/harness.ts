@@ -36,6 +36,10 @@ export interface DeviceReport {
   readonly op?: string;
   readonly rc?: number;
   readonly error?: string;
+  /** Source, after a failure: QEMU's cancel (set_state RUNNING) was tried, and whether it succeeded. */
+  readonly cancelled?: boolean;
+  /** Source with --hold-file and the destination failed: the device runs again after the completed save. */
+  readonly resumed?: boolean;
 }
 
 export interface HarnessRun {

@@ -34,6 +34,12 @@ struct vfm_device {
     bool own_resume_session;     /* this handle opened the VF's resume session (RESUMING) */
     uint64_t load_offset;        /* where the next vf.load slice goes in the resume stream */
     /*
+     * Where the next vf.save slice starts in the save stream, named in every
+     * call: an agent restarted from its journal makes the stream of the
+     * stopped VF again from its start, and hands out the rest from here.
+     */
+    uint64_t save_offset;
+    /*
      * The agent's id of the save or resume session this handle continues,
      * from its first slice's result; "" until then. Every later slice names
      * it, so a session opened under us (a cancel and a new save by another

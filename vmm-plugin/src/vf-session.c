@@ -139,6 +139,43 @@ static int restart_stale_session(struct vfm_device *device, uint32_t v1, enum vf
     return transition(device, "vf.setState", what, vfm_v2_name(target), &from, failure);
 }
 
+/*
+ * Leaving RESUMING applies what this handle loaded, and the agent holds
+ * those bytes only in its memory. An agent restarted since (from its
+ * journal) or whose lease dropped the resume has the VF in STOP with
+ * nothing loaded, and a vf.setState would run the VF as it was before the
+ * migration while QEMU believes it runs the migrated device. So the
+ * session is named first, in a vf.renewLease (which also extends the
+ * lease): SESSION_UNKNOWN fails set_state with the VF untouched. The two
+ * calls go on one connection under the handle's lock, so an agent that
+ * dies between them fails the second: nothing reconnects in between.
+ */
+static int check_resume_session(struct vfm_device *device, uint32_t v1, struct vfm_failure *failure)
+{
+    json_object *params = vfm_json_vf_params(device->vf);
+    json_object *result = NULL;
+    struct vfm_refusal refusal;
+    char what[160];
+    int rc;
+
+    if (params == NULL || vfm_json_add(params, "session", json_object_new_string(device->session)) != 0 ||
+        (device->address.lease_ms > 0 && vfm_json_add(params, "leaseMs", json_object_new_int(device->address.lease_ms)) != 0)) {
+        json_object_put(params);
+        return vfm_fail(failure, -ENOMEM, "set_state(%u): out of memory", v1);
+    }
+    snprintf(what, sizeof(what), "set_state(%u): vf.renewLease naming the resume session %s (before it is applied)", v1,
+             device->session);
+    rc = vfm_device_call(device, "vf.renewLease", params, NULL, NULL, &result, &refusal, failure);
+    if (rc == VFM_RPC_REFUSED)
+        return vfm_device_refused(device, what, &refusal, failure);
+    if (rc != 0) {
+        vfm_fail_prefix(failure, "%s", what);
+        return rc;
+    }
+    json_object_put(result);
+    return 0;
+}
+
 int vfm_device_set_state(struct vfm_device *device, uint32_t v1, struct vfm_failure *failure)
 {
     enum vfm_v2_state target;
@@ -152,7 +189,12 @@ int vfm_device_set_state(struct vfm_device *device, uint32_t v1, struct vfm_fail
         return vfm_fail(failure, -EINVAL, "set_state(%u): not a state to set (RESUMING goes alone; 6 is v1's error "
                         "encoding)", v1);
     snprintf(what, sizeof(what), "set_state(%u): vf.setState %s", v1, vfm_v2_name(target));
-    rc = transition(device, "vf.setState", what, vfm_v2_name(target), &from, failure);
+    /* Once a slice has named the resume session (QEMU loaded something), it must still be there to be applied. */
+    rc = target != VFM_V2_RESUMING && device->own_resume_session && device->session[0] != '\0'
+             ? check_resume_session(device, v1, failure)
+             : 0;
+    if (rc == 0)
+        rc = transition(device, "vf.setState", what, vfm_v2_name(target), &from, failure);
     stale = rc == 0 && ((target == VFM_V2_RESUMING && from == VFM_V2_RESUMING && !device->own_resume_session) ||
                         (is_saving(target) && is_saving(from) && !device->own_save_session));
     if (stale)
@@ -164,6 +206,7 @@ int vfm_device_set_state(struct vfm_device *device, uint32_t v1, struct vfm_fail
         device->own_resume_session = false;
         device->own_save_session = false;
         device->session[0] = '\0';
+        device->save_offset = 0;
         vfm_device_lease_drop(device);
         return rc;
     }
@@ -171,9 +214,11 @@ int vfm_device_set_state(struct vfm_device *device, uint32_t v1, struct vfm_fail
     /* A session the agent has just opened starts at offset 0; a repeated RESUMING continues ours. */
     if (target == VFM_V2_RESUMING && (from != VFM_V2_RESUMING || stale))
         device->load_offset = 0;
-    /* A new session is learnt from its first slice; leaving saving and resuming ends ours. */
-    if (stale || !(target == VFM_V2_RESUMING ? from == VFM_V2_RESUMING : is_saving(target) && is_saving(from)))
+    /* A new session is learnt from its first slice, and a new save starts at 0; leaving saving and resuming ends ours. */
+    if (stale || !(target == VFM_V2_RESUMING ? from == VFM_V2_RESUMING : is_saving(target) && is_saving(from))) {
         device->session[0] = '\0';
+        device->save_offset = 0;
+    }
     device->own_resume_session = target == VFM_V2_RESUMING;
     device->own_save_session = is_saving(target);
     device->state_known = true;

@@ -73,9 +73,12 @@ static int check_session(struct vfm_device *device, json_object *result, const c
 }
 
 /*
- * One vf.save call for at most `want` bytes, into buffer; *got and *eof say
- * what came back. Whichever way the bytes came, at most `want` of them are
- * written to buffer: a frame's length is checked before it is read.
+ * One vf.save call for at most `want` bytes at save_offset, into buffer;
+ * *got and *eof say what came back. Whichever way the bytes came, at most
+ * `want` of them are written to buffer: a frame's length is checked before
+ * it is read. The offset goes with every call: an agent restarted in the
+ * middle of the save reopens the stream under the same session from its
+ * start, and without it would hand out the bytes QEMU already has.
  */
 static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want, uint64_t *got, bool *eof,
                       struct vfm_failure *failure)
@@ -88,6 +91,7 @@ static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want,
     const char *data;
     size_t data_len;
     int64_t length;
+    int64_t offset;
     int rc = vfm_rpc_open(&device->rpc, failure);
 
     if (rc != 0) {
@@ -100,6 +104,7 @@ static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want,
     sink.capacity = (size_t)want;
     params = vfm_json_vf_params(device->vf);
     if (params == NULL || vfm_json_add(params, "maxBytes", json_object_new_int64((int64_t)want)) != 0 ||
+        vfm_json_add(params, "offset", json_object_new_int64((int64_t)device->save_offset)) != 0 ||
         add_session(device, params) != 0) {
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "save: out of memory");
@@ -112,8 +117,12 @@ static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want,
         return rc;
     }
     if (vfm_json_int64(result, "length", &length) != 0 || vfm_json_bool(result, "eof", eof) != 0 ||
+        vfm_json_int64(result, "offset", &offset) != 0 ||
         (!sink.received && vfm_json_string(result, "data", &data, &data_len) != 0)) {
-        rc = vfm_fail(failure, -EPROTO, "save: vf.save result lacks data, length or eof");
+        rc = vfm_fail(failure, -EPROTO, "save: vf.save result lacks data, offset, length or eof");
+    } else if (offset < 0 || (uint64_t)offset != device->save_offset) {
+        rc = vfm_fail(failure, -EPROTO, "save: vf.save returned the slice at offset %" PRId64 ", not the %" PRIu64
+                      " asked for", offset, device->save_offset);
     } else if (length < 0 || (uint64_t)length > want) {
         rc = vfm_fail(failure, -EPROTO, "save: vf.save returned %" PRId64 " bytes, more than the %" PRIu64 " asked for",
                       length, want);
@@ -124,6 +133,7 @@ static int save_slice(struct vfm_device *device, uint8_t *buffer, uint64_t want,
         rc = vfm_fail(failure, -EPROTO, "save: vf.save data is not the base64 of %" PRId64 " bytes", length);
     } else if ((rc = check_session(device, result, "save: vf.save", failure)) == 0) {
         *got = (uint64_t)length;
+        device->save_offset += (uint64_t)length;
     }
     json_object_put(result);
     if (rc != 0) {

@@ -110,7 +110,7 @@ static void sleep_ms(long ms)
         continue;
 }
 
-/* --stall-file, --hold-cancel-file: says "stalled here" by creating the file, then waits for the test to remove it. */
+/* --stall-file, --hold-cancel-file, --hold-file: says "stalled here" by creating the file, then waits for the test to remove it. */
 static void stall_on_file(const char *path)
 {
     char text[128];
@@ -288,6 +288,21 @@ done:
     return result;
 }
 
+/*
+ * --hold-file: the source waits (the file made, until it is removed) for the
+ * destination's outcome, as QEMU does once its device is in STOP. PATH.failed
+ * existing by then says the destination failed.
+ */
+static bool destination_failed(const char *hold_file)
+{
+    char verdict[4096];
+
+    stall_on_file(hold_file);
+    if (snprintf(verdict, sizeof(verdict), "%s.failed", hold_file) >= (int)sizeof(verdict))
+        return false;
+    return access(verdict, F_OK) == 0;
+}
+
 /* Source: RUNNING -> RUNNING|SAVING (pre-copy, pending polled) -> SAVING (stop-and-copy) -> STOP. */
 static int source_steps(struct device_job *job, void *handle)
 {
@@ -317,6 +332,15 @@ static int source_steps(struct device_job *job, void *handle)
     job->elapsed_us = now_us() - started - stalled_us;
     if (set_state(job, handle, ~V1_SAVING, 0) != 0)
         return -1;
+    /* QEMU keeps the device (and the handle) until the destination has the VM, then cleans up or runs it again. */
+    if (job->options->hold_file != NULL && destination_failed(job->options->hold_file)) {
+        /* The migration failed at the destination: QEMU runs the VM here again, which sets the device RUNNING. */
+        job->resume_tried = true;
+        if (set_state(job, handle, ~(V1_SAVING | V1_RESUMING), V1_RUNNING) != 0 ||
+            expect_running(job, handle, "after the VM ran again") != 0)
+            return -1;
+        job->resumed = true;
+    }
     job->ok = true;
     return 0;
 }

@@ -20,6 +20,8 @@ struct harness_options {
     long stall_ms;                   /* the stall sleeps this long, or */
     const char *stall_file;          /* ... creates this file and waits until it is removed (NULL: stall_ms) */
     const char *hold_cancel_file;    /* source: before the cancel after a failure, create this file and wait until it is removed */
+    const char *hold_file;           /* source: once the device is in STOP, create this file and wait until it is
+                                        removed; if hold_file.failed exists then, run the device again */
 };
 
 struct device_job {
@@ -41,6 +43,8 @@ struct device_job {
     int64_t elapsed_us;              /* source: stop-copy; destination: resume (stalls excluded) */
     bool cancel_tried;               /* source failure: the QEMU-style cancel to RUNNING was attempted */
     bool cancelled;                  /* ... and succeeded */
+    bool resume_tried;               /* source, hold_file: the destination failed, and QEMU ran the VM here again */
+    bool resumed;                    /* ... and the device runs */
 };
 
 /* Runs job->options->mode for one device; pthread start routine (arg: struct device_job *). */

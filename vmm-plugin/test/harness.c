@@ -36,7 +36,12 @@ static const char USAGE[] =
     "  --stall-file PATH        create PATH and wait until it is removed\n"
     "                           (a test then acts at exactly that point, with no guess of how long to wait)\n"
     "  --hold-cancel-file PATH  source: when a step fails, create PATH and wait until it is removed before\n"
-    "                           QEMU's cancel (set_state RUNNING), so that a test acts before the cancel\n";
+    "                           QEMU's cancel (set_state RUNNING), so that a test acts before the cancel\n"
+
+    "  --hold-file PATH         source: once the save is done and the device in STOP, create PATH and wait\n"
+    "                           until it is removed, as QEMU holds the device until the destination has the VM;\n"
+    "                           if PATH.failed exists by then, the destination failed: run the device again\n"
+    "                           (set_state RUNNING), as QEMU does when it runs the VM on here\n";
 
 struct device_list {
     struct device_job *jobs;
@@ -107,6 +112,7 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         { "stall-file", required_argument, NULL, 'f' },
         { "chunk-bytes", required_argument, NULL, 'c' },
         { "hold-cancel-file", required_argument, NULL, 'H' },
+        { "hold-file", required_argument, NULL, 'o' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -167,6 +173,11 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
                 return usage_error("--hold-cancel-file wants a path");
             options->hold_cancel_file = optarg;
             break;
+        case 'o':
+            if (optarg[0] == '\0')
+                return usage_error("--hold-file wants a path");
+            options->hold_file = optarg;
+            break;
         case 'h':
             fputs(USAGE, stdout);
             return EXIT_USAGE;
@@ -185,6 +196,8 @@ static int parse_arguments(int argc, char **argv, struct harness_options *option
         return usage_error("--stall-after-chunks and --stall-ms (or --stall-file) go together");
     if (options->hold_cancel_file != NULL && options->mode != MODE_SOURCE)
         return usage_error("--hold-cancel-file is for the source mode (only it cancels after a failure)");
+    if (options->hold_file != NULL && options->mode != MODE_SOURCE)
+        return usage_error("--hold-file is for the source");
     return 0;
 }
 
@@ -201,6 +214,8 @@ static json_object *job_result(const struct device_job *job, enum harness_mode m
         if (mode == MODE_SOURCE) {
             json_object_object_add(line, "stopCopyUs", json_object_new_int64(job->elapsed_us));
             json_object_object_add(line, "precopyBytes", json_object_new_uint64(job->precopy_bytes));
+            if (job->resume_tried)
+                json_object_object_add(line, "resumed", json_object_new_boolean(job->resumed));
         }
         else if (mode == MODE_DESTINATION)
             json_object_object_add(line, "resumeUs", json_object_new_int64(job->elapsed_us));
@@ -214,6 +229,8 @@ static json_object *job_result(const struct device_job *job, enum harness_mode m
     json_object_object_add(line, "bytes", json_object_new_uint64(job->bytes));
     if (job->cancel_tried)
         json_object_object_add(line, "cancelled", json_object_new_boolean(job->cancelled));
+    if (job->resume_tried)
+        json_object_object_add(line, "resumed", json_object_new_boolean(job->resumed));
     return line;
 }
 

@@ -4,8 +4,10 @@
  * included, and how a credential file that cannot serve is refused), the
  * v1 <-> v2 state table, the refusal -> errno table, the TLS transport
  * against an in-process server (tls-transport-tests.c), attachment frames
- * against a scripted agent (attachment-tests.c), and the migration lease
- * and its renewer thread against one (lease-tests.c). `make check` runs it.
+ * against a scripted agent (attachment-tests.c), the migration lease
+ * and its renewer thread against one (lease-tests.c), and what the plugin
+ * does against an agent restarted mid-migration (recovery-tests.c). `make
+ * check` runs it.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 #include "attachment-tests.h"
 #include "base64.h"
 #include "lease-tests.h"
+#include "recovery-tests.h"
 #include "refusal-errno.h"
 #include "state-map.h"
 #include "tls-credentials.h"
@@ -343,6 +346,7 @@ int main(void)
     *failures += run_tls_transport_tests();
     *failures += run_attachment_tests();
     *failures += run_lease_tests();
+    *failures += run_recovery_tests();
     if (*failures != 0) {
         fprintf(stderr, "unit tests: %d check(s) failed\n", *failures);
         return 1;

@@ -1,0 +1,234 @@
+/*
+ * Unit tests of what the plugin does when its agent was restarted in the
+ * middle of a migration (from its journal), run by unit-tests.c against a
+ * scripted agent (fake-transport.h). A restarted source reopens its save
+ * under the same session and makes the stream again from its start: every
+ * vf.save names the offset QEMU has reached, and a slice from anywhere else
+ * is refused, never handed to QEMU. A restarted destination has lost what
+ * was loaded: before the VF leaves RESUMING the plugin names its resume
+ * session, and a session the agent no longer has fails set_state with the
+ * VF untouched, rather than running it as it was before the migration.
+ */
+#include "recovery-tests.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fake-transport.h"
+#include "vf-device.h"
+
+#include "check.h"
+
+/* A device as init leaves it (VF nvme0, no pre-copy), base64 only, whose connection talks to the fake. */
+struct rig {
+    struct vfm_device *device;
+    struct fake_transport fake;
+};
+
+static int rig_open(struct rig *rig, const struct fake_listener *l)
+{
+    struct vfm_failure failure;
+    char arg[192];
+
+    fake_transport_init(&rig->fake);
+    rig->device = calloc(1, sizeof(*rig->device));
+    if (rig->device == NULL)
+        return -1;
+    vfm_rpc_init(&rig->device->rpc, &rig->device->address);
+    rig->device->rpc.conn.transport = &rig->fake.base;
+    rig->device->devid = strdup("0000:3b:00.2");
+    snprintf(rig->device->vf, sizeof(rig->device->vf), "nvme0");
+    /* attachments=off: the script is only the calls under test, and slices travel as base64. */
+    snprintf(arg, sizeof(arg), "unix:%s,attachments=off,lease_ms=900", l->path);
+    if (rig->device->devid == NULL || vfm_address_parse(arg, &rig->device->address, &failure) != 0)
+        return -1;
+    return 0;
+}
+
+static void rig_close(struct rig *rig)
+{
+    vfm_device_close(rig->device);
+    fake_transport_free(&rig->fake);
+}
+
+/* Plays `script` (several replies in a row may be given) and forgets what was sent before. */
+static void play(struct rig *rig, const char *script)
+{
+    fake_transport_script(&rig->fake, script, strlen(script));
+    fake_transport_reset_sent(&rig->fake);
+}
+
+static bool sent_has(const struct rig *rig, const char *text)
+{
+    bool has = rig->fake.sent_len > 0 && memmem(rig->fake.sent, rig->fake.sent_len, text, strlen(text)) != NULL;
+
+    if (!has)
+        fprintf(stderr, "  sent: %.*s  lacks: %s\n", (int)rig->fake.sent_len, (const char *)rig->fake.sent, text);
+    return has;
+}
+
+static int set_state(struct rig *rig, uint32_t v1, int id, const char *from, const char *to)
+{
+    char reply[256];
+    struct vfm_failure failure;
+
+    snprintf(reply, sizeof(reply),
+             "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{\"vf\":\"nvme0\",\"from\":\"%s\",\"state\":\"%s\",\"value\":1,"
+             "\"path\":[]}}\n", id, from, to);
+    play(rig, reply);
+    return vfm_device_set_state(rig->device, v1, &failure);
+}
+
+/* vf.save's answer: four bytes (`data`, base64) at `offset` of an 8-byte stream, in session `session`. */
+static const char *save_reply(char *buffer, size_t size, int id, int offset, const char *data, const char *session)
+{
+    snprintf(buffer, size,
+             "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{\"data\":\"%s\",\"offset\":%d,\"length\":4,\"remaining\":%d,"
+             "\"totalBytes\":8,\"eof\":%s,\"session\":\"%s\"}}\n",
+             id, data, offset, 4 - offset, offset == 4 ? "true" : "false", session);
+    return buffer;
+}
+
+static const char *refusal_reply(char *buffer, size_t size, int id, int code, const char *name, const char *detail)
+{
+    snprintf(buffer, size,
+             "{\"jsonrpc\":\"2.0\",\"id\":%d,\"error\":{\"code\":%d,\"message\":\"refused\",\"data\":{\"code\":\"%s\","
+             "\"detail\":\"%s\",\"state\":\"STOP\"}}}\n", id, code, name, detail);
+    return buffer;
+}
+
+static const char *get_state_reply(char *buffer, size_t size, int id, const char *state)
+{
+    snprintf(buffer, size, "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{\"vf\":\"nvme0\",\"state\":\"%s\",\"value\":0}}\n",
+             id, state);
+    return buffer;
+}
+
+/* base64 of four bytes 0x00, and of four bytes 0x11 */
+#define FOUR_0X00 "AAAAAA=="
+#define FOUR_0X11 "EREREQ=="
+
+/* Every vf.save names the offset reached; a restarted agent's stream goes on from there, and a slice from elsewhere is refused. */
+static void save_names_its_offset(int *failures, const struct fake_listener *l)
+{
+    struct rig rig;
+    struct vfm_failure failure;
+    char reply[512];
+    uint8_t buffer[8];
+
+    CHECK(rig_open(&rig, l) == 0);
+    CHECK(set_state(&rig, 2, 1, "RUNNING", "STOP_COPY") == 0);
+    play(&rig, save_reply(reply, sizeof(reply), 2, 0, FOUR_0X00, "s-1"));
+    CHECK(vfm_device_save(rig.device, buffer, 4, &failure) == 0);
+    CHECK(sent_has(&rig, "\"params\":{\"vf\":\"nvme0\",\"maxBytes\":4,\"offset\":0}"));
+    CHECK(rig.device->save_offset == 4 && strcmp(rig.device->session, "s-1") == 0);
+
+    /* The agent dies: the connection ends. A renewal (the renewer's, while QEMU is between calls) reconnects to the restarted agent. */
+    play(&rig, "");
+    CHECK(vfm_device_renew_lease(rig.device, &failure) == -ECONNRESET);
+    play(&rig, "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"vf\":\"nvme0\",\"state\":\"STOP_COPY\",\"leaseMs\":900,"
+               "\"expiresAt\":\"2030-01-01T00:00:00.000Z\"}}\n");
+    CHECK(vfm_device_renew_lease(rig.device, &failure) == 0);
+    /* QEMU's next save asks the recovered session for the bytes after the ones it has. */
+    play(&rig, save_reply(reply, sizeof(reply), 5, 4, FOUR_0X11, "s-1"));
+    CHECK(vfm_device_save(rig.device, buffer + 4, 4, &failure) == 0);
+    CHECK(sent_has(&rig, "\"params\":{\"vf\":\"nvme0\",\"maxBytes\":4,\"offset\":4,\"session\":\"s-1\"}"));
+    CHECK(buffer[4] == 0x11 && rig.device->save_offset == 8);
+    rig_close(&rig);
+
+    /* An agent that answers from another offset (say, its stream made again from the start): refused, not handed to QEMU. */
+    CHECK(rig_open(&rig, l) == 0);
+    CHECK(set_state(&rig, 2, 1, "RUNNING", "STOP_COPY") == 0);
+    play(&rig, save_reply(reply, sizeof(reply), 2, 0, FOUR_0X00, "s-1"));
+    CHECK(vfm_device_save(rig.device, buffer, 4, &failure) == 0);
+    memset(buffer, 0xA5, sizeof(buffer));
+    play(&rig, save_reply(reply, sizeof(reply), 3, 0, FOUR_0X00, "s-1"));
+    CHECK(vfm_device_save(rig.device, buffer + 4, 4, &failure) == -EPROTO);
+    CHECK(strstr(failure.text, "returned the slice at offset 0, not the 4 asked for") != NULL);
+    CHECK(rig.device->save_offset == 4 && !vfm_connection_is_open(&rig.device->rpc.conn));
+    /* A new save (out of saving and back) starts at 0, in a session learnt afresh. */
+    CHECK(set_state(&rig, 1, 4, "STOP_COPY", "RUNNING") == 0 && set_state(&rig, 2, 5, "RUNNING", "STOP_COPY") == 0);
+    CHECK(rig.device->save_offset == 0 && rig.device->session[0] == '\0');
+    play(&rig, save_reply(reply, sizeof(reply), 6, 0, FOUR_0X00, "s-2"));
+    CHECK(vfm_device_save(rig.device, buffer, 4, &failure) == 0);
+    CHECK(sent_has(&rig, "\"maxBytes\":4,\"offset\":0}"));
+    /* A set_state that stays in saving (PRE_COPY -> STOP_COPY, say) goes on in the same session, from where it was. */
+    CHECK(set_state(&rig, 2, 7, "STOP_COPY", "STOP_COPY") == 0 && rig.device->save_offset == 4);
+    CHECK(strcmp(rig.device->session, "s-2") == 0);
+    rig_close(&rig);
+}
+
+/* Leaving RESUMING names the resume session first: gone (an agent restarted since), set_state fails with the VF untouched. */
+static void leaving_resume_names_the_session(int *failures, const struct fake_listener *l)
+{
+    static const uint8_t BYTES[4] = { 1, 2, 3, 4 };
+    struct rig rig;
+    struct vfm_failure failure;
+    char script[1024];
+    size_t used;
+
+    CHECK(rig_open(&rig, l) == 0);
+    CHECK(set_state(&rig, 4, 1, "RUNNING", "RESUMING") == 0);
+    play(&rig, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"state\":\"RESUMING\",\"session\":\"r-1\",\"received\":4,"
+               "\"complete\":false}}\n");
+    CHECK(vfm_device_load(rig.device, BYTES, sizeof(BYTES), &failure) == 0);
+    /* The agent was restarted: the session is gone, the VF in STOP. Then the vf.getState a refusal makes. */
+    refusal_reply(script, sizeof(script), 3, -33014, "SESSION_UNKNOWN", "VF nvme0 has no session r-1; none is open");
+    used = strlen(script);
+    get_state_reply(script + used, sizeof(script) - used, 4, "STOP");
+    play(&rig, script);
+    CHECK(vfm_device_set_state(rig.device, 1, &failure) == -ESTALE);
+    CHECK(sent_has(&rig, "\"method\":\"vf.renewLease\",\"params\":{\"vf\":\"nvme0\",\"session\":\"r-1\",\"leaseMs\":900}"));
+    CHECK(rig.fake.sent_len > 0 && memmem(rig.fake.sent, rig.fake.sent_len, "vf.setState", 11) == NULL);
+    CHECK(strstr(failure.text, "set_state(1): vf.renewLease naming the resume session r-1") != NULL);
+    CHECK(strstr(failure.text, "SESSION_UNKNOWN") != NULL && strstr(failure.text, "the VF is now STOP") != NULL);
+    /* Where the VF is, is the agent's word from now on. */
+    CHECK(!rig.device->state_known && !rig.device->own_resume_session && !rig.device->in_migration);
+    rig_close(&rig);
+
+    /* The session still there: the renewal, then the vf.setState that applies it, on one connection. */
+    CHECK(rig_open(&rig, l) == 0);
+    CHECK(set_state(&rig, 4, 1, "RUNNING", "RESUMING") == 0);
+    play(&rig, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"state\":\"RESUMING\",\"session\":\"r-1\",\"received\":4,"
+               "\"complete\":true}}\n");
+    CHECK(vfm_device_load(rig.device, BYTES, sizeof(BYTES), &failure) == 0);
+    snprintf(script, sizeof(script),
+             "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"vf\":\"nvme0\",\"state\":\"RESUMING\",\"leaseMs\":900,"
+             "\"expiresAt\":\"2030-01-01T00:00:00.000Z\"}}\n"
+             "{\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"vf\":\"nvme0\",\"from\":\"RESUMING\",\"state\":\"RUNNING\","
+             "\"value\":1,\"path\":[]}}\n");
+    play(&rig, script);
+    CHECK(vfm_device_set_state(rig.device, 1, &failure) == 0);
+    CHECK(sent_has(&rig, "\"id\":3,\"method\":\"vf.renewLease\",\"params\":{\"vf\":\"nvme0\",\"session\":\"r-1\""));
+    CHECK(sent_has(&rig, "\"id\":4,\"method\":\"vf.setState\",\"params\":{\"vf\":\"nvme0\",\"state\":\"RUNNING\""));
+    CHECK(rig.device->state_known && rig.device->known_state == VFM_V2_RUNNING && !rig.device->own_resume_session);
+    rig_close(&rig);
+
+    /* Nothing loaded yet (no session named), or a source: set_state is the one call, as before. */
+    CHECK(rig_open(&rig, l) == 0);
+    CHECK(set_state(&rig, 4, 1, "RUNNING", "RESUMING") == 0);
+    CHECK(set_state(&rig, 1, 2, "RESUMING", "RUNNING") == 0);
+    CHECK(memmem(rig.fake.sent, rig.fake.sent_len, "vf.renewLease", 13) == NULL);
+    CHECK(set_state(&rig, 2, 3, "RUNNING", "STOP_COPY") == 0);
+    snprintf(rig.device->session, sizeof(rig.device->session), "s-1");
+    CHECK(set_state(&rig, 1, 4, "STOP_COPY", "RUNNING") == 0);
+    CHECK(memmem(rig.fake.sent, rig.fake.sent_len, "vf.renewLease", 13) == NULL);
+    rig_close(&rig);
+}
+
+int run_recovery_tests(void)
+{
+    int count = 0;
+    int *failures = &count;
+    struct fake_listener l;
+
+    CHECK(fake_listener_open(&l, "recovery") == 0);
+    if (count == 0) {
+        save_names_its_offset(failures, &l);
+        leaving_resume_names_the_session(failures, &l);
+    }
+    fake_listener_close(&l);
+    return count;
+}
