@@ -89,6 +89,9 @@ test('SIGKILL of the destination agent in the middle of the load: its bytes are 
   const refused = await after.rpc.callError('vf.load', { vf: BDF, offset: whole.slices[0]?.length ?? 0, session: loaded.session, data: (whole.slices[1] ?? Buffer.alloc(0)).toString('base64') });
   t.is(refused.data?.code, 'SESSION_UNKNOWN');
   t.is(refused.data?.state, 'STOP');
+  // A VMM that goes to RUNNING naming its resume session is refused too: the VF would run its state from before.
+  const run = await after.rpc.callError('vf.setState', { vf: BDF, state: 'RUNNING', session: loaded.session });
+  t.like(run.data, { code: 'SESSION_UNKNOWN', state: 'STOP' });
 
   // The migration failed: the source's VMM cancels, and the source runs on.
   t.like(await src.rpc.call('vf.resume', { vf: BDF }), { state: 'RUNNING' });

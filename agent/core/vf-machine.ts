@@ -243,8 +243,12 @@ export class VfMachine {
     return this.session?.info();
   }
 
-  setState(target: VfioStateName, timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<TransitionResult> {
-    return this.call(caller, (log) => this.transition(target, timeoutMs, caller, log));
+  /** `session`, when given, must be the one open: refused with SESSION_UNKNOWN otherwise, before anything changes. */
+  setState(target: VfioStateName, timeoutMs: number, caller: Caller = AGENT_CALLER, session?: string): Promise<TransitionResult> {
+    return this.call(caller, (log) => {
+      this.requireSession(session);
+      return this.transition(target, timeoutMs, caller, log);
+    });
   }
 
   /** → STOP (through RUNNING_P2P where supported); a no-op on a VF that is already stopped. */
@@ -256,8 +260,11 @@ export class VfMachine {
   }
 
   /** → RUNNING; leaving RESUMING commits the loaded state first. A no-op on a running VF. */
-  resume(timeoutMs: number, caller: Caller = AGENT_CALLER): Promise<TransitionResult> {
-    return this.call(caller, (log) => this.transition('RUNNING', timeoutMs, caller, log));
+  resume(timeoutMs: number, caller: Caller = AGENT_CALLER, session?: string): Promise<TransitionResult> {
+    return this.call(caller, (log) => {
+      this.requireSession(session);
+      return this.transition('RUNNING', timeoutMs, caller, log);
+    });
   }
 
   /**

@@ -40,9 +40,9 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       const machine = touched(core, vf, ctx);
       return { vf: machine.vf.id, state: machine.state, value: vfioStateValue(machine.state) };
     },
-    'vf.setState': async ({ vf, state, timeoutMs, leaseMs }, ctx) => {
+    'vf.setState': async ({ vf, state, timeoutMs, leaseMs, session }, ctx) => {
       const machine = core.lookup(vf);
-      return transition(machine, await machine.setState(state, timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine, leaseMs)));
+      return transition(machine, await machine.setState(state, timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine, leaseMs), session));
     },
     'vf.quiesce': async ({ vf, timeoutMs, leaseMs }, ctx) => {
       const machine = core.lookup(vf);
@@ -52,9 +52,9 @@ export function vfHandlers(core: MigrationCore): VfHandlers {
       const machine = core.lookup(vf);
       return { vf: machine.vf.id, ...(await machine.renewLease(callerOf(ctx, machine, leaseMs), session)) };
     },
-    'vf.resume': async ({ vf, timeoutMs }, ctx) => {
+    'vf.resume': async ({ vf, timeoutMs, session }, ctx) => {
       const machine = core.lookup(vf);
-      return transition(machine, await machine.resume(timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine)));
+      return transition(machine, await machine.resume(timeoutMs ?? DEFAULT_TIMEOUT_MS, callerOf(ctx, machine), session));
     },
     'vf.reset': async ({ vf }, ctx) => {
       const machine = core.lookup(vf);

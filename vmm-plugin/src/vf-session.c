@@ -81,7 +81,7 @@ static bool is_saving(enum vfm_v2_state state)
  * and so begins its migration and its lease.
  */
 static int transition(struct vfm_device *device, const char *method, const char *what, const char *state,
-                      enum vfm_v2_state *from, struct vfm_failure *failure)
+                      const char *session, enum vfm_v2_state *from, struct vfm_failure *failure)
 {
     json_object *params = vfm_json_vf_params(device->vf);
     json_object *result = NULL;
@@ -92,7 +92,8 @@ static int transition(struct vfm_device *device, const char *method, const char 
 
     if (params == NULL || (state != NULL && vfm_json_add(params, "state", json_object_new_string(state)) != 0) ||
         (state != NULL && vfm_json_add(params, "timeoutMs", json_object_new_int(drain_budget_ms(device))) != 0) ||
-        (lease && vfm_json_add(params, "leaseMs", json_object_new_int(device->address.lease_ms)) != 0)) {
+        (lease && vfm_json_add(params, "leaseMs", json_object_new_int(device->address.lease_ms)) != 0) ||
+        (session != NULL && vfm_json_add(params, "session", json_object_new_string(session)) != 0)) {
         json_object_put(params);
         return vfm_fail(failure, -ENOMEM, "%s: out of memory", what);
     }
@@ -127,53 +128,30 @@ static int restart_stale_session(struct vfm_device *device, uint32_t v1, enum vf
     if (target == VFM_V2_RESUMING) {
         /* Leaving RESUMING any other way would apply the old half-load; reset is how the agent abandons it. */
         snprintf(what, sizeof(what), "set_state(%u): vf.reset (a stale resume session)", v1);
-        rc = transition(device, "vf.reset", what, NULL, &from, failure);
+        rc = transition(device, "vf.reset", what, NULL, NULL, &from, failure);
     } else {
         /* STOP_COPY -> STOP closes the old stream; the next STOP -> STOP_COPY captures the state afresh. */
         snprintf(what, sizeof(what), "set_state(%u): vf.setState STOP (a stale save stream)", v1);
-        rc = transition(device, "vf.setState", what, vfm_v2_name(VFM_V2_STOP), &from, failure);
+        rc = transition(device, "vf.setState", what, vfm_v2_name(VFM_V2_STOP), NULL, &from, failure);
     }
     if (rc != 0)
         return rc;
     snprintf(what, sizeof(what), "set_state(%u): vf.setState %s", v1, vfm_v2_name(target));
-    return transition(device, "vf.setState", what, vfm_v2_name(target), &from, failure);
+    return transition(device, "vf.setState", what, vfm_v2_name(target), NULL, &from, failure);
 }
 
 /*
  * Leaving RESUMING applies what this handle loaded, and the agent holds
  * those bytes only in its memory. An agent restarted since (from its
  * journal) or whose lease dropped the resume has the VF in STOP with
- * nothing loaded, and a vf.setState would run the VF as it was before the
- * migration while QEMU believes it runs the migrated device. So the
- * session is named first, in a vf.renewLease (which also extends the
- * lease): SESSION_UNKNOWN fails set_state with the VF untouched. The two
- * calls go on one connection under the handle's lock, so an agent that
- * dies between them fails the second: nothing reconnects in between.
+ * nothing loaded, and a bare vf.setState would run the VF as it was before
+ * the migration while QEMU believes it runs the migrated device. So the
+ * call names the resume session: SESSION_UNKNOWN fails set_state with the
+ * VF untouched, in the same round trip.
  */
-static int check_resume_session(struct vfm_device *device, uint32_t v1, struct vfm_failure *failure)
+static const char *resume_session(const struct vfm_device *device, enum vfm_v2_state target)
 {
-    json_object *params = vfm_json_vf_params(device->vf);
-    json_object *result = NULL;
-    struct vfm_refusal refusal;
-    char what[160];
-    int rc;
-
-    if (params == NULL || vfm_json_add(params, "session", json_object_new_string(device->session)) != 0 ||
-        (device->address.lease_ms > 0 && vfm_json_add(params, "leaseMs", json_object_new_int(device->address.lease_ms)) != 0)) {
-        json_object_put(params);
-        return vfm_fail(failure, -ENOMEM, "set_state(%u): out of memory", v1);
-    }
-    snprintf(what, sizeof(what), "set_state(%u): vf.renewLease naming the resume session %s (before it is applied)", v1,
-             device->session);
-    rc = vfm_device_call(device, "vf.renewLease", params, NULL, NULL, &result, &refusal, failure);
-    if (rc == VFM_RPC_REFUSED)
-        return vfm_device_refused(device, what, &refusal, failure);
-    if (rc != 0) {
-        vfm_fail_prefix(failure, "%s", what);
-        return rc;
-    }
-    json_object_put(result);
-    return 0;
+    return target != VFM_V2_RESUMING && device->own_resume_session && device->session[0] != '\0' ? device->session : NULL;
 }
 
 int vfm_device_set_state(struct vfm_device *device, uint32_t v1, struct vfm_failure *failure)
@@ -190,11 +168,7 @@ int vfm_device_set_state(struct vfm_device *device, uint32_t v1, struct vfm_fail
                         "encoding)", v1);
     snprintf(what, sizeof(what), "set_state(%u): vf.setState %s", v1, vfm_v2_name(target));
     /* Once a slice has named the resume session (QEMU loaded something), it must still be there to be applied. */
-    rc = target != VFM_V2_RESUMING && device->own_resume_session && device->session[0] != '\0'
-             ? check_resume_session(device, v1, failure)
-             : 0;
-    if (rc == 0)
-        rc = transition(device, "vf.setState", what, vfm_v2_name(target), &from, failure);
+    rc = transition(device, "vf.setState", what, vfm_v2_name(target), resume_session(device, target), &from, failure);
     stale = rc == 0 && ((target == VFM_V2_RESUMING && from == VFM_V2_RESUMING && !device->own_resume_session) ||
                         (is_saving(target) && is_saving(from) && !device->own_save_session));
     if (stale)
