@@ -12,60 +12,17 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "deadline.h"
-#include "fake-transport.h"
 #include "lease-renewer.h"
+#include "scripted-rig.h"
 #include "vf-device.h"
 
 #include "check.h"
 
 #define NS_PER_MS 1000000
-
-/* A device as init leaves it (VF nvme0, no pre-copy), whose connection goes to the listener and talks to the fake. */
-struct rig {
-    struct vfm_device *device;
-    struct fake_transport fake;
-};
-
-static int rig_open(struct rig *rig, const struct fake_listener *l, const char *options)
-{
-    struct vfm_failure failure;
-    char arg[192];
-
-    fake_transport_init(&rig->fake);
-    rig->device = calloc(1, sizeof(*rig->device));
-    if (rig->device == NULL)
-        return -1;
-    vfm_rpc_init(&rig->device->rpc, &rig->device->address);
-    rig->device->rpc.conn.transport = &rig->fake.base;   /* prepare then keeps it; destroy leaves it to us */
-    rig->device->devid = strdup("0000:3b:00.2");
-    snprintf(rig->device->vf, sizeof(rig->device->vf), "nvme0");
-    /* attachments=off: no rpc.enableAttachments on a connection, so the script is only the calls under test. */
-    snprintf(arg, sizeof(arg), "unix:%s,attachments=off%s", l->path, options);
-    if (rig->device->devid == NULL || vfm_address_parse(arg, &rig->device->address, &failure) != 0)
-        return -1;
-    return 0;
-}
-
-static void rig_close(struct rig *rig)
-{
-    vfm_device_close(rig->device);
-    fake_transport_free(&rig->fake);
-}
-
-/* What the plugin sent since the last reset, as text. */
-static bool sent_is(const struct rig *rig, const char *expected)
-{
-    bool same = rig->fake.sent_len == strlen(expected) && memcmp(rig->fake.sent, expected, rig->fake.sent_len) == 0;
-
-    if (!same)
-        fprintf(stderr, "  sent:     %.*s  expected: %s", (int)rig->fake.sent_len, (const char *)rig->fake.sent, expected);
-    return same;
-}
 
 static int count_sent(const struct fake_transport *fake, const char *text)
 {
@@ -78,15 +35,6 @@ static int count_sent(const struct fake_transport *fake, const char *text)
     return count;
 }
 
-/* The agent's answer to request `id`: a setState from `from` to `to`. */
-static const char *transition_reply(char *buffer, size_t size, int id, const char *from, const char *to)
-{
-    snprintf(buffer, size,
-             "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{\"vf\":\"nvme0\",\"from\":\"%s\",\"state\":\"%s\",\"value\":1,"
-             "\"path\":[]}}\n", id, from, to);
-    return buffer;
-}
-
 static const char *renewal_reply(char *buffer, size_t size, int id, long lease_ms)
 {
     snprintf(buffer, size,
@@ -95,31 +43,17 @@ static const char *renewal_reply(char *buffer, size_t size, int id, long lease_m
     return buffer;
 }
 
-static const char *refusal_reply(char *buffer, size_t size, int id, int code, const char *name)
+/* Every refusal here has a stranded VF's detail and flag: the plugin goes by the code and name alone. */
+static const char *lease_refusal(char *buffer, size_t size, int id, int code, const char *name)
 {
-    snprintf(buffer, size,
-             "{\"jsonrpc\":\"2.0\",\"id\":%d,\"error\":{\"code\":%d,\"message\":\"refused\",\"data\":{\"code\":\"%s\","
-             "\"detail\":\"VF nvme0 has no lease to renew: it is stranded\",\"stranded\":true}}}\n", id, code, name);
-    return buffer;
-}
-
-/* set_state(v1) against a script that answers it from `from` to `to` (request `id`); returns its rc. */
-static int set_state(struct rig *rig, uint32_t v1, int id, const char *from, const char *to)
-{
-    static char reply[256];
-    struct vfm_failure failure;
-
-    transition_reply(reply, sizeof(reply), id, from, to);
-    fake_transport_script(&rig->fake, reply, strlen(reply));
-    fake_transport_reset_sent(&rig->fake);
-    return vfm_device_set_state(rig->device, v1, &failure);
+    return refusal_reply(buffer, size, id, code, name, "VF nvme0 has no lease to renew: it is stranded",
+                         "\"stranded\":true");
 }
 
 /* vf.renewLease against a script of one reply; returns its rc. */
 static int renew_against(struct rig *rig, const char *reply, struct vfm_failure *failure)
 {
-    fake_transport_script(&rig->fake, reply, strlen(reply));
-    fake_transport_reset_sent(&rig->fake);
+    play(rig, reply);
     return vfm_device_renew_lease(rig->device, failure);
 }
 
@@ -129,7 +63,7 @@ static void set_state_asks_for_the_lease(int *failures, const struct fake_listen
     struct rig rig;
     int64_t at = 0;
 
-    CHECK(rig_open(&rig, l, ",lease_ms=900") == 0);
+    CHECK(rig_open(&rig, l, "lease_ms=900") == 0);
     CHECK(!rig.device->in_migration && !vfm_device_renewal_due(rig.device, &at));
     CHECK(set_state(&rig, 2, 1, "RUNNING", "STOP_COPY") == 0);
     CHECK(sent_is(&rig, "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"vf.setState\",\"params\":{\"vf\":\"nvme0\","
@@ -170,7 +104,7 @@ static void renewal_request(int *failures, const struct fake_listener *l)
     int64_t before;
 
     /* With lease_ms and a session: both named. */
-    CHECK(rig_open(&rig, l, ",lease_ms=900") == 0);
+    CHECK(rig_open(&rig, l, "lease_ms=900") == 0);
     CHECK(set_state(&rig, 2, 1, "RUNNING", "STOP_COPY") == 0);
     snprintf(rig.device->session, sizeof(rig.device->session), "s-7");
     CHECK(renew_against(&rig, renewal_reply(reply, sizeof(reply), 2, 900), &failure) == 0);
@@ -228,10 +162,10 @@ static void no_renewal_outside_a_migration(int *failures, const struct fake_list
     int64_t at = 0;
 
     for (size_t i = 0; i < sizeof(REFUSALS) / sizeof(REFUSALS[0]); i++) {
-        CHECK(rig_open(&rig, l, ",lease_ms=600") == 0);
+        CHECK(rig_open(&rig, l, "lease_ms=600") == 0);
         CHECK(!vfm_device_renewal_due(rig.device, &at));
         CHECK(set_state(&rig, 2, 1, "RUNNING", "STOP_COPY") == 0 && vfm_device_renewal_due(rig.device, &at));
-        CHECK(renew_against(&rig, refusal_reply(reply, sizeof(reply), 2, REFUSALS[i].code, REFUSALS[i].name), &failure) ==
+        CHECK(renew_against(&rig, lease_refusal(reply, sizeof(reply), 2, REFUSALS[i].code, REFUSALS[i].name), &failure) ==
               REFUSALS[i].rc);
         CHECK(strstr(failure.text, REFUSALS[i].name) != NULL);
         /* One call: not followed by the vf.getState an op's refusal makes, which would extend the lease. */
@@ -245,11 +179,11 @@ static void no_renewal_outside_a_migration(int *failures, const struct fake_list
             /* Tried again soon after the failure, then twice as long after each further one, up to a period (200 ms). */
             CHECK(rig.device->in_migration && vfm_device_renewal_due(rig.device, &at) &&
                   at == rig.device->renewal_failed_ns + VFM_RENEWAL_RETRY_MS * (int64_t)NS_PER_MS);
-            CHECK(renew_against(&rig, refusal_reply(reply, sizeof(reply), 3, REFUSALS[i].code, REFUSALS[i].name),
+            CHECK(renew_against(&rig, lease_refusal(reply, sizeof(reply), 3, REFUSALS[i].code, REFUSALS[i].name),
                                 &failure) == REFUSALS[i].rc);
             CHECK(vfm_device_renewal_due(rig.device, &at) &&
                   at == rig.device->renewal_failed_ns + 2 * VFM_RENEWAL_RETRY_MS * (int64_t)NS_PER_MS);
-            CHECK(renew_against(&rig, refusal_reply(reply, sizeof(reply), 4, REFUSALS[i].code, REFUSALS[i].name),
+            CHECK(renew_against(&rig, lease_refusal(reply, sizeof(reply), 4, REFUSALS[i].code, REFUSALS[i].name),
                                 &failure) == REFUSALS[i].rc);
             CHECK(vfm_device_renewal_due(rig.device, &at) && at == rig.device->renewal_failed_ns + 200 * (int64_t)NS_PER_MS);
             /* A success starts afresh: a period after it. */
@@ -262,7 +196,7 @@ static void no_renewal_outside_a_migration(int *failures, const struct fake_list
     /* A failed set_state forgets the state, and with it the migration. */
     CHECK(rig_open(&rig, l, "") == 0);
     CHECK(set_state(&rig, 2, 1, "RUNNING", "STOP_COPY") == 0 && rig.device->in_migration);
-    refusal_reply(reply, sizeof(reply), 2, -33002, "ILLEGAL_TRANSITION");
+    lease_refusal(reply, sizeof(reply), 2, -33002, "ILLEGAL_TRANSITION");
     fake_transport_script(&rig.fake, reply, strlen(reply));   /* the vf.getState after it finds the stream ended */
     CHECK(vfm_device_set_state(rig.device, 4, &failure) == -EINVAL);
     CHECK(!rig.device->in_migration && !vfm_device_renewal_due(rig.device, &at));
@@ -281,7 +215,7 @@ static void renewal_reconnects(int *failures, const struct fake_listener *l)
     char reply[256];
     int64_t at = 0;
 
-    CHECK(rig_open(&rig, l, ",lease_ms=150") == 0);
+    CHECK(rig_open(&rig, l, "lease_ms=150") == 0);
     CHECK(set_state(&rig, 2, 1, "RUNNING", "STOP_COPY") == 0);
     CHECK(renew_against(&rig, "", &failure) == -ECONNRESET);
     CHECK(strstr(failure.text, "lease renewal: vf.renewLease") != NULL && strstr(failure.text, "closed") != NULL);
@@ -359,7 +293,7 @@ static void renewer_thread(int *failures, const struct fake_listener *l)
     int64_t started;
 
     /* lease_ms=150: a renewal every 50 ms while in a migration. */
-    CHECK(rig_open(&rig, l, ",lease_ms=150") == 0);
+    CHECK(rig_open(&rig, l, "lease_ms=150") == 0);
     CHECK(vfm_renewer_start(&renewer, &lock, rig.device, &failure) == 0);
     /* Not in a migration: nothing, however long (a few periods here). */
     sleep_ms(200);
@@ -370,7 +304,7 @@ static void renewer_thread(int *failures, const struct fake_listener *l)
     transition_reply(script, sizeof(script), 1, "RUNNING", "STOP_COPY");
     renewal_reply(script + strlen(script), sizeof(script) - strlen(script), 2, 150);
     renewal_reply(script + strlen(script), sizeof(script) - strlen(script), 3, 150);
-    refusal_reply(script + strlen(script), sizeof(script) - strlen(script), 4, -33015, "NO_MIGRATION");
+    lease_refusal(script + strlen(script), sizeof(script) - strlen(script), 4, -33015, "NO_MIGRATION");
     fake_transport_script(&rig.fake, script, strlen(script));
     CHECK(vfm_device_set_state(rig.device, 2, &failure) == 0);
     vfm_renewer_poke(&renewer);
@@ -424,18 +358,9 @@ static void renewer_thread(int *failures, const struct fake_listener *l)
 
 int run_lease_tests(void)
 {
-    int count = 0;
-    int *failures = &count;
-    struct fake_listener l;
+    static rig_case *const CASES[] = {
+        set_state_asks_for_the_lease, renewal_request, no_renewal_outside_a_migration, renewal_reconnects, renewer_thread,
+    };
 
-    CHECK(fake_listener_open(&l, "lease") == 0);
-    if (count == 0) {
-        set_state_asks_for_the_lease(failures, &l);
-        renewal_request(failures, &l);
-        no_renewal_outside_a_migration(failures, &l);
-        renewal_reconnects(failures, &l);
-        renewer_thread(failures, &l);
-    }
-    fake_listener_close(&l);
-    return count;
+    return rig_run_cases("lease", CASES, sizeof(CASES) / sizeof(CASES[0]));
 }

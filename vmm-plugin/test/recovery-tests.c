@@ -13,73 +13,12 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "fake-transport.h"
+#include "scripted-rig.h"
 #include "vf-device.h"
 
 #include "check.h"
-
-/* A device as init leaves it (VF nvme0, no pre-copy), base64 only, whose connection talks to the fake. */
-struct rig {
-    struct vfm_device *device;
-    struct fake_transport fake;
-};
-
-static int rig_open(struct rig *rig, const struct fake_listener *l)
-{
-    struct vfm_failure failure;
-    char arg[192];
-
-    fake_transport_init(&rig->fake);
-    rig->device = calloc(1, sizeof(*rig->device));
-    if (rig->device == NULL)
-        return -1;
-    vfm_rpc_init(&rig->device->rpc, &rig->device->address);
-    rig->device->rpc.conn.transport = &rig->fake.base;
-    rig->device->devid = strdup("0000:3b:00.2");
-    snprintf(rig->device->vf, sizeof(rig->device->vf), "nvme0");
-    /* attachments=off: the script is only the calls under test, and slices travel as base64. */
-    snprintf(arg, sizeof(arg), "unix:%s,attachments=off,lease_ms=900", l->path);
-    if (rig->device->devid == NULL || vfm_address_parse(arg, &rig->device->address, &failure) != 0)
-        return -1;
-    return 0;
-}
-
-static void rig_close(struct rig *rig)
-{
-    vfm_device_close(rig->device);
-    fake_transport_free(&rig->fake);
-}
-
-/* Plays `script` (several replies in a row may be given) and forgets what was sent before. */
-static void play(struct rig *rig, const char *script)
-{
-    fake_transport_script(&rig->fake, script, strlen(script));
-    fake_transport_reset_sent(&rig->fake);
-}
-
-static bool sent_has(const struct rig *rig, const char *text)
-{
-    bool has = rig->fake.sent_len > 0 && memmem(rig->fake.sent, rig->fake.sent_len, text, strlen(text)) != NULL;
-
-    if (!has)
-        fprintf(stderr, "  sent: %.*s  lacks: %s\n", (int)rig->fake.sent_len, (const char *)rig->fake.sent, text);
-    return has;
-}
-
-static int set_state(struct rig *rig, uint32_t v1, int id, const char *from, const char *to)
-{
-    char reply[256];
-    struct vfm_failure failure;
-
-    snprintf(reply, sizeof(reply),
-             "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{\"vf\":\"nvme0\",\"from\":\"%s\",\"state\":\"%s\",\"value\":1,"
-             "\"path\":[]}}\n", id, from, to);
-    play(rig, reply);
-    return vfm_device_set_state(rig->device, v1, &failure);
-}
 
 /* vf.save's answer: four bytes (`data`, base64) at `offset` of an 8-byte stream, in session `session`. */
 static const char *save_reply(char *buffer, size_t size, int id, int offset, const char *data, const char *session)
@@ -88,14 +27,6 @@ static const char *save_reply(char *buffer, size_t size, int id, int offset, con
              "{\"jsonrpc\":\"2.0\",\"id\":%d,\"result\":{\"data\":\"%s\",\"offset\":%d,\"length\":4,\"remaining\":%d,"
              "\"totalBytes\":8,\"eof\":%s,\"session\":\"%s\"}}\n",
              id, data, offset, 4 - offset, offset == 4 ? "true" : "false", session);
-    return buffer;
-}
-
-static const char *refusal_reply(char *buffer, size_t size, int id, int code, const char *name, const char *detail)
-{
-    snprintf(buffer, size,
-             "{\"jsonrpc\":\"2.0\",\"id\":%d,\"error\":{\"code\":%d,\"message\":\"refused\",\"data\":{\"code\":\"%s\","
-             "\"detail\":\"%s\",\"state\":\"STOP\"}}}\n", id, code, name, detail);
     return buffer;
 }
 
@@ -118,7 +49,7 @@ static void save_names_its_offset(int *failures, const struct fake_listener *l)
     char reply[512];
     uint8_t buffer[8];
 
-    CHECK(rig_open(&rig, l) == 0);
+    CHECK(rig_open(&rig, l, "lease_ms=900") == 0);
     CHECK(set_state(&rig, 2, 1, "RUNNING", "STOP_COPY") == 0);
     play(&rig, save_reply(reply, sizeof(reply), 2, 0, FOUR_0X00, "s-1"));
     CHECK(vfm_device_save(rig.device, buffer, 4, &failure) == 0);
@@ -139,7 +70,7 @@ static void save_names_its_offset(int *failures, const struct fake_listener *l)
     rig_close(&rig);
 
     /* An agent that answers from another offset (say, its stream made again from the start): refused, not handed to QEMU. */
-    CHECK(rig_open(&rig, l) == 0);
+    CHECK(rig_open(&rig, l, "lease_ms=900") == 0);
     CHECK(set_state(&rig, 2, 1, "RUNNING", "STOP_COPY") == 0);
     play(&rig, save_reply(reply, sizeof(reply), 2, 0, FOUR_0X00, "s-1"));
     CHECK(vfm_device_save(rig.device, buffer, 4, &failure) == 0);
@@ -169,13 +100,14 @@ static void leaving_resume_names_the_session(int *failures, const struct fake_li
     char script[1024];
     size_t used;
 
-    CHECK(rig_open(&rig, l) == 0);
+    CHECK(rig_open(&rig, l, "lease_ms=900") == 0);
     CHECK(set_state(&rig, 4, 1, "RUNNING", "RESUMING") == 0);
     play(&rig, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"state\":\"RESUMING\",\"session\":\"r-1\",\"received\":4,"
                "\"complete\":false}}\n");
     CHECK(vfm_device_load(rig.device, BYTES, sizeof(BYTES), &failure) == 0);
     /* The agent was restarted: the session is gone, the VF in STOP. Then the vf.getState a refusal makes. */
-    refusal_reply(script, sizeof(script), 3, -33014, "SESSION_UNKNOWN", "VF nvme0 has no session r-1; none is open");
+    refusal_reply(script, sizeof(script), 3, -33014, "SESSION_UNKNOWN", "VF nvme0 has no session r-1; none is open",
+                  "\"state\":\"STOP\"");
     used = strlen(script);
     get_state_reply(script + used, sizeof(script) - used, 4, "STOP");
     play(&rig, script);
@@ -190,15 +122,12 @@ static void leaving_resume_names_the_session(int *failures, const struct fake_li
     rig_close(&rig);
 
     /* The session still there: the one vf.setState, naming it, applies it. */
-    CHECK(rig_open(&rig, l) == 0);
+    CHECK(rig_open(&rig, l, "lease_ms=900") == 0);
     CHECK(set_state(&rig, 4, 1, "RUNNING", "RESUMING") == 0);
     play(&rig, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"state\":\"RESUMING\",\"session\":\"r-1\",\"received\":4,"
                "\"complete\":true}}\n");
     CHECK(vfm_device_load(rig.device, BYTES, sizeof(BYTES), &failure) == 0);
-    snprintf(script, sizeof(script),
-             "{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"vf\":\"nvme0\",\"from\":\"RESUMING\",\"state\":\"RUNNING\","
-             "\"value\":1,\"path\":[]}}\n");
-    play(&rig, script);
+    play(&rig, transition_reply(script, sizeof(script), 3, "RESUMING", "RUNNING"));
     CHECK(vfm_device_set_state(rig.device, 1, &failure) == 0);
     CHECK(sent_has(&rig, "\"id\":3,\"method\":\"vf.setState\",\"params\":{\"vf\":\"nvme0\",\"state\":\"RUNNING\""));
     CHECK(sent_has(&rig, "\"session\":\"r-1\"}"));
@@ -206,7 +135,7 @@ static void leaving_resume_names_the_session(int *failures, const struct fake_li
     rig_close(&rig);
 
     /* Nothing loaded yet (no session named), or a source: no session is named. */
-    CHECK(rig_open(&rig, l) == 0);
+    CHECK(rig_open(&rig, l, "lease_ms=900") == 0);
     CHECK(set_state(&rig, 4, 1, "RUNNING", "RESUMING") == 0);
     CHECK(set_state(&rig, 1, 2, "RESUMING", "RUNNING") == 0);
     CHECK(set_state(&rig, 2, 3, "RUNNING", "STOP_COPY") == 0);
@@ -218,15 +147,7 @@ static void leaving_resume_names_the_session(int *failures, const struct fake_li
 
 int run_recovery_tests(void)
 {
-    int count = 0;
-    int *failures = &count;
-    struct fake_listener l;
+    static rig_case *const CASES[] = { save_names_its_offset, leaving_resume_names_the_session };
 
-    CHECK(fake_listener_open(&l, "recovery") == 0);
-    if (count == 0) {
-        save_names_its_offset(failures, &l);
-        leaving_resume_names_the_session(failures, &l);
-    }
-    fake_listener_close(&l);
-    return count;
+    return rig_run_cases("recovery", CASES, sizeof(CASES) / sizeof(CASES[0]));
 }
