@@ -50,16 +50,12 @@ export class Lease {
   readonly #clock: LeaseClock;
   readonly #onExpire: (lease: Lease) => void;
 
-  /**
-   * A lease of `durationMs` from now (or of `firstMs`, what a recovered
-   * lease had left, then `durationMs` per extension); `onExpire` is called
-   * once its deadline has passed with no extension.
-   */
-  constructor(durationMs: number, clock: LeaseClock, firstMs: number | undefined, onExpire: (lease: Lease) => void) {
+  /** A lease of `durationMs` from now; `onExpire` is called once its deadline has passed with no extension. */
+  constructor(durationMs: number, clock: LeaseClock, onExpire: (lease: Lease) => void) {
     this.#durationMs = durationMs;
     this.#clock = clock;
     this.#onExpire = onExpire;
-    this.#deadline = clock.monotonic() + (firstMs ?? durationMs);
+    this.#deadline = clock.monotonic() + durationMs;
     this.#arm();
   }
 

@@ -73,6 +73,15 @@ function runLevelOf(state: VfioStateName): RunLevel {
   }
 }
 
+/** The state a VF is in when the device, asked, says it is at `level` (at start, and after it did not answer). */
+function stateAtRunLevel(level: RunLevel): VfioStateName {
+  switch (level) {
+    case 'running': return 'RUNNING';
+    case 'p2p-quiesced': return 'RUNNING_P2P';
+    case 'stopped': return 'STOP';
+  }
+}
+
 const STOPPED_STATES: ReadonlySet<VfioStateName> = new Set(['STOP', 'STOP_COPY', 'RESUMING']);
 
 /** Putting a refused call back only ever raises the run level, which does not wait; this bounds it all the same. */
@@ -415,10 +424,11 @@ export class VfMachine {
 
   /**
    * At start: where the device is, for a driver whose devices outlive the
-   * agent. A VF found out of RUNNING was in a migration that this agent
-   * knows nothing of (no journal yet): whether its state left is unknown,
-   * so it is stranded, as a source read to the end is, until a call says
-   * which side runs.
+   * agent, checked against the journal's entry for the VF (`recover`). A VF
+   * found out of RUNNING that the journal knows nothing of was in a
+   * migration nobody can tell about: whether its state left is unknown, so
+   * it is stranded, as a source read to the end is, until a call says which
+   * side runs.
    */
   async adoptDeviceState(journaled?: JournalEntry): Promise<void> {
     const log = this.log.child({ phase: 'start' });
@@ -428,7 +438,7 @@ export class VfMachine {
     if (level === 'running') {
       if (was !== null) log.warn({ journaled: was.state }, 'the journal has the VF in a migration, but the device runs: the device wins, the migration is over');
     } else if (was === null) {
-      this.currentState = level === 'stopped' ? 'STOP' : 'RUNNING_P2P';
+      this.currentState = stateAtRunLevel(level);
       this.migration = {
         owner: 'agent', role: 'source', readToEnd: false, applied: false, lease: undefined, adopted: true,
         stranded: { since: this.clock.wall(), reason: 'found stopped when the agent started: the migration it was in, and whether its state left, are not known' },
@@ -451,7 +461,7 @@ export class VfMachine {
    */
   private async recover(was: JournalEntry['migration'] & object, level: RunLevel, log: Logger): Promise<void> {
     const stopped = level === 'stopped';
-    this.currentState = stopped ? 'STOP' : 'RUNNING_P2P';
+    this.currentState = stateAtRunLevel(level);
     // A whole lease from the restart: the journal is not written for every extension, and the owner needs time to reconnect.
     this.migration = {
       owner: was.owner, role: was.role, readToEnd: was.readToEnd, applied: was.applied, stranded: was.stranded ?? undefined,
@@ -491,7 +501,7 @@ export class VfMachine {
     if (runLevelOf(this.currentState) === level && this.currentState !== 'ERROR') return;
     const from = this.currentState;
     this.dropSession();
-    this.currentState = level === 'running' ? 'RUNNING' : level === 'p2p-quiesced' ? 'RUNNING_P2P' : 'STOP';
+    this.currentState = stateAtRunLevel(level);
     log.warn({ phase: 'resync', from, state: this.currentState, level }, 'state read again from the device after it did not answer');
   }
 
@@ -624,9 +634,9 @@ export class VfMachine {
     }
   }
 
-  /** A lease of the caller's length (or the default); the first period may be shorter (what a recovered lease had left). */
-  private newLease(caller: Caller, firstMs?: number): Lease {
-    return new Lease(caller.leaseMs ?? this.limits.defaultLeaseMs, this.clock, firstMs, (lease) => {
+  /** A lease of the caller's length, or the default; its expiry runs through the VF's queue. */
+  private newLease(caller: Caller): Lease {
+    return new Lease(caller.leaseMs ?? this.limits.defaultLeaseMs, this.clock, (lease) => {
       this.queue.runAlways(() => this.expire(lease)).catch((error: unknown) => {
         this.log.error({ phase: 'lease', err: error instanceof Error ? error.message : String(error) }, 'lease expiry failed');
       });

@@ -22,8 +22,7 @@ import {
 } from '../driver.ts';
 import type { DeviceInfo } from './device/device-server.ts';
 import { LineRpcClient, LinkDownError, RpcFailureError } from './device/line-rpc.ts';
-import { DEFAULTS } from './options.ts';
-import { tmpdir } from 'node:os';
+import { dataDirOf } from './options.ts';
 
 const DEVICE_MAIN = join(dirname(fileURLToPath(import.meta.url)), 'device', 'device-main.js');
 /** How long a device process that was just started may take to answer. */
@@ -41,10 +40,9 @@ export interface DeviceLinkOptions {
 export function deviceLinkOptions(options: NvmeEmuOptions): DeviceLinkOptions | undefined {
   const device = options.device;
   if (device === undefined || device.mode === undefined || device.mode === 'in-agent') return undefined;
-  const dataDir = options.dataDir ?? join(tmpdir(), DEFAULTS.dataDirName);
   return {
     mode: device.mode,
-    socket: device.socket ?? join(dataDir, 'device.sock'),
+    socket: device.socket ?? join(dataDirOf(options), 'device.sock'),
     hostPortListen: options.hostPort === true ? (device.hostPortListen ?? 'tcp://127.0.0.1:0') : undefined,
     callTimeoutMs: device.callTimeoutMs ?? 5000,
   };

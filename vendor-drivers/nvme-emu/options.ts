@@ -84,9 +84,14 @@ export function resolveOptions(options: NvmeEmuOptions): ResolvedOptions {
   };
 }
 
+/** Where generated namespace files (and a device process's socket) go. */
+export function dataDirOf(options: NvmeEmuOptions): string {
+  return options.dataDir ?? join(tmpdir(), DEFAULTS.dataDirName);
+}
+
 /** `vfCount` VFs `nvme0..` with one sparse namespace each in `dataDir`. */
 function generateVfs(options: NvmeEmuOptions): NvmeEmuVf[] {
-  const dataDir = options.dataDir ?? join(tmpdir(), DEFAULTS.dataDirName);
+  const dataDir = dataDirOf(options);
   const count = options.vfCount ?? DEFAULTS.vfCount;
   const sizeBytes = options.namespaceBytes ?? DEFAULTS.namespaceBytes;
   return Array.from({ length: count }, (_, index) => {

@@ -9,7 +9,7 @@
  */
 import type { Server } from 'node:net';
 import { DriverError, type DeviceLoadStream, type DeviceSaveStream, type DriverErrorKind, type RunLevel, type StateFormat, type VendorDriver } from '../../driver.ts';
-import { lineRpcServer, RpcFailureError, type RpcFailure } from './line-rpc.ts';
+import { lineRpcServer, paramReader, RpcFailureError, type RpcFailure } from './line-rpc.ts';
 
 /** What the device answers `device.info` with: the fixed facts the agent's driver needs at start. */
 export interface DeviceInfo {
@@ -36,17 +36,7 @@ function failureOf(error: unknown): RpcFailure {
   return { code: DEVICE_ERROR_CODE, message: error instanceof Error ? error.message : String(error), data: { kind } };
 }
 
-function text(params: Record<string, unknown>, name: string): string {
-  const value = params[name];
-  if (typeof value !== 'string') throw new RpcFailureError({ code: -32602, message: `Invalid params: ${name} must be a string` });
-  return value;
-}
-
-function integer(params: Record<string, unknown>, name: string): number {
-  const value = params[name];
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw new RpcFailureError({ code: -32602, message: `Invalid params: ${name} must be a non-negative integer` });
-  return value;
-}
+const { text, integer } = paramReader((name, what) => new RpcFailureError({ code: -32602, message: `Invalid params: ${name} ${what}` }));
 
 function format(params: Record<string, unknown>): StateFormat {
   const value = params.format as StateFormat | undefined;

@@ -10,17 +10,13 @@ import { decodeBase64 } from '../../../agent/methods/method-table.ts';
 import { InvalidParamsError } from '../../../agent/rpc/call-errors.ts';
 import { wireError } from '../../../agent/rpc/error-catalogue.ts';
 import { DriverError, type HostPort } from '../../driver.ts';
-import { lineRpcServer, RpcFailureError, type RpcFailure } from './line-rpc.ts';
+import { lineRpcServer, paramReader, RpcFailureError, type RpcFailure } from './line-rpc.ts';
 
 function invalid(path: string, what: string): RpcFailureError {
   return new RpcFailureError(wireError('INVALID_PARAMS', `params/${path} ${what}`, { errors: [{ path: `/${path}`, message: what }] }));
 }
 
-function integer(params: Record<string, unknown>, name: string): number {
-  const value = params[name];
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw invalid(name, 'must be a non-negative integer');
-  return value;
-}
+const { integer } = paramReader(invalid);
 
 /** Strict base64, decoded as the agent's emu.memWrite decodes it. */
 function base64(params: Record<string, unknown>, name: string): Buffer {

@@ -28,6 +28,25 @@ export class RpcFailureError extends Error {
   }
 }
 
+/** Reads of a method's params; `invalid(name, what)` is the refusal each face of the device answers with. */
+export function paramReader(invalid: (name: string, what: string) => RpcFailureError): {
+  text(params: Record<string, unknown>, name: string): string;
+  integer(params: Record<string, unknown>, name: string): number;
+} {
+  return {
+    text(params, name) {
+      const value = params[name];
+      if (typeof value !== 'string') throw invalid(name, 'must be a string');
+      return value;
+    },
+    integer(params, name) {
+      const value = params[name];
+      if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) throw invalid(name, 'must be a non-negative integer');
+      return value;
+    },
+  };
+}
+
 export type LineMethod<Connection> = (params: Record<string, unknown>, connection: Connection) => Promise<unknown>;
 
 export interface LineServerOptions<Connection> {
