@@ -84,10 +84,10 @@ export async function load(options: LoadOptions): Promise<BenchRow[]> {
     const tally: Tally = { calls: 0, errors: 0, migrations: 0, firstError: undefined };
     const until = performance.now() + options.seconds * 1000;
     const started = performance.now();
-    // RSS at the start: once the first sixth has warmed everything up (code compiled, files open, pools filled).
-    const warmupMs = (options.seconds * 1000) / 6;
+    // Memory every tenth of the run; 'flat' is judged from the first tenth (code compiled, files open, pools filled) on.
     const memory = (): Promise<AgentMemory[]> => Promise.all(agents.map(memoryOf));
-    const atStart = new Promise<AgentMemory[]>((resolve) => { setTimeout(() => resolve(memory()), warmupMs); });
+    const samples: Promise<AgentMemory[]>[] = [];
+    const sampler = setInterval(() => samples.push(memory()), (options.seconds * 1000) / 10);
     const migrating = Array.from({ length: migrators }, async (_, index) => {
       const vf = `nvme${index}`;
       const ends = await Promise.all(agents.map((a) => LeanClient.connect(a.tcp.port)));
@@ -111,14 +111,15 @@ export async function load(options: LoadOptions): Promise<BenchRow[]> {
       }
     });
     await Promise.all([...migrating, ...reading]);
+    clearInterval(sampler);
     const seconds = (performance.now() - started) / 1000;
-    const atEnd = await memory();
-    const start = await atStart;
+    const curve = [...await Promise.all(samples), await memory()];
     const mib = (bytes: number | undefined): string => fmt((bytes ?? 0) / MiB, 0);
-    const side = (i: number): string => `RSS ${mib(start[i]?.rss)} → ${mib(atEnd[i]?.rss)}, heap used ${mib(start[i]?.heapUsed)} → ${mib(atEnd[i]?.heapUsed)} of ${mib(start[i]?.heapTotal)} → ${mib(atEnd[i]?.heapTotal)}, external ${mib(start[i]?.external)} → ${mib(atEnd[i]?.external)}`;
+    const series = (i: number, field: keyof AgentMemory): string => curve.map((m) => mib(m[i]?.[field])).join(' ');
+    const side = (i: number): string => `RSS ${series(i, 'rss')}; heap committed ${series(i, 'heapTotal')}; heap used ${series(i, 'heapUsed')}`;
     return [{
       bench: `load: ${options.clients} clients for ${options.seconds} s on two agents (${readers} reading, ${migrators} migrating their own nvme-emu VF back and forth)`,
-      measured: `${fmt(tally.calls / seconds, 0)} calls/s, ${tally.migrations} migrations, ${tally.errors} errors${tally.firstError === undefined ? '' : ` (first: ${tally.firstError})`}; MiB after ${fmt(warmupMs / 1000, 0)} s → at the end: ${side(0)}; ${side(1)}`,
+      measured: `${fmt(tally.calls / seconds, 0)} calls/s, ${tally.migrations} migrations, ${tally.errors} errors${tally.firstError === undefined ? '' : ` (first: ${tally.firstError})`}; MiB at each tenth of the run, first agent: ${side(0)}; second agent: ${side(1)}`,
       baseline: '–',
       ratio: '–',
       target: '0 errors, memory flat',

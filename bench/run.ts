@@ -3,7 +3,7 @@
  * machine, Node version and date), and with --write-readme puts it into
  * the README between the bench markers. Figures, not pass/fail.
  *
- *   node dist/bench/run.js [--only transfer|large|small|tls|downtime|scale|plugin|load] [--quick] [--write-readme]
+ *   node dist/bench/run.js [--only transfer|large|small|tls|downtime|scale|plugin|load] [--quick] [--write-readme] [--load-seconds N]
  */
 import os from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -22,6 +22,7 @@ const { values } = parseArgs({
     only: { type: 'string', multiple: true },
     quick: { type: 'boolean', default: false },
     'write-readme': { type: 'boolean', default: false },
+    'load-seconds': { type: 'string' },
   },
 });
 const quick = values.quick === true;
@@ -38,7 +39,7 @@ const benches: [string, () => Promise<BenchRow[]>][] = [
   ['downtime', () => downtime({ runs: quick ? 30 : 200, vfCount: quick ? 8 : 64 })],
   ['scale', () => scale(1024)],
   ['plugin', () => pluginPath(quick ? 20 : 100)],
-  ['load', () => load({ clients: 64, seconds: quick ? 5 : 60 })],
+  ['load', () => load({ clients: 64, seconds: values['load-seconds'] === undefined ? (quick ? 5 : 60) : Number(values['load-seconds']) })],
 ];
 
 const rows: BenchRow[] = [];

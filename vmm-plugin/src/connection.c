@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -32,6 +33,16 @@ int vfm_connection_prepare(struct vfm_connection *conn, struct vfm_failure *fail
 bool vfm_connection_is_open(const struct vfm_connection *conn)
 {
     return conn->fd >= 0;
+}
+
+bool vfm_connection_peer_gone(const struct vfm_connection *conn)
+{
+    /* POLLRDHUP: the peer's FIN; POLLHUP and POLLERR (always reported): both directions gone, or a reset. */
+    struct pollfd pfd = { .fd = conn->fd, .events = POLLRDHUP };
+
+    if (conn->fd < 0)
+        return false;
+    return poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
 }
 
 void vfm_connection_close(struct vfm_connection *conn)

@@ -75,6 +75,14 @@ int vfm_connection_open(struct vfm_connection *conn, int64_t deadline, struct vf
 
 bool vfm_connection_is_open(const struct vfm_connection *conn);
 
+/*
+ * Whether the agent has closed or reset this open connection while it was
+ * idle (between calls, so nothing of ours is lost with it): an agent that
+ * restarted. Asks the socket without waiting and without reading, so bytes
+ * the transport has not read yet (a TLS session ticket) stay where they are.
+ */
+bool vfm_connection_peer_gone(const struct vfm_connection *conn);
+
 /* Writes all of iov[0..count) before `deadline`; consumes (modifies) the iovec array. */
 int vfm_connection_send(struct vfm_connection *conn, struct iovec *iov, int count, int64_t deadline,
                         struct vfm_failure *failure);

@@ -384,6 +384,14 @@ static int open_connection(struct vfm_rpc *rpc, struct vfm_failure *failure)
 
 int vfm_rpc_open(struct vfm_rpc *rpc, struct vfm_failure *failure)
 {
+    /*
+     * An agent restarted since the last call closed the old connection: a call
+     * sent on it would be lost with it, so it goes on a new one. Sessions
+     * belong to the principal, not the connection, and a restarted agent
+     * with a journal still knows ours.
+     */
+    if (vfm_connection_is_open(&rpc->conn) && vfm_connection_peer_gone(&rpc->conn))
+        vfm_connection_close(&rpc->conn);
     return vfm_connection_is_open(&rpc->conn) ? 0 : open_connection(rpc, failure);
 }
 
