@@ -454,12 +454,12 @@ test('lease: the connection cut while QEMU is between calls: the next renewal re
 });
 
 /**
- * For a test that cuts the connection while the harness is stalled: a lease
- * of ten minutes (the agent's default leases.maxMs), so that no renewal
- * comes during the stall (the first is due a third of it after the last
- * call). A renewal would meet the cut first and reconnect, and the next op
- * would then go on, rightly, on the new connection; these tests are about
- * an op that meets the cut.
+ * For a test that cuts the connection under QEMU's next op: a lease of ten
+ * minutes (the agent's default leases.maxMs), so that no renewal comes
+ * during the stall (the first is due a third of it after the last call). A
+ * renewal's request would meet the cut instead, and the next op would then
+ * go on, rightly, on a new connection; these tests are about an op that
+ * meets the cut.
  */
 const QUIET_LEASE = ',lease_ms=600000';
 
@@ -479,7 +479,7 @@ test('fault: the connection cut in the middle of load: a negative return within 
   });
   await stall.reached(running);
   t.is(await stateOf(destination), 'RESUMING');
-  proxy.cut();
+  proxy.cutAtNextRequest();
   stall.release();
   assertCleanFailure(t, await running, 'load', /./, 10000);
   // The destination VF is left in RESUMING with part of a stream and nothing applied,
@@ -602,7 +602,7 @@ test('fault over TLS: the connection cut in the middle of save: a negative retur
   });
   await stall.reached(running);
   t.is(await stateOf(agent, SHARED.tlsCutMidSave), 'STOP_COPY');
-  proxy.cut();
+  proxy.cutAtNextRequest();
   stall.release();
   const run = await running;
   assertCleanFailure(t, run, 'save', /save: vf\.save to tls:127\.0\.0\.1:\d+: /, 10000);
@@ -708,9 +708,16 @@ async function stateOf(agent: AgentProcess, bdf = BLOB_BDF): Promise<string> {
   }
 }
 
-/** A TCP proxy to `port` whose connections can be cut at once, as a failing network would. */
-async function tcpProxy(port: number): Promise<{ port: number; cut(): void; close(): void }> {
+/**
+ * A TCP proxy to `port` whose connections can be cut at once, as a failing
+ * network would (`cut`: the plugin finds its idle connection closed and goes
+ * on a new one), or when the next request is on its way (`cutAtNextRequest`:
+ * the request is lost with the connection, and the op that sent it meets the cut).
+ */
+async function tcpProxy(port: number): Promise<{ port: number; cut(): void; cutAtNextRequest(): void; close(): void }> {
   const sockets = new Set<Socket>();
+  let cutNext = false;
+  const cut = (): void => { for (const s of sockets) s.destroy(); };
   const server: Server = createServer((client) => {
     const upstream = connect(port, '127.0.0.1');
     for (const s of [client, upstream]) {
@@ -718,13 +725,23 @@ async function tcpProxy(port: number): Promise<{ port: number; cut(): void; clos
       s.on('error', () => undefined);
       s.on('close', () => sockets.delete(s));
     }
-    client.pipe(upstream);
+    client.on('data', (chunk: Buffer) => {
+      if (cutNext) {
+        cutNext = false;
+        cut();
+        return;
+      }
+      if (!upstream.write(chunk)) client.pause();
+    });
+    upstream.on('drain', () => client.resume());
+    client.on('end', () => upstream.end());
     upstream.pipe(client);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as { port: number }).port,
-    cut: () => { for (const s of sockets) s.destroy(); },
+    cut,
+    cutAtNextRequest: () => { cutNext = true; },
     close: () => { server.close(); for (const s of sockets) s.destroy(); },
   };
 }
