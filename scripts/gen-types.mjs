@@ -24,6 +24,11 @@ for (const { file, schema } of await jsonFiles('methods')) {
     if (schema.$defs?.[part]) properties[`${schema.title}.${part}`] = { $ref: `${file}#/$defs/${part}` };
   }
 }
+const eventTypes = [];
+for (const { file, schema } of await jsonFiles('events')) {
+  eventTypes.push(`  '${schema.title}': ${typeName(schema.$defs.params)};`);
+  properties[`${schema.title}.params`] = { $ref: `${file}#/$defs/params` };
+}
 for (const { file, schema } of await jsonFiles('drivers')) properties[schema.title] = { $ref: file };
 properties.config = { $ref: './config.json' };
 properties.common = { $ref: './common.json' };
@@ -38,7 +43,8 @@ const ts = await compile(root, 'SchemaIndex', {
   ignoreMinAndMaxItems: true,
   bannerComment: '/* Generated from schemas/ by scripts/gen-types.mjs. Do not edit. */',
 });
-const index = `\n/** Each method's params and result types, by method name. */\nexport interface MethodTypes {\n${methodTypes.join('\n')}\n}\n`;
+const index = `\n/** Each method's params and result types, by method name. */\nexport interface MethodTypes {\n${methodTypes.join('\n')}\n}\n`
+  + `\n/** Each event's params (what its notification carries), by topic. */\nexport interface EventTypes {\n${eventTypes.join('\n')}\n}\n`;
 await writeFile(join(schemasDir, 'types.ts'), ts + index);
 
 /** The name json-schema-to-typescript gives a (possibly referenced) schema: its title. */

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino';
 import type { DriverCapabilities, HealthCheck, HostPort, StateFormat, VendorDriver, VfDescription } from '../../vendor-drivers/driver.ts';
+import { CoreEvents } from './core-events.ts';
 import { Fault } from './faults.ts';
 import type { SessionInfo } from './migration-session.ts';
 import { SYSTEM_CLOCK } from './migration-lease.ts';
@@ -54,12 +55,17 @@ export class MigrationCore {
   /** Where the journal of migrations lives; none: nothing of a migration survives a restart but the devices' own states. */
   private readonly stateDir: string | undefined;
   private journal: SessionJournal | undefined;
+  /** What happens to the VFs (schemas/events/): for pushed notifications and metrics. */
+  readonly events: CoreEvents;
 
   constructor(drivers: readonly VendorDriver[], limits: VfMachineLimits, log: Logger, stateDir?: string) {
     this.drivers = drivers;
     this.limits = limits;
     this.log = log;
     this.stateDir = stateDir;
+    this.events = new CoreEvents((error) => {
+      log.error({ phase: 'events', err: error instanceof Error ? error.message : String(error) }, 'an event listener failed');
+    });
   }
 
   /**
@@ -78,7 +84,7 @@ export class MigrationCore {
           const other = this.byRef.get(ref);
           if (other !== undefined) throw new Error(`VF ${vf.id} of driver ${driver.name} reuses ${ref}, already taken by VF ${other.vf.id}`);
         }
-        const machine = new VfMachine(vf, driver, this.limits, this.log.child({ vf: vf.id }), SYSTEM_CLOCK, this.journal);
+        const machine = new VfMachine(vf, driver, this.limits, this.log.child({ vf: vf.id }), SYSTEM_CLOCK, this.journal, this.events);
         await machine.adoptDeviceState(journaled.get(vf.id));
         this.machines.push(machine);
         this.byRef.set(vf.id, machine);

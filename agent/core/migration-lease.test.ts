@@ -10,7 +10,7 @@ import test from 'ava';
 import { pino } from 'pino';
 import { FAKE_FORMAT, FAKE_IDENTITY, FakeDriver, refusal } from '../../test/support/fake-driver.ts';
 import { DriverError } from '../../vendor-drivers/driver.ts';
-import type { LeaseClock, LeaseTimer } from './migration-lease.ts';
+import { ManualClock, settle } from '../../test/support/manual-clock.ts';
 import { bufferSlice } from './migration-session.ts';
 import { RecordStreamWriter } from './state-records.ts';
 import { VfMachine, type Caller } from './vf-machine.ts';
@@ -19,40 +19,6 @@ const LEASE_MS = 1000;
 const VMM: Caller = { principal: 'vmm', admin: false };
 const OTHER: Caller = { principal: 'someone-else', admin: false };
 const OPERATOR: Caller = { principal: 'operator', admin: true };
-
-/** Time that passes only when the test says so; due timers fire in deadline order. */
-class ManualClock implements LeaseClock {
-  #now = 0;
-  #timers: { at: number; fire: () => void; cancelled: boolean }[] = [];
-
-  monotonic(): number { return this.#now; }
-  wall(): number { return Date.UTC(2026, 11, 2) + this.#now; }
-  setTimer(fire: () => void, ms: number): LeaseTimer {
-    const timer = { at: this.#now + ms, fire, cancelled: false };
-    this.#timers.push(timer);
-    return { cancel: () => { timer.cancelled = true; } };
-  }
-
-  /** Moves time on by `ms`, firing what falls due, and lets the work they queue finish. */
-  async advance(ms: number): Promise<void> {
-    const until = this.#now + ms;
-    for (;;) {
-      const due = this.#timers.filter((t) => !t.cancelled && t.at <= until).sort((a, b) => a.at - b.at)[0];
-      if (due === undefined) break;
-      this.#timers = this.#timers.filter((t) => t !== due);
-      this.#now = Math.max(this.#now, due.at);
-      due.fire();
-      await settle();
-    }
-    this.#now = until;
-    await settle();
-  }
-}
-
-/** Lets queued promise chains (an expiry through the VF's queue, the fake driver's awaits) run to their end. */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 20; i += 1) await new Promise((resolve) => setImmediate(resolve));
-}
 
 function rig(): { vf: VfMachine; driver: FakeDriver; clock: ManualClock } {
   const clock = new ManualClock();

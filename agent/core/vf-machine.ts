@@ -16,13 +16,17 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { DeviceLoadStream, HostPort, RunLevel, StateFormat, VendorDriver, VfDescriptor } from '../../vendor-drivers/driver.ts';
 import { DriverError } from '../../vendor-drivers/driver.ts';
+import type { LeaseExpiredEvent, SessionEndedEvent } from '../../schemas/types.ts';
+import { CoreEvents } from './core-events.ts';
 import { Fault } from './faults.ts';
 import { Lease, SYSTEM_CLOCK, type LeaseClock, type LeaseLimits } from './migration-lease.ts';
 import type { JournalEntry, SessionJournal } from './session-journal.ts';
 import { ResumeSession, SaveSession, streamBytes, type SaveSlice, type SessionInfo, type SliceSource } from './migration-session.ts';
 import { SerialQueue } from './serial-queue.ts';
 import type { StreamDescriptor, StreamFormat } from './state-records.ts';
-import { SAVING_STATES, routeTo, type MigrationFeatures, type VfioStateName } from './vfio-states.ts';
+import { RUNNING_STATES, SAVING_STATES, routeTo, type MigrationFeatures, type VfioStateName } from './vfio-states.ts';
+
+type SessionOutcome = SessionEndedEvent['outcome'];
 
 export interface VfMachineLimits extends LeaseLimits {
   /** Largest v1 state accepted by `load` (a v1 state is one envelope, read whole). */
@@ -175,11 +179,19 @@ export class VfMachine {
   /** The device did not answer a call: what it did is not known until it is asked. */
   private resyncNeeded = false;
   private readonly journal: SessionJournal | undefined;
+  private readonly events: CoreEvents;
+  /** When the VF last stopped running (monotonic ms); undefined while it runs. A save's share of the downtime starts here. */
+  private stoppedAt: number | undefined;
+  /** When the open save handed out its last byte (monotonic ms). */
+  private readToEndAt: number | undefined;
+  /** When the open session was opened (monotonic ms): a resume's share of the downtime starts here. */
+  private sessionOpenedAt = 0;
   /** What the journal last says of this VF, so that a call that changed nothing writes nothing. */
   private journaled = '';
 
-  constructor(vf: VfDescriptor, driver: VendorDriver, limits: VfMachineLimits, log: Logger, clock: LeaseClock = SYSTEM_CLOCK, journal?: SessionJournal) {
+  constructor(vf: VfDescriptor, driver: VendorDriver, limits: VfMachineLimits, log: Logger, clock: LeaseClock = SYSTEM_CLOCK, journal?: SessionJournal, events: CoreEvents = new CoreEvents()) {
     this.journal = journal;
+    this.events = events;
     this.vf = vf;
     this.driver = driver;
     this.features = { p2p: driver.capabilities.p2p, preCopy: driver.capabilities.preCopy };
@@ -301,7 +313,11 @@ export class VfMachine {
       open.continueAs(session);
       try {
         const slice = await open.slice(maxBytes, offset);
-        if (slice.eof && this.migration !== undefined) this.migration.readToEnd = true;
+        if (slice.eof) {
+          if (this.migration !== undefined) this.migration.readToEnd = true;
+          this.readToEndAt ??= this.clock.monotonic();
+        }
+        this.progress(open);
         return { ...slice, session: open.id };
       } catch (error) {
         throw this.asFault(error, 'save');
@@ -325,7 +341,9 @@ export class VfMachine {
       // Bytes that do not decode are the caller's fault (invalid params), not the driver's.
       const pieces = data.pieces();
       try {
-        return { state: this.currentState, session: open.id, ...(await open.write(offset, pieces)) };
+        const written = await open.write(offset, pieces);
+        this.progress(open);
+        return { state: this.currentState, session: open.id, ...written };
       } catch (error) {
         throw this.asFault(error, 'load');
       }
@@ -408,15 +426,14 @@ export class VfMachine {
     return this.call(caller, async (log) => {
       const from = this.currentState;
       const started = performance.now();
-      this.session?.abandon();
-      this.session = undefined;
+      this.dropSession('cancelled');
       try {
         await this.driver.reset(this.vf.id);
       } catch (error) {
-        this.currentState = 'ERROR';
+        this.enter('ERROR');
         throw this.asFault(error, 'reset');
       }
-      this.currentState = 'RUNNING';
+      this.enter('RUNNING');
       log.info({ phase: 'reset', from }, 'VF reset');
       return { from, state: 'RUNNING', path: ['RUNNING'], drainedCommands: 0, elapsedMs: performance.now() - started };
     });
@@ -438,7 +455,7 @@ export class VfMachine {
     if (level === 'running') {
       if (was !== null) log.warn({ journaled: was.state }, 'the journal has the VF in a migration, but the device runs: the device wins, the migration is over');
     } else if (was === null) {
-      this.currentState = stateAtRunLevel(level);
+      this.enter(stateAtRunLevel(level));
       this.migration = {
         owner: 'agent', role: 'source', readToEnd: false, applied: false, lease: undefined, adopted: true,
         stranded: { since: this.clock.wall(), reason: 'found stopped when the agent started: the migration it was in, and whether its state left, are not known' },
@@ -461,7 +478,7 @@ export class VfMachine {
    */
   private async recover(was: JournalEntry['migration'] & object, level: RunLevel, log: Logger): Promise<void> {
     const stopped = level === 'stopped';
-    this.currentState = stateAtRunLevel(level);
+    this.enter(stateAtRunLevel(level));
     // A whole lease from the restart: the journal is not written for every extension, and the owner needs time to reconnect.
     this.migration = {
       owner: was.owner, role: was.role, readToEnd: was.readToEnd, applied: was.applied, stranded: was.stranded ?? undefined,
@@ -472,7 +489,7 @@ export class VfMachine {
       try {
         const descriptor = await this.saveDescriptor(saving.format);
         this.session = new SaveSession(this.vf.id, was.owner, descriptor, await this.driver.openSave(this.vf.id, descriptor.format), 'stop-copy', Date.now, saving.id);
-        this.currentState = 'STOP_COPY';
+        this.enter('STOP_COPY');
       } catch (error) {
         log.error({ session: saving.id, err: error instanceof Error ? error.message : String(error) }, 'the save could not be opened again: the VF stays in STOP');
       }
@@ -500,8 +517,8 @@ export class VfMachine {
     this.resyncNeeded = false;
     if (runLevelOf(this.currentState) === level && this.currentState !== 'ERROR') return;
     const from = this.currentState;
-    this.dropSession();
-    this.currentState = stateAtRunLevel(level);
+    this.dropSession('failed');
+    this.enter(stateAtRunLevel(level));
     log.warn({ phase: 'resync', from, state: this.currentState, level }, 'state read again from the device after it did not answer');
   }
 
@@ -677,36 +694,68 @@ export class VfMachine {
 
   private async endExpired(m: Migration, lease: Lease, from: VfioStateName, log: Logger): Promise<void> {
     log.warn({ owner: m.owner, state: from, leaseMs: lease.durationMs, role: m.role, readToEnd: m.readToEnd, applied: m.applied }, 'migration lease expired');
+    const expired = (action: LeaseExpiredEvent['action']): void => {
+      this.events.emit('lease.expired', { vf: this.vf.id, owner: m.owner, state: from, action, at: this.now() });
+    };
+    const dropped = this.session instanceof ResumeSession;
     if (this.session instanceof ResumeSession) {
       log.warn({ session: this.session.id, bytes: this.session.bytes }, 'resume dropped: the state received so far is discarded');
-      this.dropSession();
-      this.currentState = 'STOP';
+      this.dropSession('expired');
+      this.enter('STOP');
     }
     if (m.readToEnd || m.applied) {
       if (this.session !== undefined) this.endSession(log);
-      if (SAVING_STATES.has(this.currentState)) this.currentState = 'STOP';
+      if (SAVING_STATES.has(this.currentState)) this.enter('STOP');
       const reason = m.applied
         ? 'its lease expired after it applied a migrated state: it may be the only copy of the device, or the source may run it again'
         : 'its lease expired after its whole state was read: it may already run on the destination';
-      m.stranded = { since: this.clock.wall(), reason };
+      expired('stranded');
+      this.strand(reason);
       log.error({ state: this.currentState, reason }, 'VF stranded: stays stopped until vf.resume or vf.reset');
       return;
     }
     if (m.role === 'destination') {
+      expired(dropped ? 'dropped' : 'left-stopped');
       log.warn({ state: this.currentState }, 'destination left stopped, as it was before its resume');
       return;
     }
     try {
       const done = await this.transition('RUNNING', UNDO_TIMEOUT_MS, AGENT_CALLER, log);
+      expired('cancelled');
       log.warn({ from, state: done.state, path: done.path }, 'migration cancelled: the VF runs again');
     } catch (error) {
       // Not left stopped for good (a device that did not answer may answer later): tried again after another lease.
       const retry = this.currentState !== 'ERROR' && this.currentState !== 'RUNNING';
       log.error({ from, state: this.currentState, err: error instanceof Error ? error.message : String(error), retryInMs: retry ? lease.durationMs : null }, 'migration could not be cancelled');
       if (retry) m.lease = this.newLease({ ...AGENT_CALLER, leaseMs: lease.durationMs });
+      expired(retry ? 'retry' : this.currentState === 'ERROR' ? 'failed' : 'cancelled');
     } finally {
       this.settleMigration(AGENT_CALLER, log, from);
     }
+  }
+
+  /** The VF is in `state` now: the one place its state changes, so every change is an event. */
+  private enter(state: VfioStateName): void {
+    const from = this.currentState;
+    if (state === from) return;
+    this.currentState = state;
+    if (RUNNING_STATES.has(state)) this.stoppedAt = undefined;
+    else if (RUNNING_STATES.has(from)) this.stoppedAt = this.clock.monotonic();
+    if (this.events.heard) this.events.emit('vf.stateChanged', { vf: this.vf.id, from, to: state, stranded: this.stranded, at: this.now() });
+  }
+
+  private now(): string {
+    return new Date(this.clock.wall()).toISOString();
+  }
+
+  private strand(reason: string): void {
+    if (this.migration === undefined) return;
+    this.migration.stranded = { since: this.clock.wall(), reason };
+    this.events.emit('vf.stranded', { vf: this.vf.id, state: this.currentState, reason, at: this.now() });
+  }
+
+  private progress(session: SaveSession | ResumeSession): void {
+    if (this.events.heard) this.events.emit('session.progress', { vf: this.vf.id, session: session.id, kind: session.kind, phase: session.phase, bytes: session.bytes, at: this.now() });
   }
 
   private here(): UndoPoint {
@@ -744,13 +793,13 @@ export class VfMachine {
       } catch (error) {
         const fault = this.asFault(error, `undo ${at}→${to.state}`);
         log.error({ phase: 'undo', from: at, to: to.state, fault: fault.fault, err: fault.message }, 'could not put a refused call back');
-        this.currentState = 'ERROR';
-        this.dropSession();
+        this.enter('ERROR');
+        this.dropSession('failed');
         return;
       }
     }
-    this.currentState = to.state;
-    if (this.session !== to.session) this.session?.abandon();
+    this.enter(to.state);
+    if (this.session !== to.session) this.dropSession('cancelled');
     this.session = to.session;
     if (this.migration !== undefined && to.progress !== undefined) Object.assign(this.migration, to.progress);
     if (at !== to.state) log.info({ phase: 'undo', from: at, state: to.state }, 'refused call put back');
@@ -779,7 +828,7 @@ export class VfMachine {
         log.warn({ phase: 'transition', from, target, at: cur, next, entered, fault: fault.fault, err: fault.message }, 'transition failed');
         throw fault;
       }
-      this.currentState = next;
+      this.enter(next);
       entered.push(next);
       // A loaded state, once applied, is not taken back if a later step is refused.
       if (cur === 'RESUMING') this.keepSoFar();
@@ -803,6 +852,7 @@ export class VfMachine {
       const descriptor = await this.saveDescriptor();
       const session = new SaveSession(this.vf.id, caller.principal, descriptor, await this.driver.openSave(this.vf.id, descriptor.format), next === 'STOP_COPY' ? 'stop-copy' : 'pre-copy');
       this.session = session;
+      this.sessionOpenedAt = this.clock.monotonic();
       log.info({ phase: 'save', session: session.id, saving: session.phase, format: descriptor.format.name }, 'save session opened');
     } else if (next === 'STOP_COPY' && this.session instanceof SaveSession) {
       this.session.stopped();
@@ -811,6 +861,7 @@ export class VfMachine {
       const limits = { maxRecordBytes: MAX_RECORD_BYTES, maxV1StateBytes: this.limits.maxStateBytes };
       const session = new ResumeSession(this.vf.id, caller.principal, limits, (descriptor) => this.openLoad(descriptor, log));
       this.session = session;
+      this.sessionOpenedAt = this.clock.monotonic();
       if (this.migration !== undefined) this.migration.role = 'destination';
       log.info({ phase: 'load', session: session.id }, 'resume session opened');
     }
@@ -861,15 +912,33 @@ export class VfMachine {
   }
 
   /** The session is over: a save's driver stream is closed, a resume not committed is dropped. */
-  private endSession(log: Logger): void {
+  private endSession(log: Logger, outcome?: SessionOutcome): void {
     if (this.session === undefined) return;
     log.info({ phase: this.session.kind === 'save' ? 'save' : 'load', session: this.session.id, bytes: this.session.bytes }, `${this.session.kind} session ended`);
-    this.dropSession();
+    this.dropSession(outcome);
   }
 
-  private dropSession(): void {
-    this.session?.abandon();
+  /**
+   * The session is gone, with `outcome` (by default: a save read to its end
+   * completed, anything else cancelled). Its session.ended event carries
+   * this agent's share of the downtime when it completed.
+   */
+  private dropSession(outcome?: SessionOutcome): void {
+    const session = this.session;
+    if (session === undefined) return;
+    session.abandon();
     this.session = undefined;
+    const readToEndAt = this.readToEndAt;
+    this.readToEndAt = undefined;
+    if (!this.events.heard) return;
+    const ended = outcome ?? (session.kind === 'save' && readToEndAt !== undefined ? 'completed' : 'cancelled');
+    let downtimeMs: number | null = null;
+    if (ended === 'completed') {
+      const from = session.kind === 'save' ? this.stoppedAt : this.sessionOpenedAt;
+      const to = session.kind === 'save' ? readToEndAt : this.clock.monotonic();
+      if (from !== undefined && to !== undefined) downtimeMs = Math.max(0, Math.round((to - from) * 1000) / 1000);
+    }
+    this.events.emit('session.ended', { vf: this.vf.id, session: session.id, kind: session.kind, outcome: ended, bytes: session.bytes, downtimeMs, at: this.now() });
   }
 
   /**
@@ -884,22 +953,24 @@ export class VfMachine {
    */
   private async commitResume(log: Logger): Promise<void> {
     const session = this.session instanceof ResumeSession ? this.session : undefined;
+    let outcome: SessionOutcome = 'refused';
     try {
       if (session === undefined) throw new Fault('STATE_CORRUPT', 'no state was loaded');
       await session.commit();
       if (this.migration !== undefined) this.migration.applied = true;
+      outcome = 'completed';
       log.info({ phase: 'load', session: session.id, totalBytes: session.bytes }, 'state applied');
     } catch (error) {
       const fault = this.asFault(error, 'RESUMING→STOP');
       if (this.currentState !== 'ERROR') {
-        this.currentState = 'STOP';
+        this.enter('STOP');
         this.keepSoFar();
       }
       log.warn({ phase: 'load', fault: fault.fault, err: fault.message }, 'state refused; VF left as it was');
       throw fault;
     } finally {
       // Applied or refused, the resume session is over (a refused one is dropped whole).
-      this.endSession(log);
+      this.endSession(log, this.currentState === 'ERROR' ? 'failed' : outcome);
     }
   }
 
@@ -920,8 +991,8 @@ export class VfMachine {
       }
     }
     // The device may be anywhere now: ERROR says so, and only a reset leaves it.
-    this.currentState = 'ERROR';
-    this.dropSession();
+    this.enter('ERROR');
+    this.dropSession('failed');
     const message = error instanceof Error ? error.message : String(error);
     return new Fault('DRIVER_FAILURE', `driver ${this.driver.name} failed during ${during}: ${message}`, {}, { cause: error });
   }

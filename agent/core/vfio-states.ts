@@ -22,6 +22,9 @@ export interface MigrationFeatures {
   readonly preCopy: boolean;
 }
 
+/** States in which the device runs (processes its queues): leaving them for another is where downtime starts. */
+export const RUNNING_STATES: ReadonlySet<VfioStateName> = new Set(['RUNNING', 'RUNNING_P2P', 'PRE_COPY', 'PRE_COPY_P2P']);
+
 /** States whose device-state stream is open for reading. */
 export const SAVING_STATES: ReadonlySet<VfioStateName> = new Set(['STOP_COPY', 'PRE_COPY', 'PRE_COPY_P2P']);
 
