@@ -58,7 +58,15 @@ export interface AssembleOptions {
   readonly listeners?: () => readonly string[];
 }
 
-const NO_ATTACHMENTS: ConnectionLink = { attachments: false, enableAttachments: () => undefined };
+/** An injected call's link: no framing, so no attachments; no connection, so a notification has nowhere to go. */
+const NO_CONNECTION: ConnectionLink = {
+  attachments: false,
+  enableAttachments: () => undefined,
+  notify: () => 'closed',
+  whenDrained: () => undefined,
+  onClose: (listener) => queueMicrotask(listener),
+  hold: () => () => undefined,
+};
 
 function replyText(reply: Reply): string {
   const text = typeof reply === 'object' && 'attachment' in reply ? reply.text : reply;
@@ -79,7 +87,7 @@ export async function assembleAgent(config: ResolvedConfig, log: Logger, options
   await core.start();
 
   const openRpc = buildOpenRpcDocument(schemas, { version, apiVersion: API_VERSION }) as unknown as OpenrpcDocument;
-  const handlers = allHandlers(core, { version, apiVersion: API_VERSION, startedAt, soc: gatherSocFacts(), openRpc, listeners: options.listeners ?? (() => []), maxAttachmentBytes: config.limits.maxMessageBytes });
+  const handlers = allHandlers(core, { version, apiVersion: API_VERSION, startedAt, soc: gatherSocFacts(), openRpc, listeners: options.listeners ?? (() => []), maxAttachmentBytes: config.limits.maxMessageBytes }, { topics: schemas.eventTopics, maxQueued: config.limits.maxQueuedEvents });
   const pipeline = new CallPipeline({
     handlers: new Map(Object.entries(handlers) as [string, MethodHandler][]),
     schemas,
@@ -110,7 +118,7 @@ export async function assembleAgent(config: ResolvedConfig, log: Logger, options
         ...peer,
       });
       // No framing here, so no attachments: bytes go as base64.
-      const response = await session.handle(typeof message === 'string' ? message : JSON.stringify(message), NO_ATTACHMENTS);
+      const response = await session.handle(typeof message === 'string' ? message : JSON.stringify(message), NO_CONNECTION);
       return response === undefined ? undefined : JSON.parse(replyText(response));
     },
     close: () => core.stop(),

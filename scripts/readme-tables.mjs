@@ -3,10 +3,11 @@
 // tables, and the C plugin's vmm-plugin/src/agent-contract.h.
 import { SchemaRegistry } from '../dist/agent/rpc/schema-registry.js';
 import { writePluginContract } from '../dist/test/support/plugin-contract.js';
-import { configTable, errorTable, methodTable, writeSections } from '../dist/test/support/readme-tables.js';
+import { configTable, errorTable, eventTable, methodTable, writeSections } from '../dist/test/support/readme-tables.js';
 
 writeSections(new URL('../README.md', import.meta.url).pathname, {
   methods: methodTable(new SchemaRegistry()),
+  events: eventTable(new SchemaRegistry()),
   config: configTable(new SchemaRegistry()),
   errors: errorTable(),
 });

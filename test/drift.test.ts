@@ -9,7 +9,7 @@ import { SCHEMAS_DIR } from '../agent/rpc/schema-registry.ts';
 import { ERROR_CATALOGUE, ERROR_NAMES } from '../agent/rpc/error-catalogue.ts';
 import { VFIO_STATES } from '../agent/core/vfio-states.ts';
 import { schemas } from './support/rpc-client.ts';
-import { configTable, errorTable, methodTable, readSection } from './support/readme-tables.ts';
+import { configTable, errorTable, eventTable, methodTable, readSection } from './support/readme-tables.ts';
 import { pluginContractHeader } from './support/plugin-contract.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -21,6 +21,16 @@ test('README error table matches the catalogue (npm run docs rewrites it)', (t) 
 
 test('README method table matches schemas/methods (npm run docs rewrites it)', (t) => {
   t.is(readSection(readme, 'methods'), methodTable(schemas()));
+});
+
+test('README events table matches schemas/events (npm run docs rewrites it)', (t) => {
+  t.is(readSection(readme, 'events'), eventTable(schemas()));
+});
+
+test('the topics a subscriber may ask for (common.json eventTopic) are exactly the events the core emits: schemas/events/ but for the connection\'s own notices', (t) => {
+  const registry = schemas();
+  const emitted = [...registry.notifications.keys()].filter((name) => name !== 'events.dropped').sort();
+  t.deepEqual([...registry.eventTopics].sort(), emitted);
 });
 
 test('README config table matches schemas/config.json (npm run docs rewrites it)', (t) => {

@@ -1,7 +1,7 @@
 /**
  * `rpc.discover` from a real agent: the document validates against the
  * OpenRPC meta-schema (@open-rpc/meta-schema), lists exactly the methods of
- * schemas/methods/, each with by-name params that match the method schema's
+ * schemas/methods/ and the notifications of schemas/events/, each with by-name params that match the method schema's
  * properties and required list, and stands alone: every $ref in it
  * resolves inside it. The method schemas in it also still work: a real
  * result validates against the result schema taken from the document.
@@ -37,10 +37,10 @@ test.after.always(async () => {
 });
 
 /** The schema files of schemas/methods/, by method name (their title). */
+/** schemas/methods/ (what a client calls) and schemas/events/ (the notifications the agent sends), by method name. */
 function methodSchemaFiles(): Map<string, Json> {
-  const dir = join(SCHEMAS_DIR, 'methods');
   const out = new Map<string, Json>();
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
+  for (const dir of ['methods', 'events'].map((sub) => join(SCHEMAS_DIR, sub))) for (const file of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
     const schema = JSON.parse(readFileSync(join(dir, file), 'utf8')) as Json;
     check(file === `${String(schema.title)}.json`, `${file} has title ${String(schema.title)}`);
     out.set(String(schema.title), schema);
@@ -85,10 +85,12 @@ test('the document validates against the OpenRPC meta-schema', (t) => {
   t.false(validate({ ...doc, openrpc: 7 }));
 });
 
-test('the document lists exactly the methods of schemas/methods/', (t) => {
+test('the document lists exactly the methods of schemas/methods/, and the notifications of schemas/events/ (without a result)', (t) => {
   const names = (doc.methods as Json[]).map((m) => m.name as string);
   t.is(new Set(names).size, names.length, 'a method is listed twice');
   t.deepEqual([...names].sort(), [...methodSchemaFiles().keys()].sort());
+  const events = new Set(readdirSync(join(SCHEMAS_DIR, 'events')).map((f) => f.replace(/\.json$/, '')));
+  for (const method of doc.methods as Json[]) t.is(method.result === undefined, events.has(method.name as string), `${String(method.name)}: a result exactly when it is not a notification`);
 });
 
 test('each method takes by-name params that match its schema\'s properties and required list', (t) => {
@@ -109,6 +111,11 @@ test('each method takes by-name params that match its schema\'s properties and r
     for (const p of listed) {
       t.is(p.required, required.has(p.name as string), `${name}.${String(p.name)} required`);
       t.is(typeof p.schema, 'object', `${name}.${String(p.name)} has a schema`);
+    }
+    if (method['x-notification'] !== undefined) {
+      t.is(method.result, undefined, `${name}: a notification has no result`);
+      t.is(method.errors, undefined, `${name}: nor errors`);
+      continue;
     }
     t.is(typeof (method.result as Json | undefined)?.schema, 'object', `${name} has a result schema`);
     // Errors: exactly the x-errors of the schema file, as in the catalogue.

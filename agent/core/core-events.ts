@@ -6,9 +6,9 @@
  * and must not throw or block: a slow consumer queues on its own side. A
  * listener that throws is reported and kept out of the core's way.
  */
-import type { EventTypes } from '../../schemas/types.ts';
+import type { EventTopic, EventTypes } from '../../schemas/types.ts';
 
-export type EventTopic = keyof EventTypes;
+export type { EventTopic };
 
 /** An event: its topic and what its notification carries. */
 export type CoreEvent = { [T in EventTopic]: { readonly topic: T; readonly params: EventTypes[T] } }[EventTopic];

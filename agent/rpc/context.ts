@@ -10,6 +10,20 @@ export interface VfNames {
 }
 
 /**
+ * The connection a call came on, for what the agent sends on it unasked:
+ * notifications. The same object for every call of one connection, so a
+ * handler may key per-connection state on it.
+ */
+export interface NotificationChannel {
+  /** Sends {"jsonrpc":"2.0","method":…,"params":…}; see ConnectionLink.notify for `busy`, `closed` and `force`. */
+  notify(method: string, params: object, force?: boolean): 'sent' | 'busy' | 'closed';
+  whenDrained(listener: () => void): void;
+  onClose(listener: () => void): void;
+  /** Keeps the connection from being closed as idle until the release is called. */
+  hold(): () => void;
+}
+
+/**
  * What a method handler knows about the call it serves. The pipeline makes
  * one per call, after authorization.
  */
@@ -36,4 +50,6 @@ export interface RequestContext {
   attach(pieces: readonly Uint8Array[], onSent?: () => void): Attachment | undefined;
   /** Turns attachment frames on for the connection this call came on. */
   enableAttachments(): void;
+  /** The connection this call came on, for notifications. */
+  readonly channel: NotificationChannel;
 }

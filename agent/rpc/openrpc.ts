@@ -53,6 +53,25 @@ export function buildOpenRpcDocument(schemas: SchemaRegistry, info: OpenRpcInfo)
       }),
     };
   });
+  // What the agent sends unasked to an events subscriber: OpenRPC's notifications (a method with no result).
+  const notifications = [...schemas.notifications.values()].map((n) => {
+    const properties = (n.params.properties ?? {}) as Record<string, SchemaDocument>;
+    const required = new Set((n.params.required ?? []) as string[]);
+    return {
+      name: n.name,
+      summary: n.summary,
+      description: `${n.description} Sent by the agent to a connection subscribed with events.subscribe; never called by a client.`,
+      paramStructure: 'by-name',
+      'x-notification': 'agent-to-client',
+      tags: [{ name: 'notification' }],
+      params: Object.entries(properties).map(([name, schema]) => ({
+        name,
+        required: required.has(name),
+        ...(typeof schema.description === 'string' ? { description: schema.description } : {}),
+        schema: rewriteRefs(schema, undefined),
+      })),
+    };
+  });
   return {
     openrpc: '1.3.2',
     info: {
@@ -60,7 +79,7 @@ export function buildOpenRpcDocument(schemas: SchemaRegistry, info: OpenRpcInfo)
       version: info.apiVersion,
       description: `Out-of-band live-migration agent for pass-through VFs (agent ${info.version}). Every error carries error.data.code; see components.schemas.errorData.`,
     },
-    methods,
+    methods: [...methods, ...notifications],
     components: { schemas: components },
   };
 }

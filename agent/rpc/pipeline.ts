@@ -16,7 +16,7 @@ import type { ConnectionLink, OutgoingAttachment } from '../transport/connection
 import type { FramedAttachment } from '../transport/json-text-framer.ts';
 import type { PeerInfo } from '../transport/peer.ts';
 import { InvalidParamsError } from './call-errors.ts';
-import type { RequestContext, VfNames } from './context.ts';
+import type { NotificationChannel, RequestContext, VfNames } from './context.ts';
 import { wireError, type ErrorName, type WireError } from './error-catalogue.ts';
 import type { Permission } from './permissions.ts';
 import type { Policy } from './policy.ts';
@@ -187,6 +187,23 @@ function toWireError(error: unknown, ctx: RequestContext): WireError {
   return wireError('INTERNAL_ERROR', error instanceof Error ? error.message : String(error));
 }
 
+/** Each connection's notification channel, made on first use and gone with the connection. */
+const CHANNELS = new WeakMap<ConnectionLink, NotificationChannel>();
+
+function channelOf(link: ConnectionLink): NotificationChannel {
+  let channel = CHANNELS.get(link);
+  if (channel === undefined) {
+    channel = {
+      notify: (method, params, force) => link.notify(JSON.stringify({ jsonrpc: '2.0', method, params }), force),
+      whenDrained: (listener) => link.whenDrained(listener),
+      onClose: (listener) => link.onClose(listener),
+      hold: () => link.hold(),
+    };
+    CHANNELS.set(link, channel);
+  }
+  return channel;
+}
+
 /** A RequestContext whose logger and admin check are made on first use: most calls need neither. */
 class CallContext implements RequestContext {
   readonly peer: PeerInfo;
@@ -226,6 +243,10 @@ class CallContext implements RequestContext {
 
   enableAttachments(): void {
     this.#carrier.link.enableAttachments();
+  }
+
+  get channel(): NotificationChannel {
+    return channelOf(this.#carrier.link);
   }
 
   get admin(): boolean {

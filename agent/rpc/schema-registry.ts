@@ -8,6 +8,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.js';
+import type { EventTopic } from '../../schemas/types.ts';
 import type { Permission } from './permissions.ts';
 
 /** schemas/ at the package root, from agent/rpc in the source tree or dist/agent/rpc. */
@@ -39,6 +40,15 @@ export interface MethodSchema {
 }
 
 /** One failing path of a validation, as callers see it in `error.data.errors`. */
+/** A notification the agent sends (schemas/events/): its method name and the schema of its params. */
+export interface NotificationSchema {
+  readonly name: string;
+  readonly summary: string;
+  readonly description: string;
+  readonly params: SchemaDocument;
+  readonly validate: ValidateFunction;
+}
+
 export interface SchemaViolation {
   readonly path: string;
   readonly message: string;
@@ -52,15 +62,29 @@ export class SchemaRegistry {
   readonly drivers: ReadonlyMap<string, SchemaDocument>;
   /** The permission names, from common.json. */
   readonly permissions: readonly Permission[];
+  /** schemas/events/<topic>.json by notification method: what each notification's params hold. */
+  readonly notifications: ReadonlyMap<string, NotificationSchema>;
+  /** The topics of the core's events (common.json's eventTopic), the ones a subscriber may ask for. */
+  readonly eventTopics: readonly EventTopic[];
   private readonly configValidator: ValidateFunction;
 
   constructor(schemasDir: string = SCHEMAS_DIR) {
     this.ajv = new Ajv2020({ strict: true, allowUnionTypes: true, discriminator: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false });
     // Annotations of our own, carried for docs and OpenRPC.
-    this.ajv.addVocabulary(['x-errors', 'x-summary', 'x-permission', 'x-driver-details', 'x-attachment']);
+    this.ajv.addVocabulary(['x-errors', 'x-summary', 'x-permission', 'x-driver-details', 'x-attachment', 'x-source']);
     this.common = readJson(join(schemasDir, 'common.json'));
     this.ajv.addSchema(this.common);
     this.permissions = ((this.common.$defs as { permission: { enum: Permission[] } }).permission.enum);
+    this.eventTopics = ((this.common.$defs as { eventTopic: { enum: EventTopic[] } }).eventTopic.enum);
+    const notifications = new Map<string, NotificationSchema>();
+    for (const file of jsonFiles(join(schemasDir, 'events'))) {
+      const doc = readJson(file);
+      this.ajv.addSchema(doc);
+      const name = String(doc.title);
+      const validate = this.ajv.getSchema(`${String(doc.$id)}#/$defs/params`) ?? fail(`${file}: $defs/params did not compile`);
+      notifications.set(name, { name, summary: String(doc['x-summary'] ?? ''), description: String(doc.description ?? ''), params: (doc.$defs as { params: SchemaDocument }).params, validate });
+    }
+    this.notifications = notifications;
     const drivers = new Map<string, SchemaDocument>();
     for (const file of jsonFiles(join(schemasDir, 'drivers'))) {
       const doc = readJson(file);

@@ -32,7 +32,30 @@ export interface ConnectionLink {
   readonly attachments: boolean;
   /** Turns attachment frames on for the bytes after the message being served, and for every reply. */
   enableAttachments(): void;
+  /**
+   * Writes a message the agent sends on its own (a notification) between
+   * replies. `sent`; `busy` when the client is not keeping up (more than
+   * NOTIFY_BACKLOG_BYTES, or half the unsent limit, unread), so the caller keeps it and waits for
+   * `whenDrained`; `closed` when the connection is gone. `force` writes it
+   * even when busy: a last word that must not wait.
+   */
+  notify(text: string, force?: boolean): 'sent' | 'busy' | 'closed';
+  /** Calls `listener` once, when what was written has drained. */
+  whenDrained(listener: () => void): void;
+  /** Calls `listener` once, when the connection closes. */
+  onClose(listener: () => void): void;
+  /**
+   * Keeps the connection from being closed as idle until the returned
+   * release is called: a subscriber waits for notifications, not replies.
+   */
+  hold(): () => void;
 }
+
+/**
+ * Unread bytes past which a notification waits: a subscriber that falls
+ * this far behind queues on its own side (bounded), never in the socket.
+ */
+const NOTIFY_BACKLOG_BYTES = 1024 * 1024;
 
 /** The dispatch layer, as the transport sees it. */
 export interface MessageSession {
@@ -67,6 +90,8 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
   /** Framed messages not yet handed to the session. */
   const queued: FramedMessage[] = [];
   let attachmentsOn = false;
+  let holds = 0;
+  const notifyBacklogBytes = Math.min(NOTIFY_BACKLOG_BYTES, limits.maxUnsentBytesPerConnection / 2);
   const link: ConnectionLink = {
     get attachments() {
       return attachmentsOn;
@@ -75,6 +100,30 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
       if (attachmentsOn) return;
       attachmentsOn = true;
       framer.acceptAttachments();
+    },
+    notify(text, force = false) {
+      if (socket.destroyed || !socket.writable) return 'closed';
+      if (!force && socket.writableLength > notifyBacklogBytes) return 'busy';
+      socket.write(`${text}\n`);
+      return 'sent';
+    },
+    whenDrained(listener) {
+      socket.once('drain', listener);
+    },
+    onClose(listener) {
+      if (socket.destroyed) queueMicrotask(listener);
+      else socket.once('close', listener);
+    },
+    hold() {
+      holds += 1;
+      armTimers();
+      let held = true;
+      return () => {
+        if (!held) return;
+        held = false;
+        holds -= 1;
+        armTimers();
+      };
     },
   };
   let waitingForDrain = false;
@@ -106,7 +155,7 @@ export function serveConnection(socket: Socket, session: MessageSession, limits:
       clearTimeout(messageTimer);
       messageTimer = undefined;
     }
-    const idle = unanswered === 0 && queued.length === 0 && framer.buffered === 0 && !ended;
+    const idle = unanswered === 0 && queued.length === 0 && framer.buffered === 0 && !ended && holds === 0;
     if (idle) {
       idleTimer ??= setTimeout(() => close('connection idle for too long; closing it', { timeoutMs: limits.idleTimeoutMs }), limits.idleTimeoutMs).unref();
     } else if (idleTimer !== undefined) {

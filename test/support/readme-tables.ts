@@ -18,6 +18,15 @@ export function methodTable(schemas: SchemaRegistry): string {
   return ['| method | params (`?` optional) | what it does | permission | domain errors |', '|---|---|---|---|---|', ...rows].join('\n');
 }
 
+/** Every notification an events subscriber may get, from schemas/events/. */
+export function eventTable(schemas: SchemaRegistry): string {
+  const rows = [...schemas.notifications.values()].sort((a, b) => a.name.localeCompare(b.name)).map((n) => {
+    const params = Object.keys((n.params.properties ?? {}) as object).map((p) => `\`${p}\``).join(', ');
+    return `| \`${n.name}\` | ${params} | ${oneLine(n.description)} |`;
+  });
+  return ['| notification (method) | params | when it comes |', '|---|---|---|', ...rows].join('\n');
+}
+
 /**
  * Every config field, from schemas/config.json: its path and its
  * description (which names its default). Nested objects are flattened to

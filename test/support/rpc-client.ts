@@ -63,6 +63,9 @@ export class RpcClient {
   private frameHeader: number[] | undefined;
   private frameBody: { length: number; pieces: Buffer[]; received: number } | undefined;
   private frameDone: Buffer | undefined;
+  /** Notifications (the agent's events), schema-checked, in the order they came. */
+  private readonly received: Notification[] = [];
+  private readonly notificationWatchers = new Set<(n: Notification) => void>();
 
   private constructor(socket: Socket) {
     this.socket = socket;
@@ -92,6 +95,27 @@ export class RpcClient {
 
   get closed(): boolean {
     return this.closedWith !== undefined;
+  }
+
+  /** Every notification received so far. */
+  get notifications(): readonly Notification[] {
+    return this.received;
+  }
+
+  /** The first notification, received already or later, that `match` accepts; rejects after `timeoutMs` or when the connection closes. */
+  nextNotification(match: (n: Notification) => boolean, timeoutMs = 10_000): Promise<Notification> {
+    const seen = this.received.find(match);
+    if (seen !== undefined) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => { this.notificationWatchers.delete(watcher); reject(new Error(`no such notification within ${timeoutMs} ms; got ${this.received.map((n) => n.method).join(', ')}`)); }, timeoutMs);
+      const watcher = (n: Notification): void => {
+        if (!match(n)) return;
+        clearTimeout(timer);
+        this.notificationWatchers.delete(watcher);
+        resolve(n);
+      };
+      this.notificationWatchers.add(watcher);
+    });
   }
 
   /** Calls a method with named params; resolves to its schema-checked result, rejects with RpcError. */
@@ -177,6 +201,15 @@ export class RpcClient {
     this.socket.end();
   }
 
+  /** Stops reading from the socket (a client that does not keep up); `resume` reads again. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
   destroy(): void {
     this.socket.destroy();
   }
@@ -225,6 +258,13 @@ export class RpcClient {
   }
 
   private onMessage(message: unknown): void {
+    if (isRecord(message) && !('id' in message) && typeof message.method === 'string') {
+      checkNotificationShape(message);
+      const notification = { method: message.method, params: message.params as Record<string, unknown> };
+      this.received.push(notification);
+      for (const watcher of [...this.notificationWatchers]) watcher(notification);
+      return;
+    }
     const responses = Array.isArray(message) ? message : [message];
     for (const r of responses) checkResponseShape(r, undefined);
     if (!Array.isArray(message) && isRecord(message) && message.id !== null && message.id !== undefined) {
@@ -241,6 +281,21 @@ export class RpcClient {
     if (waiter) waiter(message);
     else this.unmatched.push(message);
   }
+}
+
+export interface Notification {
+  readonly method: string;
+  readonly params: Record<string, unknown>;
+}
+
+/** Throws unless `message` is a notification of schemas/events/ whose params match its schema. */
+export function checkNotificationShape(message: Record<string, unknown>): void {
+  if (message.jsonrpc !== '2.0' || Object.keys(message).some((k) => !['jsonrpc', 'method', 'params'].includes(k))) {
+    throw new Error(`not a JSON-RPC 2.0 notification: ${JSON.stringify(message).slice(0, 300)}`);
+  }
+  const schema = schemas().notifications.get(String(message.method));
+  if (schema === undefined) throw new Error(`a notification of unknown method ${String(message.method)}`);
+  if (!schema.validate(message.params)) throw new Error(`${String(message.method)} params do not match its schema: ${JSON.stringify(violations(schema.validate.errors))}`);
 }
 
 /**
