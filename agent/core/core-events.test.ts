@@ -5,11 +5,10 @@
  */
 import test from 'ava';
 import { pino } from 'pino';
-import { FAKE_FORMAT, FAKE_IDENTITY, FakeDriver, refusal } from '../../test/support/fake-driver.ts';
+import { FakeDriver, refusal, savedStream } from '../../test/support/fake-driver.ts';
 import { ManualClock } from '../../test/support/manual-clock.ts';
 import { CoreEvents, type CoreEvent } from './core-events.ts';
 import { bufferSlice } from './migration-session.ts';
-import { RecordStreamWriter } from './state-records.ts';
 import { VfMachine, type Caller } from './vf-machine.ts';
 
 const LEASE_MS = 1000;
@@ -38,10 +37,6 @@ function digest(events: readonly CoreEvent[]): string[] {
   });
 }
 
-function savedStream(payload: string): Buffer {
-  const writer = new RecordStreamWriter();
-  return Buffer.concat([...writer.begin({ format: FAKE_FORMAT, identity: FAKE_IDENTITY }), ...writer.data(Buffer.from(payload)), ...writer.end()]);
-}
 
 test('a source: every state entered, the bytes handed out, and a completed save with the time from the stop to its last byte', async (t) => {
   const { vf, clock, seen } = rig();

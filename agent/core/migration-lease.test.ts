@@ -8,11 +8,10 @@
  */
 import test from 'ava';
 import { pino } from 'pino';
-import { FAKE_FORMAT, FAKE_IDENTITY, FakeDriver, refusal } from '../../test/support/fake-driver.ts';
+import { FakeDriver, refusal, savedStream } from '../../test/support/fake-driver.ts';
 import { DriverError } from '../../vendor-drivers/driver.ts';
 import { ManualClock, settle } from '../../test/support/manual-clock.ts';
 import { bufferSlice } from './migration-session.ts';
-import { RecordStreamWriter } from './state-records.ts';
 import { VfMachine, type Caller } from './vf-machine.ts';
 
 const LEASE_MS = 1000;
@@ -28,11 +27,6 @@ function rig(): { vf: VfMachine; driver: FakeDriver; clock: ManualClock } {
   return { vf, driver, clock };
 }
 
-/** The v2 stream of a save of the fake VF holding `payload`. */
-function savedStream(payload: string): Buffer {
-  const writer = new RecordStreamWriter();
-  return Buffer.concat([...writer.begin({ format: FAKE_FORMAT, identity: FAKE_IDENTITY }), ...writer.data(Buffer.from(payload)), ...writer.end()]);
-}
 
 test('a quiesced source whose VMM makes no call for the lease runs again: the migration is cancelled', async (t) => {
   const { vf, driver, clock } = rig();

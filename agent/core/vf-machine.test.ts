@@ -10,12 +10,12 @@
  */
 import test, { type ExecutionContext } from 'ava';
 import { pino } from 'pino';
-import { FAKE_FORMAT as FORMAT, FAKE_IDENTITY as IDENTITY, FakeDriver, refusal } from '../../test/support/fake-driver.ts';
+import { FAKE_FORMAT as FORMAT, FAKE_IDENTITY as IDENTITY, FakeDriver, refusal, savedStream } from '../../test/support/fake-driver.ts';
 import { DriverError, type HostPort } from '../../vendor-drivers/driver.ts';
 import { Fault, type FaultName } from './faults.ts';
 import { bufferSlice, sliceBytes, type SliceSource } from './migration-session.ts';
 import { encodeEnvelope } from './state-envelope.ts';
-import { RecordStreamReader, RecordStreamWriter } from './state-records.ts';
+import { RecordStreamReader } from './state-records.ts';
 import { AGENT_CALLER, VfMachine, type VfMachineLimits } from './vf-machine.ts';
 
 const SECOND = 1000;
@@ -33,11 +33,6 @@ function stream(payload: string): Buffer {
   return encodeEnvelope({ format: FORMAT, identity: IDENTITY, payload: Buffer.from(payload) });
 }
 
-/** The v2 stream a save of the fake VF with this payload is. */
-function saved(payload: string): Buffer {
-  const writer = new RecordStreamWriter();
-  return Buffer.concat([...writer.begin({ format: FORMAT, identity: IDENTITY }), ...writer.data(Buffer.from(payload)), ...writer.end()]);
-}
 
 /** Everything a refused call must leave as it was, read through the machine's public surface. */
 async function fingerprint(vf: VfMachine, driver: FakeDriver): Promise<string> {
@@ -125,13 +120,13 @@ test('save with an offset past the end of a stream it had to open leaves the VF 
   t.false((await vf.pending()).streamOpen);
   // The next save opens the stream afresh, from its start.
   const slice = await vf.save(1 << 20, undefined, SECOND);
-  t.true(sliceBytes(slice).equals(saved('the device state of the fake VF')));
+  t.true(sliceBytes(slice).equals(savedStream('the device state of the fake VF')));
 });
 
 test('a refused save in STOP_COPY leaves the cursor where it was', async (t) => {
   const { vf } = machine();
   await vf.quiesce(SECOND);
-  const whole = saved('the device state of the fake VF');
+  const whole = savedStream('the device state of the fake VF');
   const head = sliceBytes(await vf.save(10, undefined, SECOND));
   t.is((await refusal(vf.save(10, whole.length + 1, SECOND))).details.expected, 10);
   const rest = sliceBytes(await vf.save(1 << 20, undefined, SECOND));

@@ -30,8 +30,6 @@ export function buildOpenRpcDocument(schemas: SchemaRegistry, info: OpenRpcInfo)
     for (const name of localClosure(defs, 'details')) components[`${driver}.${name}`] = rewriteRefs(defs[name], (local) => `${driver}.${local}`);
   }
   const methods = [...schemas.methods.values()].map((m) => {
-    const properties = (m.params.properties ?? {}) as Record<string, SchemaDocument>;
-    const required = new Set((m.params.required ?? []) as string[]);
     return {
       name: m.name,
       summary: m.summary,
@@ -40,12 +38,7 @@ export function buildOpenRpcDocument(schemas: SchemaRegistry, info: OpenRpcInfo)
       // What a caller must be granted (see components.schemas.permission), also as a tag for tools that group by tags.
       'x-permission': m.permission,
       tags: [{ name: `permission:${m.permission}` }],
-      params: Object.entries(properties).map(([name, schema]) => ({
-        name,
-        required: required.has(name),
-        ...(typeof schema.description === 'string' ? { description: schema.description } : {}),
-        schema: rewriteRefs(schema, undefined),
-      })),
+      params: contentDescriptors(m.params),
       result: { name: `${m.name} result`, schema: rewriteRefs(m.result, undefined) },
       errors: m.errors.map((name) => {
         const entry = ERROR_CATALOGUE[name as ErrorName];
@@ -55,8 +48,6 @@ export function buildOpenRpcDocument(schemas: SchemaRegistry, info: OpenRpcInfo)
   });
   // What the agent sends unasked to an events subscriber: OpenRPC's notifications (a method with no result).
   const notifications = [...schemas.notifications.values()].map((n) => {
-    const properties = (n.params.properties ?? {}) as Record<string, SchemaDocument>;
-    const required = new Set((n.params.required ?? []) as string[]);
     return {
       name: n.name,
       summary: n.summary,
@@ -64,12 +55,7 @@ export function buildOpenRpcDocument(schemas: SchemaRegistry, info: OpenRpcInfo)
       paramStructure: 'by-name',
       'x-notification': 'agent-to-client',
       tags: [{ name: 'notification' }],
-      params: Object.entries(properties).map(([name, schema]) => ({
-        name,
-        required: required.has(name),
-        ...(typeof schema.description === 'string' ? { description: schema.description } : {}),
-        schema: rewriteRefs(schema, undefined),
-      })),
+      params: contentDescriptors(n.params),
     };
   });
   return {
@@ -82,6 +68,18 @@ export function buildOpenRpcDocument(schemas: SchemaRegistry, info: OpenRpcInfo)
     methods: [...methods, ...notifications],
     components: { schemas: components },
   };
+}
+
+/** An object schema's properties as OpenRPC by-name params (content descriptors). */
+function contentDescriptors(params: SchemaDocument): object[] {
+  const properties = (params.properties ?? {}) as Record<string, SchemaDocument>;
+  const required = new Set((params.required ?? []) as string[]);
+  return Object.entries(properties).map(([name, schema]) => ({
+    name,
+    required: required.has(name),
+    ...(typeof schema.description === 'string' ? { description: schema.description } : {}),
+    schema: rewriteRefs(schema, undefined),
+  }));
 }
 
 /** Copies a schema with its $refs pointed at components.schemas. */

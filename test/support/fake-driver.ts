@@ -6,6 +6,7 @@
  */
 import { bufferedLoadStream, bufferedSaveStream } from '../../vendor-drivers/buffered-streams.ts';
 import { Fault } from '../../agent/core/faults.ts';
+import { RecordStreamWriter } from '../../agent/core/state-records.ts';
 import {
   DriverError, type DeviceLoadStream, type DeviceSaveStream, type HostPort, type RunLevel, type RunLevelChange, type VendorDriver,
 } from '../../vendor-drivers/driver.ts';
@@ -61,4 +62,10 @@ export async function refusal(promise: Promise<unknown>): Promise<Fault> {
     throw error;
   }
   throw new Error('the call succeeded; a refusal was expected');
+}
+
+/** The v2 stream a save of the fake VF holding `payload` is. */
+export function savedStream(payload: string): Buffer {
+  const writer = new RecordStreamWriter();
+  return Buffer.concat([...writer.begin({ format: FAKE_FORMAT, identity: FAKE_IDENTITY }), ...writer.data(Buffer.from(payload)), ...writer.end()]);
 }
