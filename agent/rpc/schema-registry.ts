@@ -1,6 +1,11 @@
 /**
  * Loads every JSON Schema under schemas/ into one ajv instance and compiles
- * each method's params and result validators once, at start-up. Validation
+ * each method's params and result validators once, at start-up (the agent
+ * refuses to start on a schema that does not compile). A short-lived client
+ * (vfmigctl) asks for `lazy` instead: each validator is compiled on its first
+ * use, and the schemas are not checked against the meta-schema again (the
+ * agent checks them at every start, and the tests), since all of that costs
+ * more than the few calls it makes. Validation
  * is strict: no type coercion, no defaults filled in, no unknown fields
  * removed (the schemas reject them with `additionalProperties: false`).
  */
@@ -52,10 +57,12 @@ export class SchemaRegistry {
   readonly drivers: ReadonlyMap<string, SchemaDocument>;
   /** The permission names, from common.json. */
   readonly permissions: readonly Permission[];
-  private readonly configValidator: ValidateFunction;
+  private readonly configValidator: () => ValidateFunction;
+  private readonly lazy: boolean;
 
-  constructor(schemasDir: string = SCHEMAS_DIR) {
-    this.ajv = new Ajv2020({ strict: true, allowUnionTypes: true, discriminator: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false });
+  constructor(schemasDir: string = SCHEMAS_DIR, options: { readonly lazy?: boolean } = {}) {
+    this.lazy = options.lazy === true;
+    this.ajv = new Ajv2020({ strict: true, allowUnionTypes: true, discriminator: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false, validateSchema: !this.lazy });
     // Annotations of our own, carried for docs and OpenRPC.
     this.ajv.addVocabulary(['x-errors', 'x-summary', 'x-permission', 'x-driver-details', 'x-attachment']);
     this.common = readJson(join(schemasDir, 'common.json'));
@@ -78,7 +85,7 @@ export class SchemaRegistry {
     this.methods = methods;
     const config = readJson(join(schemasDir, 'config.json'));
     this.ajv.addSchema(config);
-    this.configValidator = this.ajv.getSchema(String(config.$id)) ?? fail(`config.json did not compile`);
+    this.configValidator = this.compiled(String(config.$id), 'config.json did not compile');
   }
 
   method(name: string): MethodSchema | undefined {
@@ -87,7 +94,8 @@ export class SchemaRegistry {
 
   /** Violations of the config schema, empty when `value` is a valid config. */
   checkConfig(value: unknown): SchemaViolation[] {
-    return this.configValidator(value) ? [] : violations(this.configValidator.errors);
+    const validate = this.configValidator();
+    return validate(value) ? [] : violations(validate.errors);
   }
 
   private compileMethod(doc: SchemaDocument, file: string): MethodSchema {
@@ -98,8 +106,8 @@ export class SchemaRegistry {
     }
     const permission = doc['x-permission'];
     if (!this.permissions.some((p) => p === permission)) throw new Error(`${file}: x-permission must name one of the permissions of common.json#/$defs/permission`);
-    const compile = (part: string): ValidateFunction =>
-      this.ajv.getSchema(`${id}#/$defs/${part}`) ?? fail(`${file}: $defs/${part} did not compile`);
+    const validateParams = this.compiled(`${id}#/$defs/params`, `${file}: $defs/params did not compile`);
+    const validateResult = this.compiled(`${id}#/$defs/result`, `${file}: $defs/result did not compile`);
     return {
       name: doc.title,
       summary: typeof doc['x-summary'] === 'string' ? doc['x-summary'] : doc.title,
@@ -108,10 +116,18 @@ export class SchemaRegistry {
       errors: Array.isArray(doc['x-errors']) ? doc['x-errors'].map(String) : [],
       params: defs.params,
       result: defs.result,
-      validateParams: compile('params'),
-      validateResult: compile('result'),
+      get validateParams() { return validateParams(); },
+      get validateResult() { return validateResult(); },
       attachment: attachmentFields(doc['x-attachment'], file),
     };
+  }
+
+  /** The validator of schema `ref`: compiled now, or on first use when lazy (ajv keeps it once compiled). */
+  private compiled(ref: string, failure: string): () => ValidateFunction {
+    let validate: ValidateFunction | undefined;
+    const get = (): ValidateFunction => (validate ??= this.ajv.getSchema(ref) ?? fail(failure));
+    if (!this.lazy) get();
+    return get;
   }
 }
 

@@ -44,7 +44,7 @@ export function vfConfig(dir: string, index = 0, overrides: Partial<NvmeEmuVf> =
  * pre-copy); the test's own calls and the host port use its loopback TCP
  * listener.
  */
-export async function startSide(t: ExecutionContext, vfs: NvmeEmuVf[], serviceTimeUs = 2000, config: Partial<Config> = {}, options: NvmeEmuOptions = {}): Promise<Side> {
+export async function startSide(t: Pick<ExecutionContext, 'teardown'>, vfs: NvmeEmuVf[], serviceTimeUs = 2000, config: Partial<Config> = {}, options: NvmeEmuOptions = {}): Promise<Side> {
   const agent = await startAgentProcess({ config: { ...config, drivers: [{ driver: 'nvme-emu', options: { ...options, hostPort: true, serviceTimeUs, vfs } }] } });
   t.teardown(async () => { await agent.stop(); });
   const rpc = await RpcClient.connect(agent.tcp);
