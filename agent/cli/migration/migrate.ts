@@ -23,7 +23,7 @@
  * it got. Once that vf.resume is sent the source is never run again: if it
  * has no clear answer the outcome is reported unresolved for the operator.
  */
-import type { Transition, VfGetResult } from '../../../schemas/types.ts';
+import type { FormatRef, Transition, VfGetResult } from '../../../schemas/types.ts';
 import type { AgentTarget } from '../agent-address.ts';
 import { AgentRefusal, IncompatibleError, NotReadyError, asCliError } from '../cli-errors.ts';
 import type { CommandContext } from '../command-context.ts';
@@ -61,143 +61,229 @@ export interface MigrationObserver {
   close(): void;
 }
 
-export async function migrate(ctx: CommandContext, from: Endpoint, to: Endpoint, options: MigrateOptions, signal: AbortSignal, observer: MigrationObserver): Promise<MigrationReport> {
-  const report = emptyReport({ agent: from.target.name, vf: from.vf }, { agent: to.target.name, vf: to.vf });
-  const clock = new PhaseClock(report);
-  const plan: CancelPlan = { sourceMoved: false, sourceSession: undefined, destinationTouched: 'none', destinationStartState: 'RUNNING' };
-  const enter = (phase: Phase, detail: string): void => {
-    clock.enter(phase);
-    observer.phase(phase, detail);
-  };
-  let sides: { source: MigrationSide; destination: MigrationSide } | undefined;
-  let copy: StateCopy | undefined;
-  let resumeSent = false;
-  try {
-    enter('connect', `${from.target.name} and ${to.target.name}`);
-    sides = await openBoth(ctx, from, to, signal);
-    const { source, destination } = sides;
-    report.source.transport = source.transport;
-    report.destination.transport = destination.transport;
+export function migrate(ctx: CommandContext, from: Endpoint, to: Endpoint, options: MigrateOptions, signal: AbortSignal, observer: MigrationObserver): Promise<MigrationReport> {
+  return new MigrationRun(ctx, from, to, options, signal, observer).run();
+}
 
-    enter('check', `can ${destination.label} load the state of ${source.label}?`);
+interface Sides {
+  readonly source: MigrationSide;
+  readonly destination: MigrationSide;
+}
+
+/** One run of `migrate`: the phases in order, and what a failure must undo. */
+class MigrationRun {
+  private readonly ctx: CommandContext;
+  private readonly from: Endpoint;
+  private readonly to: Endpoint;
+  private readonly options: MigrateOptions;
+  private readonly signal: AbortSignal;
+  private readonly observer: MigrationObserver;
+  private readonly report: MigrationReport;
+  private readonly clock: PhaseClock;
+  /** What has been sent to each side: what a cancel undoes. */
+  private readonly plan: CancelPlan = { sourceMoved: false, sourceSession: undefined, destinationTouched: 'none', destinationStartState: 'RUNNING' };
+  /** Drain and lease params of the calls that change a state. */
+  private readonly timeout: { timeoutMs?: number };
+  private readonly lease: { leaseMs?: number };
+  private sides: Sides | undefined;
+  private copy: StateCopy | undefined;
+  /** The destination's vf.resume went out: from here on the source is never run again. */
+  private resumeSent = false;
+
+  constructor(ctx: CommandContext, from: Endpoint, to: Endpoint, options: MigrateOptions, signal: AbortSignal, observer: MigrationObserver) {
+    this.ctx = ctx;
+    this.from = from;
+    this.to = to;
+    this.options = options;
+    this.signal = signal;
+    this.observer = observer;
+    this.report = emptyReport({ agent: from.target.name, vf: from.vf }, { agent: to.target.name, vf: to.vf });
+    this.clock = new PhaseClock(this.report);
+    this.timeout = options.drainMs === undefined ? {} : { timeoutMs: options.drainMs };
+    this.lease = options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs };
+  }
+
+  async run(): Promise<MigrationReport> {
+    try {
+      this.enter('connect', `${this.from.target.name} and ${this.to.target.name}`);
+      const sides = await openBoth(this.ctx, this.from, this.to, this.signal);
+      this.sides = sides;
+      this.report.source.transport = sides.source.transport;
+      this.report.destination.transport = sides.destination.transport;
+      const { format, preCopy } = await this.check(sides);
+      const copy = new StateCopy(sides.source, sides.destination, {
+        sliceBytes: this.options.sliceBytes, leaseMs: this.options.leaseMs, signal: this.signal, onSlice: (moved, total) => this.observer.bytes(moved, total),
+      });
+      this.copy = copy;
+      await this.prepare(sides);
+      if (preCopy) await this.preCopy(sides, copy);
+      await this.stop(sides, copy, preCopy);
+      await this.stopCopy(sides, copy, preCopy ? undefined : format);
+      await this.apply(sides, copy);
+      if (this.options.beforeResume !== undefined) await this.beforeResume(sides, copy, this.options.beforeResume);
+      await this.resume(sides);
+      await this.cleanUp(sides, copy);
+      this.clock.end();
+      return this.report;
+    } catch (error) {
+      throw await this.fail(error);
+    } finally {
+      this.observer.close();
+      this.sides?.source.close();
+      this.sides?.destination.close();
+    }
+  }
+
+  private enter(phase: Phase, detail: string): void {
+    this.clock.enter(phase);
+    this.observer.phase(phase, detail);
+  }
+
+  /** Both VFs ready, and the format the destination can load; whether the source pre-copies in it. */
+  private async check({ source, destination }: Sides): Promise<{ format: FormatRef; preCopy: boolean }> {
+    const { signal } = this;
+    this.enter('check', `can ${destination.label} load the state of ${source.label}?`);
     const [sourceVf, destinationVf] = await Promise.all([
       source.connection.call('vf.get', { vf: source.vf }, { signal }),
       destination.connection.call('vf.get', { vf: destination.vf }, { signal }),
     ]);
     checkReady(source, sourceVf, destination, destinationVf);
-    plan.destinationStartState = destinationVf.state === 'STOP' ? 'STOP' : 'RUNNING';
+    this.plan.destinationStartState = destinationVf.state === 'STOP' ? 'STOP' : 'RUNNING';
     const verdict = await judge({ agent: source.connection, vf: source.vf }, { agent: destination.connection, vf: destination.vf }, signal);
     if (!verdict.compatible || verdict.format === null) {
       throw new IncompatibleError(`${destination.label} cannot load the state of ${source.label}: ${verdict.reason ?? 'refused'}`, { verdict });
     }
-    report.format = verdict.format;
-    const preCopy = sourceVf.capabilities.preCopy && verdict.defaultFormat && options.precopyRounds > 0;
-    const timeout = options.drainMs === undefined ? {} : { timeoutMs: options.drainMs };
-    const lease = options.leaseMs === undefined ? {} : { leaseMs: options.leaseMs };
-    copy = new StateCopy(source, destination, { sliceBytes: options.sliceBytes, leaseMs: options.leaseMs, signal, onSlice: (moved, total) => observer.bytes(moved, total) });
-    const stateCopy = copy;
+    this.report.format = verdict.format;
+    // A PRE_COPY save is in the source's default format: another one is saved from STOP, where vf.save names it.
+    return { format: verdict.format, preCopy: sourceVf.capabilities.preCopy && verdict.defaultFormat && this.options.precopyRounds > 0 };
+  }
 
-    enter('prepare', `${destination.label}: STOP`);
-    plan.destinationTouched = 'stopped';
-    noteState(report.destination, await firstChange(() => { plan.destinationTouched = 'none'; },
-      () => destination.connection.call('vf.setState', { vf: destination.vf, state: 'STOP', ...timeout, ...lease }, { signal })));
+  private async prepare({ destination }: Sides): Promise<void> {
+    this.enter('prepare', `${destination.label}: STOP`);
+    this.plan.destinationTouched = 'stopped';
+    noteState(this.report.destination, await firstChange(() => { this.plan.destinationTouched = 'none'; },
+      () => destination.connection.call('vf.setState', { vf: destination.vf, state: 'STOP', ...this.timeout, ...this.lease }, { signal: this.signal })));
+  }
 
-    if (preCopy) {
-      enter('pre-copy', `${source.label}: PRE_COPY, the VF runs while its state is read`);
-      plan.sourceMoved = true;
-      noteState(report.source, await firstChange(() => { plan.sourceMoved = false; },
-        () => source.connection.call('vf.setState', { vf: source.vf, state: 'PRE_COPY', ...lease }, { signal })));
-      let lastDirty = Number.POSITIVE_INFINITY;
-      for (let round = 1; round <= options.precopyRounds; round += 1) {
-        const moved = await stateCopy.copyAvailable(false);
-        plan.sourceSession = stateCopy.sourceSession;
-        report.bytes.preCopy += moved;
-        report.preCopyRounds = round;
-        const info = await source.connection.call('vf.precopyInfo', { vf: source.vf }, { signal });
-        observer.phase('pre-copy', `round ${round}: ${moved} bytes moved; the VF has ${info.initialBytes} initial and ${info.dirtyBytes} changed bytes left`);
-        if (info.initialBytes > 0) continue;
-        // Small enough to stop now, or not getting smaller: more rounds would not shorten the downtime.
-        if (info.dirtyBytes <= options.precopyThreshold || info.dirtyBytes >= lastDirty) break;
-        lastDirty = info.dirtyBytes;
-      }
+  /** Rounds while the VF runs, until what it changed is small, stops shrinking, or the rounds run out. */
+  private async preCopy({ source }: Sides, copy: StateCopy): Promise<void> {
+    this.enter('pre-copy', `${source.label}: PRE_COPY, the VF runs while its state is read`);
+    this.plan.sourceMoved = true;
+    noteState(this.report.source, await firstChange(() => { this.plan.sourceMoved = false; },
+      () => source.connection.call('vf.setState', { vf: source.vf, state: 'PRE_COPY', ...this.lease }, { signal: this.signal })));
+    let lastDirty = Number.POSITIVE_INFINITY;
+    for (let round = 1; round <= this.options.precopyRounds; round += 1) {
+      const moved = await copy.copyAvailable(false);
+      this.plan.sourceSession = copy.sourceSession;
+      this.report.bytes.preCopy += moved;
+      this.report.preCopyRounds = round;
+      const info = await source.connection.call('vf.precopyInfo', { vf: source.vf }, { signal: this.signal });
+      this.observer.phase('pre-copy', `round ${round}: ${moved} bytes moved; the VF has ${info.initialBytes} initial and ${info.dirtyBytes} changed bytes left`);
+      if (info.initialBytes > 0) continue;
+      // Small enough to stop now, or not getting smaller: more rounds would not shorten the downtime.
+      if (info.dirtyBytes <= this.options.precopyThreshold || info.dirtyBytes >= lastDirty) break;
+      lastDirty = info.dirtyBytes;
     }
+  }
 
-    enter('stop', `${source.label}: ${preCopy ? 'STOP_COPY' : 'quiesce'}, the downtime starts`);
-    clock.sourceStopping();
-    plan.sourceMoved = true;
-    const stopped: Transition = preCopy
-      ? await source.connection.call('vf.setState', { vf: source.vf, state: 'STOP_COPY', ...timeout, ...(stateCopy.sourceSession === undefined ? {} : { session: stateCopy.sourceSession }) }, { signal })
-      : await firstChange(() => { plan.sourceMoved = false; }, () => source.connection.call('vf.quiesce', { vf: source.vf, ...timeout, ...lease }, { signal }));
-    noteState(report.source, stopped);
-    report.drainedCommands = stopped.drainedCommands;
+  /** The source stops for good: STOP_COPY after a pre-copy, else a quiesce. The downtime starts. */
+  private async stop({ source }: Sides, copy: StateCopy, preCopy: boolean): Promise<void> {
+    this.enter('stop', `${source.label}: ${preCopy ? 'STOP_COPY' : 'quiesce'}, the downtime starts`);
+    this.clock.sourceStopping();
+    this.plan.sourceMoved = true;
+    const { signal } = this;
+    const stopped = preCopy
+      ? await source.connection.call('vf.setState', { vf: source.vf, state: 'STOP_COPY', ...this.timeout, ...sessionOf(copy.sourceSession) }, { signal })
+      : await firstChange(() => { this.plan.sourceMoved = false; }, () => source.connection.call('vf.quiesce', { vf: source.vf, ...this.timeout, ...this.lease }, { signal }));
+    noteState(this.report.source, stopped);
+    this.report.drainedCommands = stopped.drainedCommands;
+  }
 
-    enter('stop-copy', `copying the state of ${source.label} in ${formatName(verdict.format)}`);
-    report.bytes.stopCopy = await stateCopy.copyAvailable(true, preCopy ? undefined : verdict.format);
-    plan.sourceSession = stateCopy.sourceSession;
-    stateCopy.checkComplete();
-    report.bytes.total = stateCopy.offset;
-    report.source.state = 'STOP_COPY';
+  /** The rest of the stream; `format` opens the save from STOP when there was no pre-copy. */
+  private async stopCopy({ source }: Sides, copy: StateCopy, format: FormatRef | undefined): Promise<void> {
+    this.enter('stop-copy', `copying the state of ${source.label}${this.report.format === null ? '' : ` in ${formatName(this.report.format)}`}`);
+    this.report.bytes.stopCopy = await copy.copyAvailable(true, format);
+    this.plan.sourceSession = copy.sourceSession;
+    copy.checkComplete();
+    this.report.bytes.total = copy.offset;
+    this.report.source.state = 'STOP_COPY';
+  }
 
-    enter('apply', `${destination.label}: RESUMING → STOP applies the state`);
-    noteState(report.destination, await destination.connection.call('vf.setState', { vf: destination.vf, state: 'STOP', ...timeout, ...sessionOf(stateCopy.destinationSession) }, { signal }));
+  private async apply({ destination }: Sides, copy: StateCopy): Promise<void> {
+    this.enter('apply', `${destination.label}: RESUMING → STOP applies the state`);
+    noteState(this.report.destination, await destination.connection.call('vf.setState', { vf: destination.vf, state: 'STOP', ...this.timeout, ...sessionOf(copy.destinationSession) }, { signal: this.signal }));
+  }
 
-    if (options.beforeResume !== undefined) {
-      enter('before-resume', `running: ${options.beforeResume}`);
-      await keepingLeases(new LeaseKeeper([{ side: source, session: stateCopy.sourceSession }, { side: destination, session: undefined }]),
-        () => runBeforeResume(options.beforeResume as string, source, destination, signal));
-    }
+  private async beforeResume(sides: Sides, copy: StateCopy, command: string): Promise<void> {
+    this.enter('before-resume', `running: ${command}`);
+    const keeper = new LeaseKeeper([{ side: sides.source, session: copy.sourceSession }, { side: sides.destination, session: undefined }]);
+    await keepingLeases(keeper, () => runBeforeResume(command, sides.source, sides.destination, this.signal));
+  }
 
-    // The last moment a cancel is possible.
-    signal.throwIfAborted();
-    enter('resume', `${destination.label}: RUNNING`);
-    resumeSent = true;
-    let resumed: Transition;
+  /** The point of no return; an interrupt until now cancels, from now on it is too late. */
+  private async resume({ destination }: Sides): Promise<void> {
+    this.signal.throwIfAborted();
+    this.enter('resume', `${destination.label}: RUNNING`);
+    this.resumeSent = true;
     try {
-      resumed = await resumeDestination(destination, timeout);
+      noteState(this.report.destination, await resumeDestination(destination, this.timeout));
     } catch (error) {
-      if (error instanceof RefusedWhileStopped) resumeSent = false;
+      if (error instanceof RefusedWhileStopped) this.resumeSent = false;
       throw error;
     }
-    clock.destinationRunning();
-    noteState(report.destination, resumed);
+    this.clock.destinationRunning();
+  }
 
-    enter('cleanup', `${source.label}: STOP ends its save`);
-    await cleanUpSource(source, stateCopy.sourceSession, options, report);
-    if (signal.aborted) report.warnings.push('interrupted after the destination was asked to run: the migration was completed, not cancelled');
-    clock.end();
-    return report;
-  } catch (error) {
-    const failedIn = clock.phase;
+  /** STOP_COPY → STOP ends the source's save, as QEMU does; the device runs on the destination whatever this says. */
+  private async cleanUp({ source }: Sides, copy: StateCopy): Promise<void> {
+    this.enter('cleanup', `${source.label}: STOP ends its save`);
+    const { report, options } = this;
+    try {
+      noteState(report.source, await source.connection.call('vf.setState', { vf: source.vf, state: 'STOP', ...sessionOf(copy.sourceSession) }));
+      if (options.resetSource) noteState(report.source, await source.connection.call('vf.reset', { vf: source.vf }));
+    } catch (error) {
+      report.warnings.push(`${source.label}: cleanup failed: ${asCliError(error).message}; it stays stopped, and \`vfmigctl reset\` frees it`);
+    }
+    if (!options.resetSource && report.source.state === 'STOP') {
+      report.warnings.push(`${source.label} stays in STOP, as QEMU leaves a migrated source; once its lease ends it shows as stranded until \`vfmigctl --agent ${source.target.name} reset ${source.vf}\` frees it (or use --reset-source)`);
+    }
+    if (this.signal.aborted) report.warnings.push('interrupted after the destination was asked to run: the migration was completed, not cancelled');
+  }
+
+  /** The error `run` ends with: the cause itself when nothing was changed, else a MigrationFailure after the cancel. */
+  private async fail(error: unknown): Promise<unknown> {
+    const { report, plan, sides, copy, signal } = this;
+    const failedIn = this.clock.phase;
     if (failedIn !== undefined) report.failedIn = failedIn;
-    clock.end();
+    this.clock.end();
     if (copy !== undefined) {
       plan.sourceSession ??= copy.sourceSession;
       if (copy.loadSent) plan.destinationTouched = 'loaded';
     }
+    // An interrupt is the cause of whatever the abandoned calls then threw, until the resume was sent (it takes no signal).
+    const cause = signal.aborted && !this.resumeSent ? signal.reason : error;
     report.interrupted = signal.aborted;
-    const cause = signal.aborted ? signal.reason : error;
     if (sides === undefined || (!plan.sourceMoved && plan.destinationTouched === 'none')) {
-      if (!(cause instanceof Interrupted)) throw cause;
+      if (!(cause instanceof Interrupted)) return cause;
       report.outcome = 'cancelled';
-      throw new MigrationFailure(report, cause, 'Nothing had been changed yet: the source runs on.');
+      return new MigrationFailure(report, cause, 'Nothing had been changed yet: the source runs on.');
     }
-    if (resumeSent) throw unresolvedResume(report, sides, cause);
-    observer.phase(report.failedIn ?? 'connect', `cancelling: ${causeText(cause)}`);
-    const outcome = await cancelMigration(sides.source, sides.destination, plan, options.drainMs);
+    if (this.resumeSent) {
+      report.outcome = 'unresolved';
+      return new MigrationFailure(report, cause, unresolvedResumeAdvice(sides));
+    }
+    this.observer.phase(failedIn ?? 'connect', `cancelling: ${causeText(cause)}`);
+    const outcome = await cancelMigration(sides.source, sides.destination, plan, this.options.drainMs);
     report.cancel = { source: outcome.source, destination: outcome.destination };
     report.source.state = outcome.source?.state ?? report.source.state;
     report.destination.state = outcome.destination?.state ?? report.destination.state;
     report.outcome = outcome.clean ? 'cancelled' : 'unresolved';
-    throw new MigrationFailure(report, cause, outcome.clean ? cancelledAdvice(sides) : unresolvedAdvice(sides, report));
-  } finally {
-    observer.close();
-    sides?.source.close();
-    sides?.destination.close();
+    return new MigrationFailure(report, cause, outcome.clean ? cancelledAdvice(sides) : unresolvedAdvice(sides, report));
   }
 }
 
 /** Both connections, or neither (the other one closed). */
-async function openBoth(ctx: CommandContext, from: Endpoint, to: Endpoint, signal: AbortSignal): Promise<{ source: MigrationSide; destination: MigrationSide }> {
+async function openBoth(ctx: CommandContext, from: Endpoint, to: Endpoint, signal: AbortSignal): Promise<Sides> {
   const [source, destination] = await Promise.allSettled([
     MigrationSide.open(ctx, 'source', from.target, from.vf, signal),
     MigrationSide.open(ctx, 'destination', to.target, to.vf, signal),
@@ -271,19 +357,6 @@ async function keepingLeases(keeper: LeaseKeeper, work: () => Promise<void>): Pr
   }
 }
 
-async function cleanUpSource(source: MigrationSide, session: string | undefined, options: MigrateOptions, report: MigrationReport): Promise<void> {
-  try {
-    noteState(report.source, await source.connection.call('vf.setState', { vf: source.vf, state: 'STOP', ...sessionOf(session) }));
-    if (options.resetSource) noteState(report.source, await source.connection.call('vf.reset', { vf: source.vf }));
-  } catch (error) {
-    // The device runs on the destination: the migration is done whatever the source's cleanup says.
-    report.warnings.push(`${source.label}: cleanup failed: ${asCliError(error).message}; it stays stopped, and \`vfmigctl reset\` frees it`);
-  }
-  if (!options.resetSource && report.source.state === 'STOP') {
-    report.warnings.push(`${source.label} stays in STOP, as QEMU leaves a migrated source; once its lease ends it shows as stranded until \`vfmigctl --agent ${source.target.name} reset ${source.vf}\` frees it (or use --reset-source)`);
-  }
-}
-
 function noteState(side: MigrationReport['source'], transition: Transition): void {
   side.state = transition.state;
 }
@@ -292,20 +365,17 @@ function sessionOf(session: string | undefined): { session?: string } {
   return session === undefined ? {} : { session };
 }
 
-function unresolvedResume(report: MigrationReport, sides: { source: MigrationSide; destination: MigrationSide }, cause: unknown): MigrationFailure {
-  report.outcome = 'unresolved';
-  const { source, destination } = sides;
-  return new MigrationFailure(report, cause,
-    `The destination's vf.resume has no clear answer: it may be running. The source is left stopped and is not run again by vfmigctl. `
+function unresolvedResumeAdvice({ source, destination }: Sides): string {
+  return `The destination's vf.resume has no clear answer: it may be running. The source is left stopped and is not run again by vfmigctl. `
     + `Look at the destination (\`vfmigctl --agent ${destination.target.name} get ${destination.vf}\`): if it is RUNNING the migration is done; `
-    + `if it is not, run the source again (\`vfmigctl --agent ${source.target.name} resume ${source.vf}\`).`);
+    + `if it is not, run the source again (\`vfmigctl --agent ${source.target.name} resume ${source.vf}\`).`;
 }
 
-function cancelledAdvice(sides: { source: MigrationSide; destination: MigrationSide }): string {
+function cancelledAdvice(sides: Sides): string {
   return `The ${sides.source.label} runs on; the ${sides.destination.label} dropped what it received.`;
 }
 
-function unresolvedAdvice(sides: { source: MigrationSide; destination: MigrationSide }, report: MigrationReport): string {
+function unresolvedAdvice(sides: Sides, report: MigrationReport): string {
   const parts: string[] = [];
   const { source, destination } = sides;
   if (report.cancel?.source?.ok === false) {

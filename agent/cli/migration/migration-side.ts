@@ -32,8 +32,7 @@ export class MigrationSide {
   }
 
   static async open(ctx: CommandContext, role: Role, target: AgentTarget, vf: string, signal?: AbortSignal): Promise<MigrationSide> {
-    const side = new MigrationSide(ctx, role, target, vf, await openConnection(ctx, target, signal));
-    return side;
+    return new MigrationSide(ctx, role, target, vf, await openConnection(ctx, target, signal));
   }
 
   get connection(): AgentConnection {
