@@ -6,6 +6,7 @@
  * under --json is checked against the methods' result schemas; exit codes
  * against what the README says; migrations against a busy guest whose
  * every command must complete exactly once, wherever the device ends up.
+ * The tests run at once: each migrates VFs no other test touches.
  */
 import test, { type ExecutionContext } from 'ava';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -102,7 +103,7 @@ test.before(async () => {
   const pki = await makePluginPki();
   teardowns.push(() => pki.remove());
   const dir = tempDir();
-  const same = [0, 1, 2, 3].map((i) => vfConfig(dir, i));
+  const same = [0, 1, 2, 3, 5, 6].map((i) => vfConfig(dir, i));
   const registrar = { teardown: (fn: () => unknown) => { teardowns.push(fn); } };
   const config = tlsAgentConfig(pki, []);
   const [a, b] = await Promise.all([
@@ -251,7 +252,7 @@ test('mutual TLS: read and migrate with the client certificate; a certificate or
 
 test('a cancel that cannot reach the source exits 5 and says what to run; the destination is reset all the same', async (t) => {
   const { a, b } = shared();
-  const vf = 'nvme2';
+  const vf = 'nvme5';
   // The source's second slice goes silent on the wire; then the way to the source closes: the cancel cannot get through.
   const fromWire = await recorder(t, a, { fault: { frameIndex: 1, cutAfterBytes: 10, how: 'blackhole' } });
   const running = startCli(['--json', '--timeout-ms', '60000', 'migrate', '--from', via(fromWire), '--to', tcp(b), '--vf', vf, '--slice-bytes', '256', '--precopy-rounds', '0']);
@@ -297,7 +298,7 @@ test('check and migrate exit 6 when the destination cannot load the state, and c
   const { a, b } = shared();
   const [checked, compatible] = await Promise.all([
     cli('--json', 'check', '--from', tcp(a), '--to', tcp(b), '--vf', 'nvme4'),
-    cli('--json', 'check', '--from', tcp(a), '--to', tcp(b), '--vf', 'nvme3'),
+    cli('--json', 'check', '--from', tcp(a), '--to', tcp(b), '--vf', 'nvme6'),
   ]);
   t.is(checked.code, 6);
   t.like(errorOf(t, checked).data, { code: 'NOT_COMPATIBLE' });
@@ -318,7 +319,7 @@ test('read commands under --json print exactly the method\'s result', async (t) 
     cli(...agent, 'list'), cli(...agent, 'get', 'nvme0'), cli(...agent, 'health'), cli(...agent, 'info'),
     cli(...agent, 'formats', 'nvme0'), cli(...agent, 'state', bdfOf(0)), cli(...agent, 'sessions'),
   ]);
-  t.is((assertResult(t, 'vf.list', list).vfs as unknown[]).length, 5);
+  t.is((assertResult(t, 'vf.list', list).vfs as unknown[]).length, 7);
   t.like(assertResult(t, 'vf.get', get), { id: 'nvme0', capabilities: { preCopy: true } });
   // ok or degraded: another test's migrated source is stranded for a moment before that test resets it.
   assertResult(t, 'agent.health', health);
