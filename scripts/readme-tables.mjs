@@ -1,6 +1,7 @@
 // Rewrites what is generated from schemas/ and the error catalogue (run by
 // `npm run docs`, after a build): the README's method, config and error
-// tables, and the C plugin's vmm-plugin/src/agent-contract.h.
+// tables, vfmigctl's exit codes, and the C plugin's vmm-plugin/src/agent-contract.h.
+import { exitCodeTable } from '../dist/agent/cli/exit-codes.js';
 import { SchemaRegistry } from '../dist/agent/rpc/schema-registry.js';
 import { writePluginContract } from '../dist/test/support/plugin-contract.js';
 import { configTable, errorTable, eventTable, methodTable, writeSections } from '../dist/test/support/readme-tables.js';
@@ -10,5 +11,6 @@ writeSections(new URL('../README.md', import.meta.url).pathname, {
   events: eventTable(new SchemaRegistry()),
   config: configTable(new SchemaRegistry()),
   errors: errorTable(),
+  'vfmigctl-exit-codes': exitCodeTable(),
 });
 writePluginContract(new URL('../vmm-plugin/src/agent-contract.h', import.meta.url).pathname, new SchemaRegistry());

@@ -1,6 +1,11 @@
 /**
  * Loads every JSON Schema under schemas/ into one ajv instance and compiles
- * each method's params and result validators once, at start-up. Validation
+ * each method's params and result validators once, at start-up (the agent
+ * refuses to start on a schema that does not compile). A short-lived client
+ * (vfmigctl) asks for `lazy` instead: each validator is compiled on its first
+ * use, and the schemas are not checked against the meta-schema again (the
+ * agent checks them at every start, and the tests), since all of that costs
+ * more than the few calls it makes. Validation
  * is strict: no type coercion, no defaults filled in, no unknown fields
  * removed (the schemas reject them with `additionalProperties: false`).
  */
@@ -39,7 +44,6 @@ export interface MethodSchema {
   readonly attachment: { readonly params?: string; readonly result?: string };
 }
 
-/** One failing path of a validation, as callers see it in `error.data.errors`. */
 /** A notification the agent sends (schemas/events/): its method name and the schema of its params. */
 export interface NotificationSchema {
   readonly name: string;
@@ -49,6 +53,7 @@ export interface NotificationSchema {
   readonly validate: ValidateFunction;
 }
 
+/** One failing path of a validation, as callers see it in `error.data.errors`. */
 export interface SchemaViolation {
   readonly path: string;
   readonly message: string;
@@ -66,10 +71,12 @@ export class SchemaRegistry {
   readonly notifications: ReadonlyMap<string, NotificationSchema>;
   /** The topics of the core's events (common.json's eventTopic), the ones a subscriber may ask for. */
   readonly eventTopics: readonly EventTopic[];
-  private readonly configValidator: ValidateFunction;
+  private readonly configValidator: () => ValidateFunction;
+  private readonly lazy: boolean;
 
-  constructor(schemasDir: string = SCHEMAS_DIR) {
-    this.ajv = new Ajv2020({ strict: true, allowUnionTypes: true, discriminator: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false });
+  constructor(schemasDir: string = SCHEMAS_DIR, options: { readonly lazy?: boolean } = {}) {
+    this.lazy = options.lazy === true;
+    this.ajv = new Ajv2020({ strict: true, allowUnionTypes: true, discriminator: true, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false, validateSchema: !this.lazy });
     // Annotations of our own, carried for docs and OpenRPC.
     this.ajv.addVocabulary(['x-errors', 'x-summary', 'x-permission', 'x-driver-details', 'x-attachment', 'x-source']);
     this.common = readJson(join(schemasDir, 'common.json'));
@@ -81,8 +88,8 @@ export class SchemaRegistry {
       const doc = readJson(file);
       this.ajv.addSchema(doc);
       const name = String(doc.title);
-      const validate = this.ajv.getSchema(`${String(doc.$id)}#/$defs/params`) ?? fail(`${file}: $defs/params did not compile`);
-      notifications.set(name, { name, summary: String(doc['x-summary'] ?? ''), description: String(doc.description ?? ''), params: (doc.$defs as { params: SchemaDocument }).params, validate });
+      const validate = this.compiled(`${String(doc.$id)}#/$defs/params`, `${file}: $defs/params did not compile`);
+      notifications.set(name, { name, summary: String(doc['x-summary'] ?? ''), description: String(doc.description ?? ''), params: (doc.$defs as { params: SchemaDocument }).params, get validate() { return validate(); } });
     }
     this.notifications = notifications;
     const drivers = new Map<string, SchemaDocument>();
@@ -102,7 +109,7 @@ export class SchemaRegistry {
     this.methods = methods;
     const config = readJson(join(schemasDir, 'config.json'));
     this.ajv.addSchema(config);
-    this.configValidator = this.ajv.getSchema(String(config.$id)) ?? fail(`config.json did not compile`);
+    this.configValidator = this.compiled(String(config.$id), 'config.json did not compile');
   }
 
   method(name: string): MethodSchema | undefined {
@@ -111,7 +118,8 @@ export class SchemaRegistry {
 
   /** Violations of the config schema, empty when `value` is a valid config. */
   checkConfig(value: unknown): SchemaViolation[] {
-    return this.configValidator(value) ? [] : violations(this.configValidator.errors);
+    const validate = this.configValidator();
+    return validate(value) ? [] : violations(validate.errors);
   }
 
   private compileMethod(doc: SchemaDocument, file: string): MethodSchema {
@@ -122,8 +130,8 @@ export class SchemaRegistry {
     }
     const permission = doc['x-permission'];
     if (!this.permissions.some((p) => p === permission)) throw new Error(`${file}: x-permission must name one of the permissions of common.json#/$defs/permission`);
-    const compile = (part: string): ValidateFunction =>
-      this.ajv.getSchema(`${id}#/$defs/${part}`) ?? fail(`${file}: $defs/${part} did not compile`);
+    const validateParams = this.compiled(`${id}#/$defs/params`, `${file}: $defs/params did not compile`);
+    const validateResult = this.compiled(`${id}#/$defs/result`, `${file}: $defs/result did not compile`);
     return {
       name: doc.title,
       summary: typeof doc['x-summary'] === 'string' ? doc['x-summary'] : doc.title,
@@ -132,10 +140,18 @@ export class SchemaRegistry {
       errors: Array.isArray(doc['x-errors']) ? doc['x-errors'].map(String) : [],
       params: defs.params,
       result: defs.result,
-      validateParams: compile('params'),
-      validateResult: compile('result'),
+      get validateParams() { return validateParams(); },
+      get validateResult() { return validateResult(); },
       attachment: attachmentFields(doc['x-attachment'], file),
     };
+  }
+
+  /** The validator of schema `ref`: compiled now, or on first use when lazy (ajv keeps it once compiled). */
+  private compiled(ref: string, failure: string): () => ValidateFunction {
+    let validate: ValidateFunction | undefined;
+    const get = (): ValidateFunction => (validate ??= this.ajv.getSchema(ref) ?? fail(failure));
+    if (!this.lazy) get();
+    return get;
   }
 }
 

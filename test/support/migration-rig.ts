@@ -28,9 +28,12 @@ export interface BusyGuest {
 }
 
 /** VF `index` as both agents offer it. */
+/** The PCI address of function `n` of bus 3b: eight functions to a device. */
+const bdfAt = (n: number): string => `0000:3b:${Math.floor(n / 8).toString(16).padStart(2, '0')}.${n % 8}`;
+
 export function vfConfig(dir: string, index = 0, overrides: Partial<NvmeEmuVf> = {}): NvmeEmuVf {
   return {
-    id: `nvme${index}`, bdf: `0000:3b:00.${2 + index}`, cntlid: 3 + index, serial: `VFMIG-E2E-000${index}`,
+    id: `nvme${index}`, bdf: bdfAt(2 + index), cntlid: 3 + index, serial: `VFMIG-E2E-000${index}`,
     model: 'vfmigd e2e', subnqn: `nqn.2026-11.dev.vfmigd:e2e-${index}`,
     namespaces: [{ nsid: 1, path: join(dir, `ns${index}.img`), sizeBytes: 64 * MiB, blockSize: 512 }],
     ...overrides,
@@ -44,7 +47,7 @@ export function vfConfig(dir: string, index = 0, overrides: Partial<NvmeEmuVf> =
  * pre-copy); the test's own calls and the host port use its loopback TCP
  * listener.
  */
-export async function startSide(t: ExecutionContext, vfs: NvmeEmuVf[], serviceTimeUs = 2000, config: Partial<Config> = {}, options: NvmeEmuOptions = {}): Promise<Side> {
+export async function startSide(t: Pick<ExecutionContext, 'teardown'>, vfs: NvmeEmuVf[], serviceTimeUs = 2000, config: Partial<Config> = {}, options: NvmeEmuOptions = {}): Promise<Side> {
   const agent = await startAgentProcess({ config: { ...config, drivers: [{ driver: 'nvme-emu', options: { ...options, hostPort: true, serviceTimeUs, vfs } }] } });
   t.teardown(async () => { await agent.stop(); });
   const rpc = await RpcClient.connect(agent.tcp);
