@@ -12,6 +12,8 @@ import type { ResolvedConfig } from './config.ts';
 import { MigrationCore } from './core/migration-core.ts';
 import { Fault } from './core/faults.ts';
 import { allHandlers } from './methods/index.ts';
+import { AgentMetrics } from './metrics/agent-metrics.ts';
+import { serveMetrics, type MetricsServer } from './metrics/metrics-server.ts';
 import { Dispatcher } from './rpc/envelope.ts';
 import { errorResponse } from './rpc/error-catalogue.ts';
 import { buildOpenRpcDocument } from './rpc/openrpc.ts';
@@ -45,6 +47,8 @@ export interface AgentApp {
 export interface RunningAgent {
   /** Bound addresses, e.g. `tcp://127.0.0.1:7700`. */
   readonly listening: readonly string[];
+  /** Where the Prometheus metrics are served, e.g. `http://127.0.0.1:9770/metrics`; undefined when nowhere. */
+  readonly metrics: string | undefined;
   /** Reads the TLS credentials again; throws (keeping the old ones) when they are unusable. */
   reloadTls(): void;
   close(): Promise<void>;
@@ -56,6 +60,7 @@ export interface AssembleOptions {
   readonly observers?: readonly CallObserver[];
   readonly audit?: AuditLog;
   readonly listeners?: () => readonly string[];
+  readonly metrics?: () => string | undefined;
 }
 
 /** An injected call's link: no framing, so no attachments; no connection, so a notification has nowhere to go. */
@@ -87,7 +92,7 @@ export async function assembleAgent(config: ResolvedConfig, log: Logger, options
   await core.start();
 
   const openRpc = buildOpenRpcDocument(schemas, { version, apiVersion: API_VERSION }) as unknown as OpenrpcDocument;
-  const handlers = allHandlers(core, { version, apiVersion: API_VERSION, startedAt, soc: gatherSocFacts(), openRpc, listeners: options.listeners ?? (() => []), maxAttachmentBytes: config.limits.maxMessageBytes }, { topics: schemas.eventTopics, maxQueued: config.limits.maxQueuedEvents });
+  const handlers = allHandlers(core, { version, apiVersion: API_VERSION, startedAt, soc: gatherSocFacts(), openRpc, listeners: options.listeners ?? (() => []), metrics: options.metrics ?? (() => undefined), maxAttachmentBytes: config.limits.maxMessageBytes }, { topics: schemas.eventTopics, maxQueued: config.limits.maxQueuedEvents });
   const pipeline = new CallPipeline({
     handlers: new Map(Object.entries(handlers) as [string, MethodHandler][]),
     schemas,
@@ -129,7 +134,11 @@ export async function startAgent(config: ResolvedConfig, log: Logger, schemas = 
   const tls = config.tls === undefined ? undefined : new TlsCredentials(config.tls);
   const audit = AuditLog.open(config.auditLog);
   const listening: string[] = [];
-  const app = await assembleAgent(config, log, { schemas, audit, listeners: () => listening });
+  const metrics = config.metrics === undefined ? undefined : new AgentMetrics({ build: { version: packageVersion(), apiVersion: API_VERSION }, methods: schemas.methods.keys() });
+  let metricsServer: MetricsServer | undefined;
+  const app = await assembleAgent(config, log, {
+    schemas, audit, listeners: () => listening, metrics: () => metricsServer?.url, observers: metrics === undefined ? [] : [metrics],
+  });
   const listeners = new Listeners(app.dispatcher, {
     limits: { ...config.limits, tlsHandshakeTimeoutMs: config.tls?.handshakeTimeoutMs ?? 0 },
     tls,
@@ -140,25 +149,37 @@ export async function startAgent(config: ResolvedConfig, log: Logger, schemas = 
     tooManyConnections: (limit, scope) => errorResponse(null, 'TOO_MANY_CONNECTIONS', scope === 'agent'
       ? `the agent serves at most ${limit} connections; closing this one`
       : `the agent serves at most ${limit} connections from one peer; closing this one`, { limit }),
-  }, { onRefusal: (refusal) => audit.connectionRefused(refusal) }, log);
+  }, {
+    onRefusal: (refusal) => {
+      audit.connectionRefused(refusal);
+      metrics?.connectionRefused(refusal);
+    },
+  }, log);
+  const unfollow = metrics?.follow({ vfs: () => app.core.list(), connections: () => listeners.openConnections(), events: app.core.events });
   try {
     for (const text of config.listen) {
       const bound = await listeners.listen(parseListenAddress(text));
       listening.push(formatListenAddress(bound.address));
     }
+    // After the listeners: a scraper that reaches the agent finds it serving.
+    if (metrics !== undefined && config.metrics !== undefined) metricsServer = await serveMetrics(metrics.registry, config.metrics, log);
   } catch (error) {
+    unfollow?.();
     await listeners.close();
     await app.close();
     throw error;
   }
-  log.info({ listen: listening, vfs: app.core.list().length, drivers: app.core.drivers.map((d) => d.name), version: packageVersion() }, 'listening');
+  log.info({ listen: listening, metrics: metricsServer?.url, vfs: app.core.list().length, drivers: app.core.drivers.map((d) => d.name), version: packageVersion() }, 'listening');
   return {
     listening,
+    metrics: metricsServer?.url,
     reloadTls: () => {
       if (tls === undefined) return;
       tls.reload();
     },
     close: async () => {
+      await metricsServer?.close();
+      unfollow?.();
       await listeners.close();
       await app.close();
     },

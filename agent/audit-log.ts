@@ -27,6 +27,8 @@ export class AuditLog implements CallObserver {
   }
 
   observe(record: CallRecord): void {
+    // A method that does not exist did nothing, and nobody refused it: the metrics count such calls.
+    if (record.permission === undefined) return;
     if (record.outcome !== 'refused' && UNAUDITED_WHEN_ALLOWED.has(record.permission)) return;
     this.log.info({
       event: 'call',

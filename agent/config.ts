@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Config, Grant, TlsConfig } from '../schemas/types.ts';
 import { DEFAULT_GRANTS } from './rpc/policy.ts';
 import { SCHEMAS_DIR, type SchemaRegistry } from './rpc/schema-registry.ts';
+import { parseListenAddress } from './transport/listen-address.ts';
 import { resolveGroup, resolveUser, type UnixSocketAccess } from './transport/unix-access.ts';
 
 export type ResolvedLimits = Required<NonNullable<Config['limits']>>;
@@ -25,6 +26,8 @@ export interface ResolvedConfig {
   readonly grants: readonly Grant[];
   readonly logLevel: NonNullable<Config['logLevel']>;
   readonly auditLog: string | undefined;
+  /** Where the Prometheus metrics are served; undefined: nowhere. */
+  readonly metrics: { readonly host: string; readonly port: number } | undefined;
   readonly limits: ResolvedLimits;
   readonly leases: ResolvedLeases;
   readonly stateDir: string | undefined;
@@ -118,6 +121,7 @@ export function resolveConfig(file: Config, overrides: { listen?: readonly strin
     grants: file.authorization?.grants ?? DEFAULT_GRANTS,
     logLevel,
     auditLog: file.auditLog,
+    metrics: file.metrics === undefined ? undefined : metricsAddress(file.metrics.listen),
     limits,
     leases,
     stateDir: file.stateDir,
@@ -134,6 +138,17 @@ function unixSocketAccess(given: Config['unixSocket']): UnixSocketAccess {
     };
   } catch (error) {
     throw new ConfigError(`unixSocket: ${error instanceof Error ? error.message : String(error)}`);
+  }
+}
+
+/** `HOST:PORT`, read as the RPC listeners' `tcp://HOST:PORT` is (the schema checked its form; the port's range is checked here). */
+function metricsAddress(listen: string): { host: string; port: number } {
+  try {
+    const address = parseListenAddress(`tcp://${listen}`);
+    if (address.kind === 'unix') throw new Error('not HOST:PORT');
+    return { host: address.host, port: address.port };
+  } catch {
+    throw new ConfigError(`metrics.listen "${listen}" is not HOST:PORT with a port from 0 to 65535 (e.g. 127.0.0.1:9770 or [::1]:9770)`);
   }
 }
 

@@ -9,7 +9,7 @@ import { SCHEMAS_DIR } from '../agent/rpc/schema-registry.ts';
 import { ERROR_CATALOGUE, ERROR_NAMES } from '../agent/rpc/error-catalogue.ts';
 import { VFIO_STATES } from '../agent/core/vfio-states.ts';
 import { schemas } from './support/rpc-client.ts';
-import { configTable, errorTable, eventTable, methodTable, readSection } from './support/readme-tables.ts';
+import { configTable, errorTable, eventTable, methodTable, metricsTable, readSection } from './support/readme-tables.ts';
 import { pluginContractHeader } from './support/plugin-contract.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -35,6 +35,10 @@ test('the topics a subscriber may ask for (common.json eventTopic) are exactly t
 
 test('README config table matches schemas/config.json (npm run docs rewrites it)', (t) => {
   t.is(readSection(readme, 'config'), configTable(schemas()));
+});
+
+test('README metrics table lists every metric the registry serves (npm run docs rewrites it)', (t) => {
+  t.is(readSection(readme, 'metrics'), metricsTable());
 });
 
 test('vmm-plugin/src/agent-contract.h says what the catalogue and the schemas say (npm run docs rewrites it)', (t) => {

@@ -8,6 +8,8 @@ export interface AgentFacts {
   readonly apiVersion: string;
   readonly startedAt: Date;
   readonly listeners: () => readonly string[];
+  /** The metrics URL, once served; undefined when none is configured. */
+  readonly metrics: () => string | undefined;
   /** Gathered once at start-up. */
   readonly soc: Promise<SocFacts>;
   readonly openRpc: OpenrpcDocument;
@@ -31,6 +33,7 @@ export function agentHandlers(core: MigrationCore, facts: AgentFacts): AgentHand
       startedAt: facts.startedAt.toISOString(),
       uptimeSeconds: (Date.now() - facts.startedAt.getTime()) / 1000,
       listeners: [...facts.listeners()],
+      metrics: facts.metrics() ?? null,
       memory: (({ rss, heapUsed, heapTotal, external }) => ({ rss, heapUsed, heapTotal, external }))(process.memoryUsage()),
       drivers: core.driverSummaries().map((d) => ({
         name: d.name,

@@ -46,8 +46,7 @@ export class Dispatcher {
     }
     this.limits = limits;
     this.log = log;
-    const methods = new Map<string, jayson.Method>();
-    for (const name of pipeline.names()) {
+    const methodOf = (name: string): jayson.Method => {
       const handler = (params: jayson.RequestParamsLike, context: object, callback: Callback): void => {
         const { peer, log: connectionLog, carrier } = context as MessageContext;
         pipeline.invoke(name, params, peer, connectionLog, carrier).then(
@@ -58,10 +57,13 @@ export class Dispatcher {
           },
         );
       };
-      methods.set(name, new jayson.Method(handler, { useContext: true }));
-    }
+      return new jayson.Method(handler, { useContext: true });
+    };
+    const methods = new Map<string, jayson.Method>();
+    for (const name of pipeline.names()) methods.set(name, methodOf(name));
     // The router also serves `rpc.*` names, which jayson's method() refuses.
-    this.server = new jayson.Server({}, { useContext: true, router: (method: string) => methods.get(method) as jayson.Method });
+    // A name no method has goes to the pipeline too, which answers METHOD_NOT_FOUND and lets observers count it.
+    this.server = new jayson.Server({}, { useContext: true, router: (method: string) => methods.get(method) ?? methodOf(method) });
     const messages = this.server as unknown as { errorMessages: Record<number, string> };
     for (const name of ['PARSE_ERROR', 'INVALID_REQUEST', 'METHOD_NOT_FOUND', 'INVALID_PARAMS', 'INTERNAL_ERROR'] as const) {
       messages.errorMessages[ERROR_CATALOGUE[name].code] = ERROR_CATALOGUE[name].message;

@@ -17,7 +17,7 @@ import type { FramedAttachment } from '../transport/json-text-framer.ts';
 import type { PeerInfo } from '../transport/peer.ts';
 import { InvalidParamsError } from './call-errors.ts';
 import type { NotificationChannel, RequestContext, VfNames } from './context.ts';
-import { wireError, type ErrorName, type WireError } from './error-catalogue.ts';
+import { ERROR_CATALOGUE, wireError, type ErrorName, type WireError } from './error-catalogue.ts';
 import type { Permission } from './permissions.ts';
 import type { Policy } from './policy.ts';
 import { violations, type MethodSchema, type SchemaRegistry, type SchemaViolation } from './schema-registry.ts';
@@ -29,8 +29,10 @@ export type CallOutcome = { readonly result: unknown } | { readonly error: WireE
 /** One finished call, as observers see it. No params, no result: nothing a caller sent or got. */
 export interface CallRecord {
   readonly peer: PeerInfo;
+  /** As the caller sent it: any text when the method does not exist. */
   readonly method: string;
-  readonly permission: Permission;
+  /** Undefined when no method has that name (METHOD_NOT_FOUND). */
+  readonly permission: Permission | undefined;
   /** The VF reference as the caller gave it, if the method takes one. */
   readonly vf: string | undefined;
   /** `refused`: by authorization or session ownership; `failed`: any other error. */
@@ -97,7 +99,7 @@ export class CallPipeline {
 
   async invoke(name: string, params: unknown, peer: PeerInfo, log: Logger, carrier: CallCarrier): Promise<CallOutcome> {
     const method = this.methods.get(name);
-    if (method === undefined) return { error: wireError('METHOD_NOT_FOUND', `no method "${name}"`) };
+    if (method === undefined) return this.notFound(name, peer);
     const started = performance.now();
     const vf = isRecord(params) && typeof params.vf === 'string' ? params.vf : undefined;
     const outcome = await this.run(method, params, vf, peer, log, carrier);
@@ -116,6 +118,15 @@ export class CallPipeline {
       error,
       durationMs: performance.now() - started,
     };
+    for (const observer of this.parts.observers) observer.observe(record);
+    return outcome;
+  }
+
+  /** A call of a method that does not exist: observed too, so that probing for methods shows. */
+  private notFound(name: string, peer: PeerInfo): CallOutcome {
+    // The catalogue's words, not the name: a name can be as long as a message.
+    const outcome = { error: wireError('METHOD_NOT_FOUND', ERROR_CATALOGUE.METHOD_NOT_FOUND.meaning) };
+    const record: CallRecord = { peer, method: name, permission: undefined, vf: undefined, outcome: 'failed', error: 'METHOD_NOT_FOUND', durationMs: 0 };
     for (const observer of this.parts.observers) observer.observe(record);
     return outcome;
   }

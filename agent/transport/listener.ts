@@ -38,14 +38,19 @@ export interface SessionFactory {
   openSession(peer: PeerInfo): MessageSession;
 }
 
+/** Why a connection is turned away: `authentication`, no valid client certificate (or no TLS handshake); `limit`, a connection cap. */
+export const REFUSAL_KINDS = ['authentication', 'limit'] as const;
+
 /** A connection turned away before it could send a request. */
 export interface ConnectionRefusal {
   readonly listener: string;
   readonly remote: string;
-  /** `authentication`: no valid client certificate; `limit`: a connection cap. */
-  readonly kind: 'authentication' | 'limit';
+  readonly kind: (typeof REFUSAL_KINDS)[number];
   readonly reason: string;
 }
+
+/** Connections being served (past the caps and, under TLS, the handshake), by transport. */
+export type OpenConnections = Record<PeerInfo['transport'], number>;
 
 export interface TransportHooks {
   readonly onRefusal: (refusal: ConnectionRefusal) => void;
@@ -61,8 +66,8 @@ export class Listeners {
   private readonly locks: SocketLock[] = [];
   /** Every accepted TCP connection (under TLS too), for the caps. */
   private readonly sockets = new Set<Socket>();
-  /** The sockets replies are written to (the TLS socket over a TLS connection), for the unsent-bytes cap. */
-  private readonly writers = new Set<Socket>();
+  /** The sockets replies are written to (the TLS socket over a TLS connection), for the unsent-bytes cap, and their transports. */
+  private readonly writers = new Map<Socket, PeerInfo['transport']>();
   private readonly perPeer = new Map<string, number>();
   private nextConnectionId = 1;
   readonly bound: BoundListener[] = [];
@@ -107,7 +112,7 @@ export class Listeners {
 
   /** Stops accepting, closes every connection, removes Unix sockets and their locks. */
   async close(): Promise<void> {
-    for (const socket of [...this.writers, ...this.sockets]) socket.destroy();
+    for (const socket of [...this.writers.keys(), ...this.sockets]) socket.destroy();
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     for (const lock of this.locks) lock.release();
   }
@@ -115,8 +120,15 @@ export class Listeners {
   /** Bytes of replies written and not yet taken, over all connections. */
   unsentBytes(): number {
     let total = 0;
-    for (const socket of this.writers) total += socket.writableLength;
+    for (const socket of this.writers.keys()) total += socket.writableLength;
     return total;
+  }
+
+  /** Connections being served now: counted when asked, so always true. */
+  openConnections(): OpenConnections {
+    const open: OpenConnections = { tcp: 0, tls: 0, unix: 0 };
+    for (const transport of this.writers.values()) open[transport] += 1;
+    return open;
   }
 
   private createServer(address: ListenAddress, listener: () => string): Server {
@@ -215,7 +227,7 @@ export class Listeners {
     const connectionId = this.nextConnectionId++;
     const remote = remoteOf(socket, listener);
     const log = this.log.child({ conn: connectionId });
-    this.writers.add(socket);
+    this.writers.set(socket, transport);
     socket.once('close', () => {
       this.writers.delete(socket);
       log.debug('connection closed');
@@ -232,7 +244,7 @@ export class Listeners {
   private holdDownBacklog(): void {
     while (this.unsentBytes() > this.options.limits.maxUnsentBytesTotal) {
       let worst: Socket | undefined;
-      for (const socket of this.writers) if (worst === undefined || socket.writableLength > worst.writableLength) worst = socket;
+      for (const socket of this.writers.keys()) if (worst === undefined || socket.writableLength > worst.writableLength) worst = socket;
       if (worst === undefined || worst.writableLength === 0) return;
       this.log.warn({ remote: worst.remoteAddress, unsentBytes: worst.writableLength, limit: this.options.limits.maxUnsentBytesTotal }, 'replies unsent over all connections past the limit; closing the connection that holds most');
       worst.destroy();

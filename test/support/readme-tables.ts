@@ -1,9 +1,10 @@
 /**
- * The README's method and error tables, as the schemas and the error
+ * The README's method, config, error and metrics tables, as the schemas and the error
  * catalogue say they must read. `npm run docs` writes them into the README;
  * test/drift.test.ts fails when the README says something else.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { AgentMetrics } from '../../agent/metrics/agent-metrics.ts';
 import { ERROR_CATALOGUE, ERROR_NAMES } from '../../agent/rpc/error-catalogue.ts';
 import type { SchemaRegistry } from '../../agent/rpc/schema-registry.ts';
 
@@ -83,6 +84,29 @@ export function errorTable(): string {
     return `| ${e.code} | \`${name}\` | ${e.message} | ${e.meaning} |`;
   });
   return ['| code | `error.data.code` | message | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+/**
+ * Every metric the agent serves, from its registry: the agent's own (name,
+ * type, labels, help) in a table, then the names prom-client's process and
+ * Node.js metrics take here.
+ */
+export function metricsTable(): string {
+  const build = { version: 'x', apiVersion: 'x' };
+  const own = new AgentMetrics({ build, methods: [], processMetrics: false }).registry.getMetricsAsArray();
+  const ownNames = new Set(own.map((m) => m.name));
+  const all = new AgentMetrics({ build, methods: [], processMetrics: true }).registry.getMetricsAsArray();
+  const rows = own.map((m) => {
+    // prom-client keeps each metric's label names on it, untyped.
+    const labels = (m as unknown as { labelNames?: readonly string[] }).labelNames ?? [];
+    return `| \`${m.name}\` | ${m.type} | ${labels.map((l) => `\`${l}\``).join(', ') || '–'} | ${oneLine(m.help)} |`;
+  });
+  const processNames = all.map((m) => m.name).filter((name) => !ownNames.has(name));
+  return [
+    '| metric | type | labels | what it says |', '|---|---|---|---|', ...rows,
+    '',
+    `prom-client's process and Node.js metrics, with the same prefix: ${processNames.map((n) => `\`${n}\``).join(', ')}.`,
+  ].join('\n');
 }
 
 /** The text between `<!-- NAME:begin -->` and `<!-- NAME:end -->`. */
