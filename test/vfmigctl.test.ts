@@ -43,6 +43,7 @@ interface RunningCli {
   readonly child: ChildProcess;
   readonly done: Promise<CliRun>;
   stderr(): string;
+  stdout(): string;
 }
 
 function startCli(args: readonly string[]): RunningCli {
@@ -54,7 +55,7 @@ function startCli(args: readonly string[]): RunningCli {
   child.stdout?.on('data', (d: Buffer) => { stdout += d.toString(); });
   child.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
   const done = new Promise<CliRun>((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })));
-  return { child, done, stderr: () => stderr };
+  return { child, done, stderr: () => stderr, stdout: () => stdout };
 }
 
 function cli(...args: string[]): Promise<CliRun> {
@@ -103,7 +104,7 @@ test.before(async () => {
   const pki = await makePluginPki();
   teardowns.push(() => pki.remove());
   const dir = tempDir();
-  const same = [0, 1, 2, 3, 5, 6].map((i) => vfConfig(dir, i));
+  const same = [0, 1, 2, 3, 5, 6, 8].map((i) => vfConfig(dir, i));
   const registrar = { teardown: (fn: () => unknown) => { teardowns.push(fn); } };
   const config = tlsAgentConfig(pki, []);
   const [a, b] = await Promise.all([
@@ -294,6 +295,51 @@ test('an agent without attachments gets base64; a --before-resume command that f
   t.like(await a.rpc.call('vf.get', { vf }), { state: 'RUNNING', migration: null, session: null });
 });
 
+/** The notifications a `--json watch` printed, one JSON object a line, each checked against its schema in schemas/events/. */
+function watched(t: ExecutionContext, stdout: string): { method: string; params: Record<string, unknown> }[] {
+  return stdout.trim().split('\n').filter((line) => line !== '').map((line) => {
+    const event = JSON.parse(line) as { method: string; params: Record<string, unknown> };
+    const schema = schemas().notifications.get(event.method);
+    t.truthy(schema, `${event.method} is an event of the API`);
+    t.true(schema?.validate(event.params) ?? false, `${event.method}: ${JSON.stringify(schema?.validate.errors)}`);
+    return event;
+  });
+}
+
+test('watch prints both agents\' events of a migration as they come, a JSON object a line, and stops on SIGINT with 0', async (t) => {
+  const { a, b } = shared();
+  const vf = 'nvme8';
+  const watchers = [a, b].map((side) => startCli(['--json', '--agent', tcp(side), 'watch', '--vf', vf]));
+  t.teardown(() => { for (const w of watchers) w.child.kill('SIGKILL'); });
+  await Promise.all(watchers.map((w) => waitUntil(async () => w.stderr().includes('watching'), 10_000)));
+  const run = await cli('--json', 'migrate', '--from', tcp(a), '--to', tcp(b), '--vf', vf, '--reset-source');
+  t.is(run.code, 0, run.stderr);
+  const stdoutOf = (w: RunningCli): string => w.stdout();
+  const ended = (w: RunningCli, kind: string): boolean => stdoutOf(w).split('\n').some((l) => l.includes('"session.ended"') && l.includes(`"kind":"${kind}"`));
+  // The source's reset ends in RUNNING again; the destination's resume too.
+  await waitUntil(async () => ended(watchers[0] as RunningCli, 'save') && /"to":"RUNNING"[^\n]*\n?$/.test(stdoutOf(watchers[0] as RunningCli)) && ended(watchers[1] as RunningCli, 'resume'), 10_000);
+  for (const w of watchers) w.child.kill('SIGINT');
+  const [fromA, fromB] = await Promise.all(watchers.map((w) => w.done));
+  t.is(fromA?.code, 0, fromA?.stderr);
+  t.is(fromB?.code, 0, fromB?.stderr);
+  const onA = watched(t, fromA?.stdout ?? '');
+  const onB = watched(t, fromB?.stdout ?? '');
+  for (const event of [...onA, ...onB]) t.is(event.params.vf, vf, 'only the VF asked for');
+  const save = onA.find((e) => e.method === 'session.ended');
+  const resume = onB.find((e) => e.method === 'session.ended');
+  t.like(save?.params, { kind: 'save', outcome: 'completed' });
+  t.like(resume?.params, { kind: 'resume', outcome: 'completed' });
+  t.is(save?.params.bytes, resume?.params.bytes, 'what the source handed out is what the destination took');
+  t.is(typeof save?.params.downtimeMs, 'number');
+  t.true(onA.some((e) => e.method === 'session.progress'), 'the save\'s progress');
+  // The source left RUNNING for STOP (by pre-copy or not) and ran again once reset; the destination went through RESUMING to RUNNING.
+  const states = (events: typeof onA): string[] => events.filter((e) => e.method === 'vf.stateChanged').map((e) => String(e.params.to));
+  t.true(states(onA).includes('STOP'));
+  t.is(states(onA).at(-1), 'RUNNING');
+  t.true(states(onB).includes('RESUMING'));
+  t.is(states(onB).at(-1), 'RUNNING');
+});
+
 test('check and migrate exit 6 when the destination cannot load the state, and change nothing', async (t) => {
   const { a, b } = shared();
   const [checked, compatible] = await Promise.all([
@@ -319,7 +365,7 @@ test('read commands under --json print exactly the method\'s result', async (t) 
     cli(...agent, 'list'), cli(...agent, 'get', 'nvme0'), cli(...agent, 'health'), cli(...agent, 'info'),
     cli(...agent, 'formats', 'nvme0'), cli(...agent, 'state', bdfOf(0)), cli(...agent, 'sessions'),
   ]);
-  t.is((assertResult(t, 'vf.list', list).vfs as unknown[]).length, 7);
+  t.is((assertResult(t, 'vf.list', list).vfs as unknown[]).length, 8);
   t.like(assertResult(t, 'vf.get', get), { id: 'nvme0', capabilities: { preCopy: true } });
   // ok or degraded: another test's migrated source is stranded for a moment before that test resets it.
   assertResult(t, 'agent.health', health);

@@ -11,6 +11,9 @@
  * hand over and get back plain Buffers either way. Incoming bytes are cut
  * into texts and frames by the agent's own framer.
  *
+ * Notifications (after events.subscribe) are checked against their
+ * schemas in schemas/events/ and handed to the one listener, in order.
+ *
  * A call that times out, or that its signal abandons, closes the
  * connection: its answer may still come, and no later call should meet it.
  * The caller opens a new connection to go on (a migration's cancel does).
@@ -63,6 +66,10 @@ export class AgentConnection {
   private attachmentsOn = false;
   private answered = false;
   private failure: Error | undefined;
+  private notificationListener: ((method: string, params: unknown) => void) | undefined;
+  private endedWith: ((error: Error) => void) | undefined;
+  /** Resolves, with why, once the connection is no good: closed by either side, failed, or broken. */
+  readonly ended = new Promise<Error>((resolve) => { this.endedWith = resolve; });
 
   private constructor(agent: AgentTarget, socket: Socket, options: ConnectOptions) {
     this.agent = agent;
@@ -105,6 +112,11 @@ export class AgentConnection {
         resolve(new AgentConnection(agent, socket, options));
       });
     });
+  }
+
+  /** Where the notifications of this connection's subscription go, each once its params passed its schema. */
+  onNotification(listener: (method: string, params: unknown) => void): void {
+    this.notificationListener = listener;
   }
 
   /** Whether state bytes go in attachment frames on this connection. */
@@ -161,6 +173,7 @@ export class AgentConnection {
 
   close(): void {
     this.failure ??= new UnreachableError(this.agent.name, 'closed', 'connection closed by vfmigctl');
+    this.endedWith?.(this.failure);
     this.socket.end();
   }
 
@@ -240,8 +253,10 @@ export class AgentConnection {
       throw this.broken(`an answer is not JSON: ${text.slice(0, 120)}`);
     }
     if (!isRecord(response) || response.jsonrpc !== '2.0') throw this.broken(`not a JSON-RPC 2.0 answer: ${text.slice(0, 120)}`);
-    // A notification (no id) is for a subscriber; this client subscribes to nothing.
-    if (!('id' in response) && 'method' in response) return;
+    if (!('id' in response) && 'method' in response) {
+      this.onNotificationMessage(String(response.method), response.params);
+      return;
+    }
     const pending = typeof response.id === 'number' ? this.pending.get(response.id) : undefined;
     if (pending === undefined) {
       // An answer nobody waits for: a call abandoned on this connection, or an agent that lost track.
@@ -269,6 +284,15 @@ export class AgentConnection {
     pending.resolve({ result, attachment });
   }
 
+  private onNotificationMessage(method: string, params: unknown): void {
+    const schema = this.schemas.notifications.get(method);
+    if (schema === undefined) throw this.broken(`a notification of no event of this API: ${method.slice(0, 120)}`);
+    if (!schema.validate(params)) {
+      throw this.broken(`the ${method} notification breaks its schema: ${violations(schema.validate.errors).map((v) => `${v.path} ${v.message}`).join('; ')}`);
+    }
+    this.notificationListener?.(method, params);
+  }
+
   private broken(why: string): UnreachableError {
     return new UnreachableError(this.agent.name, 'protocol', `broken answer: ${why}`);
   }
@@ -276,6 +300,7 @@ export class AgentConnection {
   /** The connection is no good from now on: every call waiting on it fails with `error`. */
   private fail(error: Error): void {
     this.failure ??= error;
+    this.endedWith?.(this.failure);
     for (const pending of this.pending.values()) pending.reject(this.failure);
     this.pending.clear();
     this.socket.destroy();

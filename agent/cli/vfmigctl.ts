@@ -14,6 +14,7 @@ import { actWith, type Act } from './commands/act.ts';
 import { addAgentCommands } from './commands/agent-commands.ts';
 import { addMigrationCommands } from './commands/migration-commands.ts';
 import { addVfCommands } from './commands/vf-commands.ts';
+import { addWatchCommand } from './commands/watch-command.ts';
 import { EXIT, exitCodeHelp } from './exit-codes.ts';
 import { Output } from './output.ts';
 
@@ -37,6 +38,7 @@ function buildProgram(act: Act, onUsageError: (message: string) => void): Comman
   addVfCommands(program, act);
   addAgentCommands(program, act);
   addMigrationCommands(program, act);
+  addWatchCommand(program, act);
   // Each command reports its usage errors as the program does, and exits through the same place.
   for (const command of program.commands) command.exitOverride().configureOutput({ outputError: (message) => onUsageError(message.replace(/^error: /, '').trim()) });
   return program;

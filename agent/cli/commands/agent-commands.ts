@@ -35,6 +35,7 @@ function describeAgent(a: AgentInfoResult, c: Colors): string {
     ['agent', `${a.name} ${a.version}, API ${a.apiVersion}`],
     ['started', `${a.startedAt} (up ${Math.round(a.uptimeSeconds)} s)`],
     ['listeners', a.listeners.join(', ')],
+    ['metrics', a.metrics ?? 'none'],
     ['drivers', a.drivers.map((d) => `${d.name} (${d.vfCount} VFs)`).join(', ')],
     ['soc', `${soc.hostname}: ${soc.cpu.manufacturer} ${soc.cpu.brand}, ${soc.cpu.cores} cores, ${bytesText(soc.memory.totalBytes)}; ${soc.os.distro} ${soc.os.release}, kernel ${soc.os.kernel} (${soc.os.arch})`],
     ['memory', `rss ${bytesText(a.memory.rss)}, heap ${bytesText(a.memory.heapUsed)} of ${bytesText(a.memory.heapTotal)}, external ${bytesText(a.memory.external)}`],
