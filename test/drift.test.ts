@@ -9,7 +9,7 @@ import { SCHEMAS_DIR } from '../agent/rpc/schema-registry.ts';
 import { ERROR_CATALOGUE, ERROR_NAMES } from '../agent/rpc/error-catalogue.ts';
 import { VFIO_STATES } from '../agent/core/vfio-states.ts';
 import { schemas } from './support/rpc-client.ts';
-import { configTable, errorTable, eventTable, methodTable, metricsTable, readSection } from './support/readme-tables.ts';
+import { configTable, errorTable, eventTable, methodTable, metricsTable, permissionTable, readSection } from './support/readme-tables.ts';
 import { pluginContractHeader } from './support/plugin-contract.ts';
 
 const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
@@ -21,6 +21,10 @@ test('README error table matches the catalogue (npm run docs rewrites it)', (t) 
 
 test('README method table matches schemas/methods (npm run docs rewrites it)', (t) => {
   t.is(readSection(readme, 'methods'), methodTable(schemas()));
+});
+
+test('README permission table matches the methods\' x-permission (npm run docs rewrites it)', (t) => {
+  t.is(readSection(readme, 'permissions'), permissionTable(schemas()));
 });
 
 test('README events table matches schemas/events (npm run docs rewrites it)', (t) => {

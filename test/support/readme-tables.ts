@@ -1,5 +1,5 @@
 /**
- * The README's method, config, error and metrics tables, as the schemas and the error
+ * The README's method, permission, event, config, error and metrics tables, as the schemas and the error
  * catalogue say they must read. `npm run docs` writes them into the README;
  * test/drift.test.ts fails when the README says something else.
  */
@@ -17,6 +17,19 @@ export function methodTable(schemas: SchemaRegistry): string {
     return `| \`${m.name}\` | ${paramList || '–'} | ${m.summary} | \`${m.permission}\` | ${errors || '–'} |`;
   });
   return ['| method | params (`?` optional) | what it does | permission | domain errors |', '|---|---|---|---|---|', ...rows].join('\n');
+}
+
+/** The methods each permission of a grant gives (each method schema's `x-permission`); `admin` gives every one. */
+export function permissionTable(schemas: SchemaRegistry): string {
+  const methods = [...schemas.methods.values()];
+  const rows = schemas.permissions.map((permission) => {
+    const named = methods.filter((m) => m.permission === permission).map((m) => `\`${m.name}\``);
+    const list = permission === 'admin'
+      ? ['every method, and acting on another principal\'s migration', ...named.length > 0 ? [`(only with it: ${named.join(', ')})`] : []].join(' ')
+      : named.join(', ');
+    return `| \`${permission}\` | ${list} |`;
+  });
+  return ['| permission | methods |', '|---|---|', ...rows].join('\n');
 }
 
 /** Every notification an events subscriber may get, from schemas/events/. */
