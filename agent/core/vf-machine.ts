@@ -184,8 +184,12 @@ export class VfMachine {
   private stoppedAt: number | undefined;
   /** When the open save handed out its last byte (monotonic ms). */
   private readToEndAt: number | undefined;
-  /** When the open session was opened (monotonic ms): a resume's share of the downtime starts here. */
-  private sessionOpenedAt = 0;
+  /**
+   * When the open resume took its last bytes (monotonic ms): its share of
+   * the downtime starts here. Not at its first byte: with a pre-copy those
+   * came while the source ran, and the guest was not down.
+   */
+  private lastLoadAt: number | undefined;
   /** What the journal last says of this VF, so that a call that changed nothing writes nothing. */
   private journaled = '';
 
@@ -342,6 +346,7 @@ export class VfMachine {
       const pieces = data.pieces();
       try {
         const written = await open.write(offset, pieces);
+        this.lastLoadAt = this.clock.monotonic();
         this.progress(open);
         return { state: this.currentState, session: open.id, ...written };
       } catch (error) {
@@ -852,7 +857,6 @@ export class VfMachine {
       const descriptor = await this.saveDescriptor();
       const session = new SaveSession(this.vf.id, caller.principal, descriptor, await this.driver.openSave(this.vf.id, descriptor.format), next === 'STOP_COPY' ? 'stop-copy' : 'pre-copy');
       this.session = session;
-      this.sessionOpenedAt = this.clock.monotonic();
       log.info({ phase: 'save', session: session.id, saving: session.phase, format: descriptor.format.name }, 'save session opened');
     } else if (next === 'STOP_COPY' && this.session instanceof SaveSession) {
       this.session.stopped();
@@ -861,7 +865,7 @@ export class VfMachine {
       const limits = { maxRecordBytes: MAX_RECORD_BYTES, maxV1StateBytes: this.limits.maxStateBytes };
       const session = new ResumeSession(this.vf.id, caller.principal, limits, (descriptor) => this.openLoad(descriptor, log));
       this.session = session;
-      this.sessionOpenedAt = this.clock.monotonic();
+      this.lastLoadAt = undefined;
       if (this.migration !== undefined) this.migration.role = 'destination';
       log.info({ phase: 'load', session: session.id }, 'resume session opened');
     }
@@ -934,7 +938,7 @@ export class VfMachine {
     const ended = outcome ?? (session.kind === 'save' && readToEndAt !== undefined ? 'completed' : 'cancelled');
     let downtimeMs: number | null = null;
     if (ended === 'completed') {
-      const from = session.kind === 'save' ? this.stoppedAt : this.sessionOpenedAt;
+      const from = session.kind === 'save' ? this.stoppedAt : this.lastLoadAt;
       const to = session.kind === 'save' ? readToEndAt : this.clock.monotonic();
       if (from !== undefined && to !== undefined) downtimeMs = Math.max(0, Math.round((to - from) * 1000) / 1000);
     }
