@@ -5,23 +5,16 @@
 // on the Node 24 binary that the `node` package brings, passes signals on
 // (Ctrl-C cancels a migration: the CLI must hear it) and exits as it does.
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { isNewEnough, packagedNode } from './node24.mjs';
 
-const MIN_MAJOR = 24;
 const entry = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'agent', 'cli', 'vfmigctl.js');
 
-if (Number(process.versions.node.split('.')[0]) >= MIN_MAJOR) {
+if (isNewEnough()) {
   await import(pathToFileURL(entry).href);
 } else {
-  let node;
-  try {
-    node = join(dirname(createRequire(import.meta.url).resolve('node/package.json')), 'bin', 'node');
-  } catch {
-    process.stderr.write(`vfmigctl needs Node.js ${MIN_MAJOR} or later (this is ${process.version}), and the "node" package is not installed\n`);
-    process.exit(70);
-  }
+  const node = packagedNode('vfmigctl', 70);
   const child = spawn(node, [entry, ...process.argv.slice(2)], { stdio: 'inherit' });
   for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
   child.on('exit', (code, signal) => process.exit(code ?? (signal === null ? 70 : 128)));

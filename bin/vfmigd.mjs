@@ -12,25 +12,18 @@
 // VFMIGD_FORCE_CHILD=1 takes the child path even on Node 24 (for tests of
 // this launcher, and to check that path on a machine with a new Node).
 import { spawn } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { isNewEnough, packagedNode } from './node24.mjs';
 
-const MIN_MAJOR = 24;
 const PARENT_FD = 3;
 const entry = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'agent', 'main.js');
 const forceChild = process.env.VFMIGD_FORCE_CHILD === '1';
 
-if (Number(process.versions.node.split('.')[0]) >= MIN_MAJOR && !forceChild) {
+if (isNewEnough() && !forceChild) {
   await import(pathToFileURL(entry).href);
 } else {
-  let node;
-  try {
-    node = join(dirname(createRequire(import.meta.url).resolve('node/package.json')), 'bin', 'node');
-  } catch {
-    process.stderr.write(`vfmigd needs Node.js ${MIN_MAJOR} or later (this is ${process.version}), and the "node" package is not installed\n`);
-    process.exit(1);
-  }
+  const node = packagedNode('vfmigd', 1);
   const env = { ...process.env, VFMIGD_PARENT_FD: String(PARENT_FD) };
   delete env.VFMIGD_FORCE_CHILD;
   const child = spawn(node, [entry, ...process.argv.slice(2)], { stdio: ['inherit', 'inherit', 'inherit', 'pipe'], env });
