@@ -6,15 +6,20 @@
  * and attaches to it again after a restart.
  *
  *   node dist/vendor-drivers/nvme-emu/device/device-main.js \
- *     --control PATH --options-json JSON [--host-port tcp://HOST:PORT]
+ *     --control PATH (--options FILE | --options-json JSON) [--host-port tcp://HOST:PORT]
+ *
+ * The agent that supervises it passes its options as JSON; a unit of its
+ * own (deploy/vfmigd-nvme-emu.service) names a file, checked against
+ * schemas/drivers/nvme-emu.json as the agent checks its config.
  *
  * Logs are pino JSON on stdout. SIGTERM or SIGINT stops it; the device's
  * state is gone then, as a powered-off device's is.
  */
-import { chmodSync, existsSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect, type AddressInfo, type Server } from 'node:net';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
+import { SchemaRegistry, violations } from '../../../agent/rpc/schema-registry.ts';
 import type { NvmeEmuOptions } from '../../../schemas/types.ts';
 import { NvmeEmuDriver } from '../nvme-emu-driver.ts';
 import { controlServer, type DeviceInfo } from './device-server.ts';
@@ -43,12 +48,34 @@ function listen(server: Server, target: string | { host: string; port: number })
   });
 }
 
+/**
+ * nvme-emu's options from FILE, refused unless they are valid options of
+ * the driver. `device` says where an agent finds the controllers: this is
+ * where they are, so it has no place here.
+ */
+function readOptionsFile(path: string): NvmeEmuOptions {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new Error(`--options ${path}: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const schemas = new SchemaRegistry(undefined, { lazy: true });
+  const validate = schemas.ajv.getSchema('https://vfmigd.dev/schemas/drivers/nvme-emu.json');
+  if (validate === undefined) throw new Error('schemas/drivers/nvme-emu.json is not loaded');
+  if (!validate(value)) throw new Error(violations(validate.errors).map((v) => `--options ${path}: ${v.path} ${v.message}`).join('; '));
+  const options = value as NvmeEmuOptions;
+  if (options.device !== undefined) throw new Error(`--options ${path}: /device is the agent's side of the link (where it finds this process), not an option of the device`);
+  return options;
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { control: { type: 'string' }, 'options-json': { type: 'string' }, 'host-port': { type: 'string' } } });
-  if (values.control === undefined || values['options-json'] === undefined) throw new Error('usage: device-main --control PATH --options-json JSON [--host-port tcp://HOST:PORT]');
+  const usage = 'usage: device-main --control PATH (--options FILE | --options-json JSON) [--host-port tcp://HOST:PORT]';
+  const { values } = parseArgs({ options: { control: { type: 'string' }, options: { type: 'string' }, 'options-json': { type: 'string' }, 'host-port': { type: 'string' } } });
+  if (values.control === undefined || (values.options === undefined) === (values['options-json'] === undefined)) throw new Error(usage);
   const hostPortAt = values['host-port'] === undefined ? undefined : /^tcp:\/\/(.+):(\d+)$/.exec(values['host-port']);
   if (values['host-port'] !== undefined && (hostPortAt === null || hostPortAt === undefined)) throw new Error(`--host-port ${values['host-port']}: want tcp://HOST:PORT`);
-  const options = JSON.parse(values['options-json']) as NvmeEmuOptions;
+  const options = values.options === undefined ? JSON.parse(values['options-json'] as string) as NvmeEmuOptions : readOptionsFile(values.options);
   const driver = new NvmeEmuDriver({ ...options, hostPort: hostPortAt !== undefined });
   await driver.start(log);
 
