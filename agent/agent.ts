@@ -52,6 +52,8 @@ export interface RunningAgent {
   /** Reads the TLS credentials again; throws (keeping the old ones) when they are unusable. */
   reloadTls(): void;
   close(): Promise<void>;
+  /** The VFs and their events (the service status line follows them). */
+  readonly core: MigrationCore;
 }
 
 export interface AssembleOptions {
@@ -183,6 +185,7 @@ export async function startAgent(config: ResolvedConfig, log: Logger, schemas = 
       await listeners.close();
       await app.close();
     },
+    core: app.core,
   };
 }
 

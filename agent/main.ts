@@ -1,13 +1,17 @@
 /**
  * `vfmigd`: the command line. Reads flags and the config file, starts the
- * agent, and stops it cleanly on SIGTERM or SIGINT.
+ * agent, and stops it cleanly on SIGTERM or SIGINT. Under systemd
+ * (deploy/vfmigd.service) it tells systemd when it is ready, what it holds
+ * and when it stops, and keeps the watchdog fed (agent/service/).
  */
 import { parseArgs } from 'node:util';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { API_VERSION, packageVersion, startAgent } from './agent.ts';
-import { ConfigError, loadConfigFile, resolveConfig, STANDALONE_CONFIG } from './config.ts';
+import { ConfigError, loadConfigFile, resolveConfig, STANDALONE_CONFIG, type ResolvedConfig } from './config.ts';
 import { watchParent } from './parent-watch.ts';
 import { SchemaRegistry } from './rpc/schema-registry.ts';
+import { openServiceNotifier, type ServiceNotifier } from './service/sd-notify.ts';
+import { followServiceStatus } from './service/service-status.ts';
 
 const USAGE = `Usage: vfmigd [--config FILE] [--listen ADDR]... [--log-level LEVEL]
 
@@ -62,13 +66,27 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = pino({ name: 'vfmigd', level: config.logLevel });
   watchParent(log);
+  const notifier = openServiceNotifier(log);
+  try {
+    return await serve(config, schemas, log, notifier);
+  } finally {
+    notifier.close();
+  }
+}
+
+async function serve(config: ResolvedConfig, schemas: SchemaRegistry, log: Logger, notifier: ServiceNotifier): Promise<number> {
+  notifier.status('starting: drivers, then listeners');
   let agent;
   try {
     agent = await startAgent(config, log, schemas);
   } catch (error) {
     log.fatal({ err: error }, 'start-up failed');
+    notifier.status(`start-up failed: ${error instanceof Error ? error.message : String(error)}`);
     return 1;
   }
+  // startAgent resolves once every driver has started and every listener is bound: a client systemd lets in finds the agent serving.
+  const unfollow = followServiceStatus(agent.core, agent.listening, (status) => notifier.status(status));
+  notifier.ready();
   // SIGHUP: read the TLS credentials again (rotated certificate, new CRL); open connections stay.
   process.on('SIGHUP', () => {
     try {
@@ -81,11 +99,13 @@ async function main(argv: string[]): Promise<number> {
   await new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'stopping');
+      notifier.stopping('stopping: closing listeners and drivers');
       resolve();
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  unfollow();
   await agent.close();
   log.info('stopped');
   return 0;

@@ -13,13 +13,15 @@
  * schemas/drivers/nvme-emu.json as the agent checks its config.
  *
  * Logs are pino JSON on stdout. SIGTERM or SIGINT stops it; the device's
- * state is gone then, as a powered-off device's is.
+ * state is gone then, as a powered-off device's is. Under systemd it says
+ * READY=1 once the control socket listens, and STOPPING=1.
  */
 import { chmodSync, existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { connect, type AddressInfo, type Server } from 'node:net';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { SchemaRegistry, violations } from '../../../agent/rpc/schema-registry.ts';
+import { openServiceNotifier } from '../../../agent/service/sd-notify.ts';
 import type { NvmeEmuOptions } from '../../../schemas/types.ts';
 import { NvmeEmuDriver } from '../nvme-emu-driver.ts';
 import { controlServer, type DeviceInfo } from './device-server.ts';
@@ -76,6 +78,7 @@ async function main(): Promise<void> {
   const hostPortAt = values['host-port'] === undefined ? undefined : /^tcp:\/\/(.+):(\d+)$/.exec(values['host-port']);
   if (values['host-port'] !== undefined && (hostPortAt === null || hostPortAt === undefined)) throw new Error(`--host-port ${values['host-port']}: want tcp://HOST:PORT`);
   const options = values.options === undefined ? JSON.parse(values['options-json'] as string) as NvmeEmuOptions : readOptionsFile(values.options);
+  const notifier = openServiceNotifier(log);
   const driver = new NvmeEmuDriver({ ...options, hostPort: hostPortAt !== undefined });
   await driver.start(log);
 
@@ -105,9 +108,12 @@ async function main(): Promise<void> {
   chmodSync(values.control, 0o600);
   servers.push(control);
   log.info({ control: values.control, hostPort, vfs: driver.listVfs().length }, 'device ready');
+  notifier.ready(`${driver.listVfs().length} VFs, control socket ${values.control}${hostPort === null ? '' : `, host port ${hostPort}`}`);
 
   const stop = (signal: string): void => {
     log.info({ signal }, 'device stopping');
+    notifier.stopping();
+    notifier.close();
     for (const server of servers) server.close();
     void driver.stop().finally(() => process.exit(0));
   };
