@@ -86,7 +86,6 @@ async function serve(config: ResolvedConfig, schemas: SchemaRegistry, log: Logge
   }
   // startAgent resolves once every driver has started and every listener is bound: a client systemd lets in finds the agent serving.
   const unfollow = followServiceStatus(agent.core, agent.listening, (status) => notifier.status(status));
-  notifier.ready();
   // SIGHUP: read the TLS credentials again (rotated certificate, new CRL); open connections stay.
   process.on('SIGHUP', () => {
     try {
@@ -96,7 +95,7 @@ async function serve(config: ResolvedConfig, schemas: SchemaRegistry, log: Logge
       log.error({ phase: 'reload', err: error instanceof Error ? error.message : String(error) }, 'TLS reload failed; the credentials in use stay');
     }
   });
-  await new Promise<void>((resolve) => {
+  const stopped = new Promise<void>((resolve) => {
     const stop = (signal: NodeJS.Signals): void => {
       log.info({ signal }, 'stopping');
       notifier.stopping('stopping: closing listeners and drivers');
@@ -105,6 +104,9 @@ async function serve(config: ResolvedConfig, schemas: SchemaRegistry, log: Logge
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
+  // Only now: a SIGTERM that systemd sends the moment it hears READY=1 must find its handler.
+  notifier.ready();
+  await stopped;
   unfollow();
   await agent.close();
   log.info('stopped');

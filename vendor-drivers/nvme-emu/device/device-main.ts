@@ -108,7 +108,6 @@ async function main(): Promise<void> {
   chmodSync(values.control, 0o600);
   servers.push(control);
   log.info({ control: values.control, hostPort, vfs: driver.listVfs().length }, 'device ready');
-  notifier.ready(`${driver.listVfs().length} VFs, control socket ${values.control}${hostPort === null ? '' : `, host port ${hostPort}`}`);
 
   const stop = (signal: string): void => {
     log.info({ signal }, 'device stopping');
@@ -119,6 +118,8 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
+  // After the handlers: a SIGTERM sent the moment READY=1 is heard stops the device cleanly.
+  notifier.ready(`${driver.listVfs().length} VFs, control socket ${values.control}${hostPort === null ? '' : `, host port ${hostPort}`}`);
 }
 
 main().catch((error: unknown) => {
