@@ -16,11 +16,13 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { DgramSocket } from 'node-unix-socket';
+import { pino } from 'pino';
 import { loadConfigFile, resolveConfig } from '../agent/config.ts';
 import { violations } from '../agent/rpc/schema-registry.ts';
-import { notifySocketAddress, watchdogPeriodMs } from '../agent/service/sd-notify.ts';
+import { notifySocketAddress, openServiceNotifier, watchdogPeriodMs } from '../agent/service/sd-notify.ts';
 import type { Config } from '../schemas/types.ts';
 import { AGENT_MAIN, tempDir } from './support/agent-process.ts';
+import { waitUntil } from './support/harness.ts';
 import { RpcClient, schemas } from './support/rpc-client.ts';
 
 const run = promisify(execFile);
@@ -125,13 +127,37 @@ test('NOTIFY_SOCKET and the watchdog\'s variables are read as sd_notify(3) reads
   t.is(watchdogPeriodMs({}), undefined);
 });
 
+test('an @abstract NOTIFY_SOCKET reaches the abstract name itself, bound as systemd binds it (socat, exact length)', async (t) => {
+  const name = `vfmigd-test-notify-${process.pid}-${Date.now()}`;
+  const receiver = spawn('socat', ['-u', `ABSTRACT-RECV:${name}`, '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => receiver.kill());
+  let received = '';
+  const got = new Promise<void>((resolve) => receiver.stdout.on('data', (data: Buffer) => {
+    received += data.toString();
+    if (received.includes('READY=1')) resolve();
+  }));
+  // socat binds before it reads: wait until the kernel lists the name.
+  await waitUntil(async () => readFileSync('/proc/net/unix', 'utf8').includes(`@${name}\n`), 5000);
+  const notifier = openServiceNotifier(pino({ level: 'silent' }), { NOTIFY_SOCKET: `@${name}` });
+  t.true(notifier.active);
+  notifier.ready('up');
+  await got;
+  notifier.close();
+  t.is(received, 'READY=1\nSTATUS=up');
+});
+
 interface NotifyMessage {
   readonly text: string;
   /** Its assignments, e.g. READY → 1. */
   readonly fields: ReadonlyMap<string, string>;
 }
 
-/** The socket systemd would listen on: every datagram, in order, and waits for one that matches. */
+/**
+ * The socket systemd would listen on: every datagram, in order, and waits
+ * for one that matches. A path only: node-unix-socket binds an abstract
+ * name padded to the whole sun_path, which systemd does not (the test
+ * below checks abstract names against socat, which binds them as systemd does).
+ */
 class NotifySocket {
   readonly messages: NotifyMessage[] = [];
   private readonly socket = new DgramSocket();
@@ -237,15 +263,14 @@ test('the agent: READY=1 once its listeners answer, STATUS= with its VFs and ses
   const dir = tempDir('vfmigd-notify-');
   const notify = new NotifySocket(join(dir, 'notify.sock'));
   t.teardown(() => notify.close());
-  // A second agent whose watchdog watches another process (the test's): it must send none. Its socket is an abstract name.
-  const abstractName = `vfmigd-test-notify-${process.pid}-${Date.now()}`;
-  const otherNotify = new NotifySocket(`\0${abstractName}`);
-  t.teardown(() => otherNotify.close());
+  // A second agent whose watchdog watches another process (the test's): it must send none.
   const otherDir = tempDir('vfmigd-notify-');
+  const otherNotify = new NotifySocket(join(otherDir, 'notify.sock'));
+  t.teardown(() => otherNotify.close());
 
   let stoppedAtReady = false;
   const agent = startService(t, agentArgv(dir), join(dir, 'notify.sock'), { usec: 200_000, pid: 'self' });
-  const other = startService(t, agentArgv(otherDir), `@${abstractName}`, { usec: 200_000, pid: process.pid });
+  const other = startService(t, agentArgv(otherDir), join(otherDir, 'notify.sock'), { usec: 200_000, pid: process.pid });
   // Frozen the moment READY=1 arrives: whatever answers then was bound before it was sent.
   const ready = await notify.waitFor('READY=1', carries('READY', '1'), { now: () => { stoppedAtReady = process.kill(agent.pid, 'SIGSTOP'); } });
   t.true(stoppedAtReady);

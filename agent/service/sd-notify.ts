@@ -4,13 +4,23 @@
  * datagram to the AF_UNIX socket that systemd names in NOTIFY_SOCKET.
  * Outside systemd (no NOTIFY_SOCKET) every call does nothing.
  *
- * Node has no AF_UNIX datagram sockets, so the socket is node-unix-socket's
- * (N-API, prebuilt). It is loaded only when NOTIFY_SOCKET is set: a
- * machine without its binary still runs the agent by hand.
+ * Node has no AF_UNIX datagram sockets, so each message goes through a
+ * small Node-API addon of ours (native/sd_notify.c, built by
+ * scripts/build-native.mjs into dist/native/<arch>/), which sends it as
+ * libsystemd's sd_notify does. It is loaded only when NOTIFY_SOCKET is set:
+ * the agent run by hand needs no native code.
  */
 import { createRequire } from 'node:module';
+import { arch } from 'node:os';
 import type { Logger } from 'pino';
-import type { DgramSocket } from 'node-unix-socket';
+
+/** The addon's one function: a datagram to `address` (a path, or NUL and an abstract name); throws with the errno's name as `code`. */
+interface NotifyAddon {
+  sendDatagram(address: Buffer, message: Buffer): void;
+}
+
+/** Where scripts/build-native.mjs puts the build for this machine, relative to dist/agent/service/. */
+const ADDON = `../../native/${arch() === 'arm64' ? 'arm64' : 'amd64'}/sd_notify.node`;
 
 /** What systemd hands a notify service; taken out of the environment so that no child speaks for the service. */
 const NOTIFY_ENV = ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID'] as const;
@@ -23,7 +33,7 @@ export interface ServiceNotifier {
   /** One line for `systemctl status`. */
   status(text: string): void;
   stopping(status?: string): void;
-  /** No more messages, no more keep-alives; the socket is released (it would keep the process alive). */
+  /** No more messages, no more keep-alives. */
   close(): void;
 }
 
@@ -76,29 +86,27 @@ export function openServiceNotifier(log: Logger, env: NodeJS.ProcessEnv = proces
     log.warn({ NOTIFY_SOCKET: named }, 'NOTIFY_SOCKET is neither a path nor @abstract; systemd will not hear from this process');
     return INACTIVE;
   }
-  let socket: DgramSocket;
+  let addon: NotifyAddon;
   try {
-    const { DgramSocket: Socket } = createRequire(import.meta.url)('node-unix-socket') as typeof import('node-unix-socket');
-    socket = new Socket();
+    addon = createRequire(import.meta.url)(ADDON) as NotifyAddon;
   } catch (error) {
-    log.error({ err: error instanceof Error ? error.message : String(error) }, 'cannot open an AF_UNIX datagram socket (node-unix-socket); systemd will not hear READY=1');
+    log.error({ err: error instanceof Error ? error.message : String(error) }, 'cannot load the notify addon (npm test and npm run package build it: scripts/build-native.mjs); systemd will not hear READY=1');
     return INACTIVE;
   }
+  const to = Buffer.from(address);
   let closed = false;
   // One warning per run of failures: a watchdog tick every few seconds must not flood the log.
   let failing = false;
-  socket.on('error', (error: Error) => log.warn({ err: error.message }, 'the notify socket failed'));
   const send = (fields: Record<string, string>): void => {
     if (closed) return;
-    const bytes = message(fields);
-    socket.sendTo(bytes, 0, bytes.length, address, (error) => {
-      if (error === undefined) {
-        failing = false;
-      } else if (!failing) {
-        failing = true;
-        log.warn({ err: error.message, NOTIFY_SOCKET: named }, 'systemd did not take a notify message');
-      }
-    });
+    try {
+      // Non-blocking: a systemd that is not reading costs a lost message (EAGAIN), never a wait.
+      addon.sendDatagram(to, message(fields));
+      failing = false;
+    } catch (error) {
+      if (!failing) log.warn({ err: error instanceof Error ? error.message : String(error), NOTIFY_SOCKET: named }, 'systemd did not take a notify message');
+      failing = true;
+    }
   };
   // Unref'd: the keep-alive alone never keeps the process running.
   const watchdog = periodMs === undefined ? undefined : setInterval(() => send({ WATCHDOG: '1' }), periodMs).unref();
@@ -112,7 +120,6 @@ export function openServiceNotifier(log: Logger, env: NodeJS.ProcessEnv = proces
       if (closed) return;
       closed = true;
       clearInterval(watchdog);
-      socket.close();
     },
   };
 }
