@@ -172,8 +172,9 @@ export class NvmeEmuDeviceDriver implements VendorDriver {
   /** The link first: a device that does not answer is the news, not its namespace files. */
   async health(): Promise<readonly HealthCheck[]> {
     try {
-      const { checks } = await this.#call<{ checks: HealthCheck[] }>('device.health', {});
-      return [{ name: 'device-process', ok: true, detail: `the device process (pid ${this.#known().pid}) answers at ${this.#link.socket}` }, ...checks];
+      const [{ checks }, info] = await Promise.all([this.#call<{ checks: HealthCheck[] }>('device.health', {}), this.#call<DeviceInfo>('device.info', {})]);
+      this.#noticeRestart(info);
+      return [{ name: 'device-process', ok: true, detail: `the device process (pid ${info.pid}, since ${info.startedAt}) answers at ${this.#link.socket}` }, ...checks];
     } catch (error) {
       return [{ name: 'device-process', ok: false, detail: driverErrorOf(error, 'a health check').message }];
     }
@@ -192,6 +193,14 @@ export class NvmeEmuDeviceDriver implements VendorDriver {
     this.#call(method, { stream }).catch((error: unknown) => {
       this.#log.debug({ stream, err: error instanceof Error ? error.message : String(error) }, `${method} not answered`);
     });
+  }
+
+  /** A device process that is not the one attached to was started since: a reset device, which the log must say. */
+  #noticeRestart(info: DeviceInfo): void {
+    const known = this.#known();
+    if (info.pid === known.pid && info.startedAt === known.startedAt) return;
+    this.#log.warn({ pid: info.pid, was: known.pid, since: info.startedAt }, 'another nvme-emu device process answers now: the device was restarted, and its VFs with it');
+    this.#info = info;
   }
 
   #known(): DeviceInfo {
