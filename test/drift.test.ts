@@ -95,3 +95,18 @@ test('every driver a config can name has schemas/drivers/<name>.json with the $d
     t.is(doc.$defs?.details?.type, 'object', `${name}: $defs/details is missing`);
   }
 });
+
+test('every config the README shows (a json block with drivers or listen) is one the agent accepts', (t) => {
+  const blocks = [...readme.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => m[1] ?? '');
+  const configs = blocks.flatMap((text) => {
+    try {
+      const value: unknown = JSON.parse(text);
+      return typeof value === 'object' && value !== null && ('drivers' in value || 'listen' in value) ? [value] : [];
+    } catch {
+      return [];
+    }
+  });
+  t.true(configs.length >= 2, 'the Configuration and Install on a DPU examples');
+  for (const config of configs) t.deepEqual(schemas().checkConfig(config), [], JSON.stringify(config).slice(0, 120));
+});
+
