@@ -1,5 +1,5 @@
 import test from 'ava';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { startDriver, startWithIoQueue, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
 import { DATA, IO_QUEUES, pattern, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
@@ -195,28 +195,28 @@ test('Asynchronous Event Requests stay outstanding up to AERL+1 and report doorb
 });
 
 test('Abort completes an in-flight command as aborted; unknown commands are reported not aborted', async (t) => {
-  const f = await startWithIoQueue({ serviceTimeUs: 100_000 });
+  // Every command takes a second, so the write is still in flight when the Abort is fetched, however loaded the machine.
+  const f = await startWithIoQueue({ serviceTimeUs: 1_000_000 });
   t.teardown(f.close);
   f.port.memWrite(DATA, pattern(512, 3));
   f.guest.submit(1, sqe({ opcode: 0x01, cid: 77, nsid: 1, prp1: DATA, cdw12: 0 }));
-  await sleep(5);
-  const started = performance.now();
+  await nextTurn(); // the doorbell's fetch pass
   const abort = await f.guest.admin({ opcode: 0x08, cdw10: 1 | (77 << 16) });
   t.is(abort.dw0 & 1, 0, 'aborted');
   const aborted = await f.guest.next(1);
   t.is(aborted.cid, 77);
   t.is(aborted.status, 0x007, 'Command Abort Requested');
-  t.true(performance.now() - started < 1000);
   const miss = await f.guest.admin({ opcode: 0x08, cdw10: 1 | (1234 << 16) });
   t.is(miss.dw0 & 1, 1, 'not aborted');
 });
 
 test('Delete I/O SQ completes its in-flight commands as aborted by SQ deletion', async (t) => {
-  const f = await startWithIoQueue({ serviceTimeUs: 50_000 });
+  // A second per command: the three writes are in flight when the Delete is fetched, however loaded the machine.
+  const f = await startWithIoQueue({ serviceTimeUs: 1_000_000 });
   t.teardown(f.close);
   for (let cid = 1; cid <= 3; cid++) f.guest.place(1, sqe({ opcode: 0x02, cid, nsid: 1, prp1: DATA + cid * 4096 }));
   f.guest.ring(1);
-  await sleep(5);
+  await nextTurn(); // the doorbell's fetch pass
   t.is((await f.guest.admin({ opcode: 0x00, cdw10: 1 })).status, 0);
   const cqes = await f.guest.collect(1, 3);
   t.deepEqual(cqes.map((c) => c.status), [0x008, 0x008, 0x008]);
