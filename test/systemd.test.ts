@@ -15,14 +15,12 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { DgramSocket } from 'node-unix-socket';
 import { pino } from 'pino';
 import { loadConfigFile, resolveConfig } from '../agent/config.ts';
 import { violations } from '../agent/rpc/schema-registry.ts';
 import { notifySocketAddress, openServiceNotifier, watchdogPeriodMs } from '../agent/service/sd-notify.ts';
 import type { Config } from '../schemas/types.ts';
 import { AGENT_MAIN, tempDir } from './support/agent-process.ts';
-import { waitUntil } from './support/harness.ts';
 import { RpcClient, schemas } from './support/rpc-client.ts';
 
 const run = promisify(execFile);
@@ -34,6 +32,7 @@ const UNITS = ['vfmigd.service', 'vfmigd-nvme-emu.service'] as const;
 const INSTALLED_NODE = '/usr/lib/vfmigd/node/bin/node';
 const INSTALLED_APP = '/usr/lib/vfmigd/';
 const DEVICE_MAIN = join(ROOT, 'dist', 'vendor-drivers', 'nvme-emu', 'device', 'device-main.js');
+const NOTIFY_RECEIVER = join(ROOT, 'test', 'support', 'notify-receiver.py');
 
 function unitText(unit: string): string {
   return readFileSync(join(DEPLOY, unit), 'utf8');
@@ -127,50 +126,62 @@ test('NOTIFY_SOCKET and the watchdog\'s variables are read as sd_notify(3) reads
   t.is(watchdogPeriodMs({}), undefined);
 });
 
-test('an @abstract NOTIFY_SOCKET reaches the abstract name itself, bound as systemd binds it (socat, exact length)', async (t) => {
+test('an @abstract NOTIFY_SOCKET reaches the abstract name itself, bound at its exact length as systemd binds it', async (t) => {
   const name = `vfmigd-test-notify-${process.pid}-${Date.now()}`;
-  const receiver = spawn('socat', ['-u', `ABSTRACT-RECV:${name}`, '-'], { stdio: ['ignore', 'pipe', 'inherit'] });
-  t.teardown(() => receiver.kill());
-  let received = '';
-  const got = new Promise<void>((resolve) => receiver.stdout.on('data', (data: Buffer) => {
-    received += data.toString();
-    if (received.includes('READY=1')) resolve();
-  }));
-  // socat binds before it reads: wait until the kernel lists the name.
-  await waitUntil(async () => readFileSync('/proc/net/unix', 'utf8').includes(`@${name}\n`), 5000);
+  const receiver = await NotifySocket.open(`@${name}`);
+  t.teardown(() => receiver.close());
   const notifier = openServiceNotifier(pino({ level: 'silent' }), { NOTIFY_SOCKET: `@${name}` });
   t.true(notifier.active);
   notifier.ready('up');
-  await got;
+  const ready = await receiver.waitFor('READY=1', carries('READY', '1'));
   notifier.close();
-  t.is(received, 'READY=1\nSTATUS=up');
+  t.is(ready.text, 'READY=1\nSTATUS=up');
+  t.is(ready.pid, process.pid);
 });
 
 interface NotifyMessage {
   readonly text: string;
+  /** The sender, as the kernel says (SCM_CREDENTIALS). */
+  readonly pid: number | undefined;
+  /** The receiver froze the sender on this READY=1 (`stopOnReady`). */
+  readonly stopped: boolean;
   /** Its assignments, e.g. READY → 1. */
   readonly fields: ReadonlyMap<string, string>;
 }
 
 /**
- * The socket systemd would listen on: every datagram, in order, and waits
- * for one that matches. A path only: node-unix-socket binds an abstract
- * name padded to the whole sun_path, which systemd does not (the test
- * below checks abstract names against socat, which binds them as systemd does).
+ * The socket systemd would listen on: every datagram, in order, with its
+ * sender's pid, and waits for one that matches. Node has no AF_UNIX
+ * datagram sockets, so test/support/notify-receiver.py (Debian's Python)
+ * binds it, as systemd does, and relays each datagram as a JSON line.
  */
 class NotifySocket {
   readonly messages: NotifyMessage[] = [];
-  private readonly socket = new DgramSocket();
   private readonly waiters = new Set<(message: NotifyMessage) => void>();
 
-  constructor(address: string) {
-    this.socket.bind(address);
-    this.socket.on('data', (data: Buffer) => {
-      const text = data.toString();
-      const message = { text, fields: new Map(text.split('\n').map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)] as const)) };
-      this.messages.push(message);
-      for (const waiter of this.waiters) waiter(message);
+  private readonly receiver: ChildProcess;
+
+  private constructor(receiver: ChildProcess) {
+    this.receiver = receiver;
+  }
+
+  /** Bound once it resolves. `stopOnReady`: the sender of READY=1 is frozen (SIGSTOP) by the receiver, before the test hears of it. */
+  static async open(address: string, options: { stopOnReady?: boolean } = {}): Promise<NotifySocket> {
+    const receiver = spawn('/usr/bin/python3', [NOTIFY_RECEIVER, address, ...options.stopOnReady === true ? ['--stop-on-ready'] : []], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const socket = new NotifySocket(receiver);
+    const lines = createInterface({ input: receiver.stdout as NodeJS.ReadableStream });
+    await new Promise<void>((resolve, reject) => {
+      receiver.once('exit', (code) => reject(new Error(`the notify receiver exited (${code}) before it bound ${address}`)));
+      lines.on('line', (line) => {
+        const relayed = JSON.parse(line) as { bound?: true; pid?: number | null; text?: string; stopped?: boolean };
+        if (relayed.bound === true) return resolve();
+        const text = relayed.text ?? '';
+        const message: NotifyMessage = { text, pid: relayed.pid ?? undefined, stopped: relayed.stopped === true, fields: new Map(text.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)] as const)) };
+        socket.messages.push(message);
+        for (const waiter of socket.waiters) waiter(message);
+      });
     });
+    return socket;
   }
 
   count(match: (message: NotifyMessage) => boolean): number {
@@ -204,7 +215,7 @@ class NotifySocket {
   }
 
   close(): void {
-    this.socket.close();
+    this.receiver.kill();
   }
 }
 
@@ -261,19 +272,19 @@ function agentArgv(dir: string): string[] {
 
 test('the agent: READY=1 once its listeners answer, STATUS= with its VFs and sessions, WATCHDOG=1 for its own pid only, STOPPING=1 on SIGTERM', async (t) => {
   const dir = tempDir('vfmigd-notify-');
-  const notify = new NotifySocket(join(dir, 'notify.sock'));
+  const notify = await NotifySocket.open(join(dir, 'notify.sock'), { stopOnReady: true });
   t.teardown(() => notify.close());
   // A second agent whose watchdog watches another process (the test's): it must send none.
   const otherDir = tempDir('vfmigd-notify-');
-  const otherNotify = new NotifySocket(join(otherDir, 'notify.sock'));
+  const otherNotify = await NotifySocket.open(join(otherDir, 'notify.sock'));
   t.teardown(() => otherNotify.close());
 
-  let stoppedAtReady = false;
   const agent = startService(t, agentArgv(dir), join(dir, 'notify.sock'), { usec: 200_000, pid: 'self' });
   const other = startService(t, agentArgv(otherDir), join(otherDir, 'notify.sock'), { usec: 200_000, pid: process.pid });
   // Frozen the moment READY=1 arrives: whatever answers then was bound before it was sent.
-  const ready = await notify.waitFor('READY=1', carries('READY', '1'), { now: () => { stoppedAtReady = process.kill(agent.pid, 'SIGSTOP'); } });
-  t.true(stoppedAtReady);
+  const ready = await notify.waitFor('READY=1', carries('READY', '1'));
+  t.true(ready.stopped);
+  t.is(ready.pid, agent.pid, 'sent by the main process itself (NotifyAccess=main)');
   const status = notify.messages.slice(0, notify.messages.indexOf(ready)).filter(carries('STATUS')).at(-1)?.fields.get('STATUS') ?? '';
   const listening = /listening on tcp:\/\/(\S+):(\d+) unix:(\S+)$/.exec(status);
   if (listening === null) return t.fail(`no listeners in the status before READY=1: "${status}"`);
@@ -314,7 +325,7 @@ test('the device process: READY=1 once its control socket listens, STOPPING=1 on
   const dir = tempDir('vfmigd-notify-device-');
   writeFileSync(join(dir, 'options.json'), JSON.stringify({ dataDir: dir, vfCount: 2, namespaceBytes: 1024 * 1024 }));
   writeFileSync(join(dir, 'bad.json'), JSON.stringify({ dataDir: dir, vfCount: 2, queues: 4 }));
-  const notify = new NotifySocket(join(dir, 'notify.sock'));
+  const notify = await NotifySocket.open(join(dir, 'notify.sock'), { stopOnReady: true });
   t.teardown(() => notify.close());
   const control = join(dir, 'device.sock');
 
@@ -323,10 +334,10 @@ test('the device process: READY=1 once its control socket listens, STOPPING=1 on
   t.like(refused.logs.find((l) => l.msg === 'device failed to start'), { err: `--options ${join(dir, 'bad.json')}: /queues is not a known field` });
   t.is(notify.messages.length, 0);
 
-  let stoppedAtReady = false;
   const device = startService(t, [DEVICE_MAIN, '--control', control, '--options', join(dir, 'options.json')], join(dir, 'notify.sock'));
-  const ready = await notify.waitFor('READY=1', carries('READY', '1'), { now: () => { stoppedAtReady = process.kill(device.pid, 'SIGSTOP'); } });
-  t.true(stoppedAtReady);
+  const ready = await notify.waitFor('READY=1', carries('READY', '1'));
+  t.true(ready.stopped);
+  t.is(ready.pid, device.pid, 'sent by the main process itself (NotifyAccess=main)');
   t.true(await accepts({ path: control }), 'the control socket listened before READY=1');
   process.kill(device.pid, 'SIGCONT');
   t.is(ready.fields.get('STATUS'), `2 VFs, control socket ${control}`);
