@@ -30,8 +30,8 @@ const CLI = join(HERE, '..', 'agent', 'cli', 'vfmigctl.js');
 const GATE = join(HERE, 'support', 'before-resume-gate.js');
 
 const bdfOf = (index: number): string => vfConfig('', index).bdf;
-/** The lease the busy migration asks for: short, so that its --before-resume command outlasts it. */
-const LEASE_MS = 600;
+/** The lease the busy migration asks for: short, so that its --before-resume command outlasts it, and long enough that a renewal a third of it in is never late on a loaded machine. */
+const LEASE_MS = 1500;
 
 interface CliRun {
   readonly code: number | null;

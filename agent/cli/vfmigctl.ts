@@ -78,4 +78,11 @@ function packageVersion(): string {
   return 'unknown';
 }
 
+// A reader that goes away (`vfmigctl list | head`) is no failure of ours: stop quietly, as other tools do.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw error;
+  });
+}
 process.exitCode = await main(process.argv);
