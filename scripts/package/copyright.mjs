@@ -27,7 +27,8 @@ export function stageCopyright(stage, pkg, bundled = []) {
 export function npmComponents(modules, installedAs) {
   return globSync('**/package.json', { cwd: modules })
     .filter((file) => /^(node_modules|@.+)$/.test(basename(dirname(join(modules, dirname(file))))))
-    .sort()
+    // The last paragraph that matches a file wins: a package nested in another comes after it.
+    .sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b))
     .map((file) => {
       const dir = join(modules, dirname(file));
       const manifest = JSON.parse(readFileSync(join(modules, file), 'utf8'));
