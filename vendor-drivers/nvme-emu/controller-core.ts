@@ -6,6 +6,7 @@
  */
 import { AsyncEventState } from './async-events.ts';
 import type { ControllerProfile } from './controller-profile.ts';
+import { maxNsid } from './nsid.ts';
 import { defaultFeatures, type FeatureState } from './features.ts';
 import type { GuestMemory } from './guest-memory.ts';
 import type { InterruptController } from './interrupts.ts';
@@ -28,6 +29,8 @@ export class ControllerCore {
   readonly memory: GuestMemory;
   readonly namespaces: ReadonlyMap<number, NamespaceStore>;
   readonly interrupts: InterruptController;
+  /** Identify Controller's NN: NSIDs above it are invalid, those below it with no namespace inactive. */
+  readonly nn: number;
 
   registers: RegisterFile = emptyRegisters();
   /** A CC write made while the VF was not running, applied when it runs again. */
@@ -46,6 +49,7 @@ export class ControllerCore {
     this.memory = memory;
     this.namespaces = namespaces;
     this.interrupts = interrupts;
+    this.nn = maxNsid(profile);
     this.features = defaultFeatures(profile.maxIoQueues);
   }
 

@@ -19,6 +19,7 @@ import {
   PCI_VENDOR_ID,
 } from './nvme-defs.ts';
 import { Status } from './nvme-status.ts';
+import { maxNsid, nsidKind } from './nsid.ts';
 
 export const IDENTIFY_BYTES = 4096;
 
@@ -29,31 +30,29 @@ export function identify(profile: ControllerProfile, cns: number, nsid: number):
     case IdentifyCns.CONTROLLER:
       return { ok: true, data: identifyController(profile) };
     case IdentifyCns.NAMESPACE:
-      return withNamespace(profile, nsid, identifyNamespace);
+      return withNamespace(profile, nsid, identifyNamespace, 'zeroes');
     case IdentifyCns.ACTIVE_NAMESPACES:
       if (nsid >= 0xfffffffe) return { ok: false, status: Status.INVALID_NAMESPACE };
       return { ok: true, data: activeNamespaceList(profile, nsid) };
     case IdentifyCns.NAMESPACE_DESCRIPTORS:
-      return withNamespace(profile, nsid, namespaceDescriptors);
+      return withNamespace(profile, nsid, namespaceDescriptors, 'refused');
     default:
       return { ok: false, status: Status.INVALID_FIELD };
   }
 }
 
-/** Largest valid NSID (Identify Controller NN). */
-export function maxNsid(profile: ControllerProfile): number {
-  return Math.max(...profile.namespaces.map((ns) => ns.nsid));
-}
-
 /**
- * An active NSID gets its data; a valid NSID with no namespace behind it
- * reads as zeroes (an inactive namespace); anything else is Invalid Namespace.
+ * An active NSID gets its data. An inactive one (valid, no namespace
+ * attached) reads as zeroes where the CNS says so (00h), and is Invalid
+ * Field in Command where it does not (03h); anything else is Invalid
+ * Namespace or Format.
  */
-function withNamespace(profile: ControllerProfile, nsid: number, build: (ns: NamespaceProfile) => Uint8Array): IdentifyResult {
+function withNamespace(profile: ControllerProfile, nsid: number, build: (ns: NamespaceProfile) => Uint8Array, inactive: 'zeroes' | 'refused'): IdentifyResult {
   const ns = profile.namespaces.find((candidate) => candidate.nsid === nsid);
   if (ns) return { ok: true, data: build(ns) };
-  if (nsid === 0 || nsid === NSID_BROADCAST || nsid > maxNsid(profile)) return { ok: false, status: Status.INVALID_NAMESPACE };
-  return { ok: true, data: new Uint8Array(IDENTIFY_BYTES) };
+  const kind = nsidKind(nsid, () => false, maxNsid(profile));
+  if (kind !== 'inactive') return { ok: false, status: Status.INVALID_NAMESPACE };
+  return inactive === 'zeroes' ? { ok: true, data: new Uint8Array(IDENTIFY_BYTES) } : { ok: false, status: Status.INVALID_FIELD };
 }
 
 function identifyController(profile: ControllerProfile): Uint8Array {

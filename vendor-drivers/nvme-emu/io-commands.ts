@@ -8,6 +8,7 @@
  */
 import type { ControllerCore } from './controller-core.ts';
 import type { NamespaceStore } from './namespace-store.ts';
+import { notActiveStatus, nsidKind } from './nsid.ts';
 import { DSM_RANGE_BYTES, IoOpcode, MAX_TRANSFER_BYTES, NSID_BROADCAST } from './nvme-defs.ts';
 import { completion, type Completion, OK, Status } from './nvme-status.ts';
 import { gatherFromGuest, planPrpTransfer, scatterToGuest } from './prp.ts';
@@ -49,10 +50,18 @@ interface BlockRange {
   readonly bytes: number;
 }
 
+/** The command's one active namespace, or the completion its NSID gets (no command here but Flush takes the broadcast NSID). */
+function activeNamespace(ctx: IoContext, sqe: Sqe): NamespaceStore | Completion {
+  const ns = ctx.core.namespaces.get(sqe.nsid);
+  if (ns) return ns;
+  const kind = nsidKind(sqe.nsid, (nsid) => ctx.core.namespaces.has(nsid), ctx.core.nn);
+  return completion(kind === 'active' ? Status.INVALID_NAMESPACE : notActiveStatus(kind));
+}
+
 /** NSID, SLBA (CDW10/11) and NLB (CDW12 15:0, 0's based) checked against the namespace. */
 function blockRange(ctx: IoContext, sqe: Sqe): BlockRange | Completion {
-  const ns = ctx.core.namespaces.get(sqe.nsid);
-  if (!ns) return completion(Status.INVALID_NAMESPACE);
+  const ns = activeNamespace(ctx, sqe);
+  if ('status' in ns) return ns;
   const slba = sqe.cdw11 * 2 ** 32 + sqe.cdw10;
   const blocks = (sqe.cdw12 & 0xffff) + 1;
   if (slba + blocks > ns.blockCount) return completion(Status.LBA_OUT_OF_RANGE);
@@ -119,9 +128,14 @@ async function writeZeroes(ctx: IoContext, sqe: Sqe): Promise<Completion> {
 
 /** Flush of one namespace, or of all of them with NSID FFFFFFFFh. */
 async function flush(ctx: IoContext, sqe: Sqe): Promise<Completion> {
-  const namespaces = sqe.nsid === NSID_BROADCAST ? [...ctx.core.namespaces.values()] : [ctx.core.namespaces.get(sqe.nsid)];
-  const targets = namespaces.filter((ns): ns is NamespaceStore => ns !== undefined);
-  if (targets.length === 0) return completion(Status.INVALID_NAMESPACE);
+  let targets: NamespaceStore[];
+  if (sqe.nsid === NSID_BROADCAST) {
+    targets = [...ctx.core.namespaces.values()];
+  } else {
+    const ns = activeNamespace(ctx, sqe);
+    if ('status' in ns) return ns;
+    targets = [ns];
+  }
   try {
     await Promise.all(targets.map((ns) => ns.flush()));
   } catch (error) {
@@ -137,8 +151,8 @@ async function flush(ctx: IoContext, sqe: Sqe): Promise<Completion> {
  * All ranges are checked before any is touched.
  */
 async function datasetManagement(ctx: IoContext, sqe: Sqe): Promise<Completion> {
-  const ns = ctx.core.namespaces.get(sqe.nsid);
-  if (!ns) return completion(Status.INVALID_NAMESPACE);
+  const ns = activeNamespace(ctx, sqe);
+  if ('status' in ns) return ns;
   const count = (sqe.cdw10 & 0xff) + 1;
   const plan = planPrpTransfer(ctx.core.memory, sqe.prp1, sqe.prp2, count * DSM_RANGE_BYTES);
   if (!plan.ok) return completion(plan.status);

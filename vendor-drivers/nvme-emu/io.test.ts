@@ -2,7 +2,7 @@ import test from 'ava';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startDriver, startWithIoQueue, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
+import { startDriver, startWithIoQueue, tempDir, TEST_NAMESPACE_BYTES } from '../../test/support/nvme-emu/fixtures.ts';
 import { DATA, pattern, setU64, sqe } from '../../test/support/nvme-emu/test-guest.ts';
 
 const WRITE = 0x01;
@@ -186,4 +186,31 @@ test('interrupt coalescing holds an I/O vector until the threshold or the time',
   await f.guest.collect(1, 4);
   await sleep(1);
   t.is(f.port.interruptCounts()[1], before + 2, 'four entries reach the threshold at once');
+});
+
+test('NSIDs as the specification sorts them: an inactive NSID and a broadcast NSID where none is taken are Invalid Field, 0 and above NN Invalid Namespace', async (t) => {
+  const dir = await tempDir(t);
+  // NSIDs 1 and 3 attached: NN is 3, and NSID 2 is valid but inactive.
+  const namespaces = [1, 3].map((nsid) => ({ nsid, path: join(dir, `ns${nsid}.img`), sizeBytes: TEST_NAMESPACE_BYTES }));
+  const f = await startWithIoQueue({ vfs: [{ id: 'nvme0', bdf: '0000:3b:00.2', namespaces }] });
+  t.teardown(f.close);
+  const INVALID_FIELD = 0x002;
+  const INVALID_NAMESPACE = 0x00b;
+  for (const [nsid, expected, what] of [[3, 0, 'active'], [2, INVALID_FIELD, 'inactive'], [0xffffffff, INVALID_FIELD, 'broadcast, which Read does not take'], [0, INVALID_NAMESPACE, 'zero'], [4, INVALID_NAMESPACE, 'above NN']] as const) {
+    t.is((await f.guest.run(1, { opcode: READ, nsid, prp1: DATA })).status, expected, `Read, NSID ${nsid}: ${what}`);
+  }
+  for (const [opcode, name] of [[0x01, 'Write'], [0x08, 'Write Zeroes'], [0x09, 'Dataset Management']] as const) {
+    t.is((await f.guest.run(1, { opcode, nsid: 2, prp1: DATA })).status, INVALID_FIELD, `${name}, inactive NSID`);
+    t.is((await f.guest.run(1, { opcode, nsid: 0xffffffff, prp1: DATA })).status, INVALID_FIELD, `${name}, broadcast NSID`);
+  }
+  t.is((await f.guest.run(1, { opcode: 0x00, nsid: 2 })).status, INVALID_FIELD, 'Flush, inactive NSID');
+  t.is((await f.guest.run(1, { opcode: 0x00, nsid: 0xffffffff })).status, 0, 'Flush takes the broadcast NSID: every namespace');
+
+  const IDENTIFY = 0x06;
+  const inactiveNamespace = await f.guest.admin({ opcode: IDENTIFY, nsid: 2, prp1: DATA, cdw10: 0x00 });
+  t.is(inactiveNamespace.status, 0, 'Identify Namespace of an inactive NSID succeeds');
+  t.deepEqual(f.port.memRead(DATA, 4096), new Uint8Array(4096), '... with a zero-filled structure');
+  t.is((await f.guest.admin({ opcode: IDENTIFY, nsid: 2, prp1: DATA, cdw10: 0x03 })).status, INVALID_FIELD, 'descriptor list of an inactive NSID');
+  t.is((await f.guest.admin({ opcode: IDENTIFY, nsid: 4, prp1: DATA, cdw10: 0x03 })).status, INVALID_NAMESPACE, 'descriptor list above NN');
+  t.is((await f.guest.admin({ opcode: IDENTIFY, nsid: 3, prp1: DATA, cdw10: 0x03 })).status, 0, 'descriptor list of an active NSID');
 });
