@@ -78,10 +78,12 @@ test('Create / Delete I/O queue errors carry the NVMe status codes', async (t) =
   t.is((await cq((0 << 16) | 1, 0x3)).status, 0x102, 'one-entry queue');
   t.is((await cq((15 << 16) | 1, (5 << 16) | 0x3)).status, 0x108, 'vector 5 of 5: Invalid Interrupt Vector');
   t.is((await cq((15 << 16) | 1, 0x2)).status, 0x002, 'not contiguous: Invalid Field');
-  t.is((await cq((15 << 16) | 1, 0x3, IO_QUEUES + 0x10)).status, 0x002, 'unaligned base');
+  t.is((await cq((15 << 16) | 1, 0x3, IO_QUEUES + 0x10)).status, 0x013, 'PRP1 not page aligned: PRP Offset Invalid');
+  t.is((await cq((15 << 16) | 1, 0x3, 2 ** 52)).status, 0x002, 'beyond guest memory: Invalid Field');
   t.is((await sq((15 << 16) | 1, (1 << 16) | 1)).status, 0x100, 'SQ on a missing CQ: Completion Queue Invalid');
   t.is((await cq((15 << 16) | 1, (1 << 16) | 0x3)).status, 0);
   t.is((await cq((15 << 16) | 1, (1 << 16) | 0x3)).status, 0x101, 'CQ 1 exists');
+  t.is((await sq((15 << 16) | 1, (1 << 16) | 1, IO_QUEUES + 0x10040)).status, 0x013, 'SQ PRP1 not page aligned: PRP Offset Invalid');
   t.is((await sq((15 << 16) | 1, (1 << 16) | 1)).status, 0);
   t.is((await sq((15 << 16) | 1, (1 << 16) | 1)).status, 0x101, 'SQ 1 exists');
   t.is((await f.guest.admin({ opcode: 0x04, cdw10: 1 })).status, 0x10c, 'CQ still used: Invalid Queue Deletion');
@@ -92,12 +94,15 @@ test('Create / Delete I/O queue errors carry the NVMe status codes', async (t) =
   t.is((await f.driver.describe('nvme0')).details.queues.active, 0);
 });
 
-test('I/O queue creation needs CC.IOSQES = 6 and CC.IOCQES = 4', async (t) => {
+test('I/O queue creation before CC.IOCQES / CC.IOSQES are set is Invalid Queue Size', async (t) => {
   const f = await startDriver();
   t.teardown(f.close);
   await f.guest.enable();
-  f.port.mmioWrite32(0x14, 1); // still enabled, entry sizes cleared
-  t.is((await f.guest.admin({ opcode: 0x05, prp1: IO_QUEUES, cdw10: (15 << 16) | 1, cdw11: 0x3 })).status, 0x002);
+  f.port.mmioWrite32(0x14, 1 | (4 << 20)); // still enabled, IOCQES set, IOSQES cleared
+  t.is((await f.guest.admin({ opcode: 0x05, prp1: IO_QUEUES, cdw10: (15 << 16) | 1, cdw11: 0x3 })).status, 0, 'the CQ, with IOCQES set');
+  t.is((await f.guest.admin({ opcode: 0x01, prp1: IO_QUEUES + 0x10000, cdw10: (15 << 16) | 1, cdw11: (1 << 16) | 1 })).status, 0x102, 'the SQ, without IOSQES');
+  f.port.mmioWrite32(0x14, 1); // both cleared
+  t.is((await f.guest.admin({ opcode: 0x05, prp1: IO_QUEUES + 0x20000, cdw10: (15 << 16) | 2, cdw11: 0x3 })).status, 0x102, 'a CQ without IOCQES');
 });
 
 test('Number of Queues limits which queue ids can be created', async (t) => {

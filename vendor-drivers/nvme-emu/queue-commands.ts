@@ -27,9 +27,12 @@ export function createIoCompletionQueue(core: ControllerCore, sqe: Sqe): Complet
   if (qid === 0 || qid > core.features.ncqa + 1 || core.ioCqs.has(qid)) return completion(Status.INVALID_QUEUE_ID);
   if (qsize === 0 || qsize > core.profile.mqes) return completion(Status.INVALID_QUEUE_SIZE);
   if (vector >= core.profile.vectorCount) return completion(Status.INVALID_INTERRUPT_VECTOR);
+  // An entry size the host has not set (CC.IOCQES) makes every queue size wrong.
+  if (ccIocqes(core.registers.cc) !== IOCQES) return completion(Status.INVALID_QUEUE_SIZE);
   // CAP.CQR = 1: queues must be physically contiguous.
-  if (!contiguous || ccIocqes(core.registers.cc) !== IOCQES) return completion(Status.INVALID_FIELD);
-  if (!isQueueMemory(sqe.prp1, (qsize + 1) * CQE_BYTES)) return completion(Status.INVALID_FIELD);
+  if (!contiguous) return completion(Status.INVALID_FIELD);
+  const memory = queueMemoryStatus(sqe.prp1, (qsize + 1) * CQE_BYTES);
+  if (memory !== undefined) return completion(memory);
   core.ioCqs.set(qid, new CompletionQueue(qid, sqe.prp1, qsize + 1, interruptsEnabled, vector));
   return OK;
 }
@@ -43,8 +46,10 @@ export function createIoSubmissionQueue(core: ControllerCore, sqe: Sqe): Complet
   if (qid === 0 || qid > core.features.nsqa + 1 || core.ioSqs.has(qid)) return completion(Status.INVALID_QUEUE_ID);
   if (qsize === 0 || qsize > core.profile.mqes) return completion(Status.INVALID_QUEUE_SIZE);
   if (cqid === 0 || !core.ioCqs.has(cqid)) return completion(Status.COMPLETION_QUEUE_INVALID);
-  if (!contiguous || ccIosqes(core.registers.cc) !== IOSQES) return completion(Status.INVALID_FIELD);
-  if (!isQueueMemory(sqe.prp1, (qsize + 1) * SQE_BYTES)) return completion(Status.INVALID_FIELD);
+  if (ccIosqes(core.registers.cc) !== IOSQES) return completion(Status.INVALID_QUEUE_SIZE);
+  if (!contiguous) return completion(Status.INVALID_FIELD);
+  const memory = queueMemoryStatus(sqe.prp1, (qsize + 1) * SQE_BYTES);
+  if (memory !== undefined) return completion(memory);
   core.ioSqs.set(qid, new SubmissionQueue(qid, sqe.prp1, qsize + 1, cqid, priority));
   return OK;
 }
@@ -69,7 +74,12 @@ export function deleteIoCompletionQueue(host: QueueCommandHost, sqe: Sqe): Compl
   return OK;
 }
 
-/** A contiguous queue starts on a page boundary and lies within guest memory. */
-function isQueueMemory(base: number, bytes: number): boolean {
-  return base % PAGE_SIZE === 0 && GuestMemory.isValidRange(base, bytes);
+/**
+ * A contiguous queue starts on a page boundary (PRP1 with an offset is PRP
+ * Offset Invalid, as the specification recommends) and lies within guest
+ * memory (Invalid Field otherwise); undefined when it does both.
+ */
+function queueMemoryStatus(base: number, bytes: number): number | undefined {
+  if (base % PAGE_SIZE !== 0) return Status.INVALID_PRP_OFFSET;
+  return GuestMemory.isValidRange(base, bytes) ? undefined : Status.INVALID_FIELD;
 }
