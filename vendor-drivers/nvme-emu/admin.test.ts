@@ -226,3 +226,24 @@ test('Delete I/O SQ completes its in-flight commands as aborted by SQ deletion',
   const cqes = await f.guest.collect(1, 3);
   t.deepEqual(cqes.map((c) => c.status), [0x008, 0x008, 0x008]);
 });
+
+test('a failed command that the Error Information log records carries M; a controller reset clears the log\'s entries', async (t) => {
+  const f = await startWithIoQueue();
+  t.teardown(f.close);
+  const failed = await f.guest.run(1, { opcode: 0x02, nsid: 7, prp1: DATA });
+  t.is(failed.status, 0x00b);
+  t.true(failed.more, 'M: the log holds an entry for it');
+  t.false((await f.guest.run(1, { opcode: 0x02, nsid: 1, prp1: DATA })).more, 'no M on a success');
+  const errorLog = async (): Promise<DataView> => {
+    t.is((await f.guest.admin({ opcode: 0x02, prp1: BUF, cdw10: 0x01 | (15 << 16) })).status, 0);
+    const page = f.port.memRead(BUF, 64);
+    return new DataView(page.buffer, page.byteOffset, 64);
+  };
+  const entry = await errorLog();
+  t.is(entry.getBigUint64(0, true), 1n, 'the newest entry, error count 1');
+  t.is(entry.getUint16(10, true), failed.cid, 'for the failed command');
+  const cc = f.port.mmioRead32(0x14);
+  f.port.mmioWrite32(0x14, cc & ~1);
+  await f.guest.enable();
+  t.is((await errorLog()).getBigUint64(0, true), 0n, 'no entries after the reset');
+});

@@ -18,7 +18,7 @@ import type { ControllerCore } from './controller-core.ts';
 import { GuestMemoryFullError } from './guest-memory.ts';
 import { executeIo } from './io-commands.ts';
 import { AdminOpcode, IoOpcode, MAX_COMMANDS_IN_FLIGHT, SQE_BYTES } from './nvme-defs.ts';
-import { completion, type Completion, isLoggedError, Status } from './nvme-status.ts';
+import { completion, type Completion, isLoggedError, Status, STATUS_MORE } from './nvme-status.ts';
 import type { CompletionEntry, CompletionQueue, SubmissionQueue } from './queues.ts';
 import { CSTS_CFS } from './registers.ts';
 import type { ServiceClock } from './service-clock.ts';
@@ -243,8 +243,12 @@ export class CommandEngine implements AdminHost {
   #tryComplete(command: InFlightCommand): void {
     if (command.settled || command.completing || !command.due || !command.result) return;
     command.completing = true;
-    const result = command.result;
-    if (isLoggedError(result.status)) this.#logError(command, result.status);
+    let result = command.result;
+    if (isLoggedError(result.status)) {
+      this.#logError(command, result.status);
+      // The completion says the log has more about it (M), so a host reads the entry.
+      result = { ...result, status: result.status | STATUS_MORE };
+    }
     const sq = this.core.sq(command.sqid);
     const cq = sq ? this.core.cq(sq.cqid) : undefined;
     if (!sq || !cq) {

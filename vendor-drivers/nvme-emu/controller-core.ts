@@ -74,8 +74,10 @@ export class ControllerCore {
 
   /**
    * What a controller reset (CC.EN 1 -> 0) discards: all queues, outstanding
-   * AERs and events, feature values and interrupt state. Logs and SMART
-   * counters are NVM-subsystem history and stay.
+   * AERs and events, feature values, interrupt state, and the Error
+   * Information log's entries (they name queues and commands that are gone).
+   * SMART counters, and the count of errors ever logged, are NVM-subsystem
+   * history and stay.
    */
   resetController(): void {
     this.adminSq = undefined;
@@ -85,6 +87,7 @@ export class ControllerCore {
     this.features = defaultFeatures(this.profile.maxIoQueues);
     this.events.clear();
     this.interrupts.reset();
+    this.errorLog.clear();
   }
 
   /** Function-level reset: a controller reset plus every register back to its power-on value. */

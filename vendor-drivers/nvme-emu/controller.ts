@@ -215,9 +215,12 @@ export class NvmeController {
     if (!ccEnabled(previous) && ccEnabled(next)) {
       r.csts = this.#enable() ? CSTS_RDY : CSTS_CFS;
     } else if (ccEnabled(previous) && !ccEnabled(next)) {
+      // A controller reset: every register but AQA, ASQ and ACQ back to its reset value, CC and CSTS included.
       this.engine.dropAll();
       this.core.resetController();
-      r.csts &= CSTS_SHST_MASK;
+      r.cc = 0;
+      r.csts = 0;
+      return;
     }
     if (ccShn(next) !== 0 && ccShn(previous) === 0) {
       // No data is cached in the device, so a shutdown has nothing to write back.

@@ -54,6 +54,11 @@ export class ErrorLog {
     if (this.#entries.length > ERROR_LOG_ENTRIES) this.#entries.length = ERROR_LOG_ENTRIES;
   }
 
+  /** The entries go; the count of errors ever logged stays (SMART reports it). */
+  clear(): void {
+    this.#entries = [];
+  }
+
   restore(entries: readonly ErrorLogEntry[], errorCount: number): void {
     this.#entries = [...entries];
     this.#errorCount = errorCount;

@@ -1,11 +1,13 @@
 /**
  * NVMe completion status values, as the 15-bit Status Field of a CQE
- * (DW3 bits 31:17): SC in bits 7:0, SCT in bits 10:8, DNR in bit 14.
+ * (DW3 bits 31:17): SC in bits 7:0, SCT in bits 10:8, M in bit 13, DNR in bit 14.
  *
  * Errors that would fail the same way on a retry carry Do Not Retry, so
  * a host driver does not spin on a malformed command.
  */
 const DNR = 1 << 14;
+/** More: the Error Information log holds an entry for this command (set when the entry is made, not part of the Status values below). */
+export const STATUS_MORE = 1 << 13;
 
 const GENERIC = 0x0;
 const COMMAND_SPECIFIC = 0x1;

@@ -112,3 +112,15 @@ test('an interrupt is raised per completion batch on the CQ vector; INTMS defers
   t.is(f.port.mmioRead32(0x10), 0);
   t.is(f.port.interruptCounts()[0], before + 2, 'unmasked: delivered');
 });
+
+test('a controller reset (CC.EN 1 → 0) returns CC and CSTS to their reset values; AQA, ASQ and ACQ keep theirs', async (t) => {
+  const f = await startDriver();
+  t.teardown(f.close);
+  await f.guest.enable(16);
+  const admin = [0x24, 0x28, 0x2c, 0x30, 0x34].map((offset) => f.port.mmioRead32(offset));
+  t.is(f.port.mmioRead32(0x14), 0x460001, 'CC as enabled: IOCQES 4, IOSQES 6, EN');
+  f.port.mmioWrite32(0x14, 0x460000); // EN cleared, the entry sizes written as they were
+  t.is(f.port.mmioRead32(0x14), 0, 'CC reads its reset value, IOSQES and IOCQES included');
+  t.is(f.port.mmioRead32(0x1c), 0, 'CSTS reads its reset value');
+  t.deepEqual([0x24, 0x28, 0x2c, 0x30, 0x34].map((offset) => f.port.mmioRead32(offset)), admin, 'AQA, ASQ, ACQ kept');
+});

@@ -52,6 +52,8 @@ export interface Cqe {
   /** Status field without DNR/M/CRD: (SCT << 8) | SC. */
   status: number;
   dnr: boolean;
+  /** M: the Error Information log has an entry for this command. */
+  more: boolean;
 }
 
 export function decodeCqe(bytes: Uint8Array): Cqe {
@@ -67,6 +69,7 @@ export function decodeCqe(bytes: Uint8Array): Cqe {
     phase: (dw3 >>> 16) & 1,
     status: statusField & 0x7ff,
     dnr: (statusField & 0x4000) !== 0,
+    more: (statusField & 0x2000) !== 0,
   };
 }
 
