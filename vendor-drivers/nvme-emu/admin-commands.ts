@@ -4,7 +4,8 @@
  * holds their completion for the service time like any other command.
  * Asynchronous Event Requests never come here: the engine parks them.
  */
-import { getFeature, setFeature } from './features.ts';
+import { commandsEffectsPage, featuresEffectsPage, firmwareSlotPage, supportedLogPagesPage } from './capability-logs.ts';
+import { getFeature, setFeature, SUPPORTED_FEATURES } from './features.ts';
 import { identify, IDENTIFY_BYTES } from './identify.ts';
 import { errorLogPage, smartLogPage } from './log-pages.ts';
 import { AdminOpcode, LogPageId, MAX_TRANSFER_BYTES, NSID_BROADCAST } from './nvme-defs.ts';
@@ -80,6 +81,14 @@ function getLogPage(host: AdminHost, sqe: Sqe): Completion {
     // LPA bit 0 is clear: SMART data is controller-wide only.
     if (sqe.nsid !== 0 && sqe.nsid !== NSID_BROADCAST) return completion(Status.INVALID_FIELD);
     page = smartLogPage(core.smart, core.errorLog.errorCount);
+  } else if (lid === LogPageId.SUPPORTED_LOG_PAGES) {
+    page = supportedLogPagesPage();
+  } else if (lid === LogPageId.FIRMWARE_SLOT) {
+    page = firmwareSlotPage(core.profile.firmware);
+  } else if (lid === LogPageId.COMMANDS_EFFECTS) {
+    page = commandsEffectsPage();
+  } else if (lid === LogPageId.FEATURES_EFFECTS) {
+    page = featuresEffectsPage(SUPPORTED_FEATURES);
   } else {
     return completion(Status.INVALID_LOG_PAGE);
   }

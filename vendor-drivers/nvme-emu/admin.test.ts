@@ -247,3 +247,45 @@ test('a failed command that the Error Information log records carries M; a contr
   await f.guest.enable();
   t.is((await errorLog()).getBigUint64(0, true), 0n, 'no entries after the reset');
 });
+
+test('the mandatory log pages: Supported Log Pages, Firmware Slot Information, Commands Supported and Effects, Feature Identifiers Supported and Effects', async (t) => {
+  const f = await startDriver();
+  t.teardown(f.close);
+  await f.guest.enable();
+  const logPage = async (lid: number, bytes: number): Promise<DataView> => {
+    const cqe = await f.guest.admin({ opcode: 0x02, prp1: BUF, cdw10: lid | ((bytes / 4 - 1) << 16) });
+    t.is(cqe.status, 0, `log page ${lid.toString(16)}h`);
+    return dv(f.port.memRead(BUF, bytes));
+  };
+  const entry = (page: DataView, index: number): number => page.getUint32(index * 4, true);
+
+  const supported = await logPage(0x00, 1024);
+  for (const lid of [0x00, 0x01, 0x02, 0x03, 0x05, 0x12]) t.is(entry(supported, lid) & 1, 1, `LID ${lid.toString(16)}h supported`);
+  t.is(entry(supported, 0x04), 0, 'Changed Namespace List: not supported, not listed');
+  for (let lid = 0; lid < 256; lid++) {
+    if ((entry(supported, lid) & 1) === 0) continue;
+    t.not((await f.guest.admin({ opcode: 0x02, prp1: BUF, cdw10: lid | (3 << 16) })).status, 0x109, `listed LID ${lid.toString(16)}h is returned`);
+  }
+
+  t.is((await f.guest.admin({ opcode: IDENTIFY, prp1: BUF, cdw10: 1 })).status, 0);
+  const identifyData = f.port.memRead(BUF, 4096);
+  const revision = ascii(identifyData, 64, 8);
+  t.is(identifyData[261]! & 0x02, 0x02, 'LPA: Commands Supported and Effects log');
+  const firmware = await logPage(0x03, 512);
+  t.is(firmware.getUint8(0) & 0x7, 1, 'AFI: slot 1 active');
+  t.is(ascii(new Uint8Array(firmware.buffer, firmware.byteOffset + 8, 8), 0, 8), revision, 'FRS1 is the revision Identify reports');
+
+  const effects = await logPage(0x05, 4096);
+  for (const opcode of [0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0a, 0x0c]) t.is(entry(effects, opcode) & 1, 1, `admin ${opcode.toString(16)}h supported`);
+  t.is(entry(effects, 0x10), 0, 'Firmware Commit: not supported');
+  t.is(entry(effects, 256 + 0x02), 1, 'Read: supported, changes no block');
+  for (const opcode of [0x01, 0x08, 0x09]) t.is(entry(effects, 256 + opcode), 0b11, `I/O ${opcode.toString(16)}h: supported, changes logical block content`);
+  t.is(entry(effects, 256 + 0x05), 0, 'Compare: not supported');
+
+  const features = await logPage(0x12, 1024);
+  for (const fid of [0x06, 0x07, 0x08, 0x0b]) {
+    t.is(entry(features, fid) & 1, 1, `feature ${fid.toString(16)}h supported`);
+    t.is((await f.guest.admin({ opcode: 0x0a, cdw10: fid })).status, 0, `and Get Features ${fid.toString(16)}h succeeds`);
+  }
+  t.is(entry(features, 0x03), 0, 'LBA Range Type: not supported');
+});

@@ -79,13 +79,11 @@ export function setFeature(state: FeatureState, maxIoQueues: number, cdw10: numb
   }
 }
 
+/** The features Get and Set Features take (and the Feature Identifiers Supported and Effects log lists). */
+export const SUPPORTED_FEATURES: readonly number[] = Object.values(FeatureId);
+
 function isSupported(fid: number): boolean {
-  return (
-    fid === FeatureId.VOLATILE_WRITE_CACHE ||
-    fid === FeatureId.NUMBER_OF_QUEUES ||
-    fid === FeatureId.INTERRUPT_COALESCING ||
-    fid === FeatureId.ASYNC_EVENT_CONFIGURATION
-  );
+  return SUPPORTED_FEATURES.includes(fid);
 }
 
 function featureValue(state: FeatureState, fid: number): number {

@@ -72,7 +72,7 @@ function identifyController(profile: ControllerProfile): Uint8Array {
   data[258] = ACL;
   data[259] = AERL;
   data[260] = 0x03; // FRMW: one firmware slot, read-only
-  data[261] = 0x04; // LPA: extended Get Log Page (NUMDU, offsets)
+  data[261] = 0x06; // LPA: Commands Supported and Effects log (bit 1), extended Get Log Page (NUMDU, offsets; bit 2)
   data[262] = ELPE;
   dv.setUint16(266, 343, true); // WCTEMP, kelvin
   dv.setUint16(268, 373, true); // CCTEMP

@@ -1,7 +1,9 @@
 /**
  * The controller's log data: SMART / Health counters and the Error
- * Information log, and their Get Log Page encodings. Both are NVM-subsystem
- * history, so they survive controller resets and travel with the state.
+ * Information log, and their Get Log Page encodings. The SMART counters
+ * are NVM-subsystem history, so they survive controller resets; both travel
+ * with the state. Also the pages that only describe the controller (what it
+ * supports, its firmware slot), made from the same tables the commands use.
  */
 import { getU64, setU64, view } from './bytes.ts';
 import { ERROR_LOG_ENTRIES } from './nvme-defs.ts';

@@ -88,9 +88,14 @@ export const FeatureId = {
   ASYNC_EVENT_CONFIGURATION: 0x0b,
 } as const;
 
+/** The log pages this controller returns (capability-logs.ts lists them in Supported Log Pages). */
 export const LogPageId = {
+  SUPPORTED_LOG_PAGES: 0x00,
   ERROR_INFORMATION: 0x01,
   SMART_HEALTH: 0x02,
+  FIRMWARE_SLOT: 0x03,
+  COMMANDS_EFFECTS: 0x05,
+  FEATURES_EFFECTS: 0x12,
 } as const;
 
 export const IdentifyCns = {
