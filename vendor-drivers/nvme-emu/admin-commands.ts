@@ -44,8 +44,7 @@ export function executeAdmin(host: AdminHost, sqe: Sqe): Completion {
     case AdminOpcode.GET_FEATURES:
       return getFeature(core.features, core.profile.maxIoQueues, sqe.cdw10);
     case AdminOpcode.SET_FEATURES: {
-      const ioQueuesExist = core.ioSqs.size + core.ioCqs.size > 0;
-      const result = setFeature(core.features, core.profile.maxIoQueues, sqe.cdw10, sqe.cdw11, ioQueuesExist);
+      const result = setFeature(core.features, core.profile.maxIoQueues, sqe.cdw10, sqe.cdw11);
       core.interrupts.setCoalescing({ threshold: core.features.coalescingThreshold, time: core.features.coalescingTime });
       return result;
     }

@@ -114,7 +114,29 @@ test('Number of Queues limits which queue ids can be created', async (t) => {
   t.is(granted.dw0, 1 | (0 << 16), 'two SQs, one CQ');
   t.is((await f.guest.admin({ opcode: 0x05, prp1: IO_QUEUES, cdw10: (15 << 16) | 2, cdw11: 0x3 })).status, 0x101);
   t.is((await f.guest.admin({ opcode: 0x09, cdw10: 0x07, cdw11: 0xffff })).status, 0x002, '65536 queues requested');
+  f.port.mmioWrite32(0x14, f.port.mmioRead32(0x14) & ~1); // a reset, for a new allocation
+  await f.guest.enable();
   t.is((await f.guest.admin({ opcode: 0x09, cdw10: 0x07, cdw11: (100 << 16) | 100 })).dw0, 15 | (15 << 16), 'capped at the maximum');
+});
+
+test('Number of Queues is allocated once between controller resets, and only before any I/O queue was created', async (t) => {
+  const f = await startDriver({ maxIoQueues: 16 });
+  t.teardown(f.close);
+  await f.guest.enable();
+  const setQueues = (pairs: number) => f.guest.admin({ opcode: 0x09, cdw10: 0x07, cdw11: ((pairs - 1) << 16) | (pairs - 1) });
+  t.is((await setQueues(2)).dw0, 1 | (1 << 16), 'two pairs allocated');
+  const again = await setQueues(8);
+  t.is(again.status, 0);
+  t.is(again.dw0, 1 | (1 << 16), 'a second Set reports the allocation made, unchanged');
+  t.is((await f.guest.admin({ opcode: 0x0a, cdw10: 0x07 })).dw0, 1 | (1 << 16));
+  await f.guest.createIoPair(1);
+  t.is((await f.guest.admin({ opcode: 0x00, cdw10: 1 })).status, 0, 'SQ 1 deleted');
+  t.is((await f.guest.admin({ opcode: 0x04, cdw10: 1 })).status, 0, 'CQ 1 deleted');
+  t.is((await setQueues(8)).status, 0x00c, 'after I/O queues were created, even if deleted again: Command Sequence Error');
+  const cc = f.port.mmioRead32(0x14);
+  f.port.mmioWrite32(0x14, cc & ~1);
+  await f.guest.enable();
+  t.is((await setQueues(8)).dw0, 7 | (7 << 16), 'a controller reset allows a new allocation');
 });
 
 test('Get / Set Features: VWC, interrupt coalescing, AEC; others are Invalid Field', async (t) => {

@@ -16,6 +16,14 @@ export interface FeatureState {
   coalescingThreshold: number;
   coalescingTime: number;
   asyncEventConfig: number;
+  /**
+   * Number of Queues was set since the last controller reset: the
+   * allocation then stays as it is until the next one (NVMe Base 2.1,
+   * "the value allocated shall not change between resets").
+   */
+  queuesAllocated: boolean;
+  /** An I/O queue was created since the last controller reset (deleted or not): Number of Queues is then a Command Sequence Error. */
+  ioQueuesCreated: boolean;
 }
 
 /** AEC bits we accept: the SMART / Health critical warnings (7:0). */
@@ -31,6 +39,8 @@ export function defaultFeatures(maxIoQueues: number): FeatureState {
     coalescingThreshold: 0,
     coalescingTime: 0,
     asyncEventConfig: 0,
+    queuesAllocated: false,
+    ioQueuesCreated: false,
   };
 }
 
@@ -45,10 +55,11 @@ export function getFeature(state: FeatureState, maxIoQueues: number, cdw10: numb
 }
 
 /**
- * `ioQueuesExist` guards Number of Queues, which may only change before any
- * I/O queue is created (Command Sequence Error otherwise).
+ * Number of Queues is set once between controller resets, before any I/O
+ * queue was created: after a creation it is a Command Sequence Error, and
+ * a second Set before one reports the allocation already made.
  */
-export function setFeature(state: FeatureState, maxIoQueues: number, cdw10: number, cdw11: number, ioQueuesExist: boolean): Completion {
+export function setFeature(state: FeatureState, maxIoQueues: number, cdw10: number, cdw11: number): Completion {
   const fid = cdw10 & 0xff;
   const save = (cdw10 >>> 31) === 1;
   if (!isSupported(fid)) return completion(Status.INVALID_FIELD);
@@ -58,9 +69,12 @@ export function setFeature(state: FeatureState, maxIoQueues: number, cdw10: numb
       const nsqr = cdw11 & 0xffff;
       const ncqr = cdw11 >>> 16;
       if (nsqr === 0xffff || ncqr === 0xffff) return completion(Status.INVALID_FIELD);
-      if (ioQueuesExist) return completion(Status.COMMAND_SEQUENCE_ERROR);
-      state.nsqa = Math.min(nsqr, maxIoQueues - 1);
-      state.ncqa = Math.min(ncqr, maxIoQueues - 1);
+      if (state.ioQueuesCreated) return completion(Status.COMMAND_SEQUENCE_ERROR);
+      if (!state.queuesAllocated) {
+        state.nsqa = Math.min(nsqr, maxIoQueues - 1);
+        state.ncqa = Math.min(ncqr, maxIoQueues - 1);
+        state.queuesAllocated = true;
+      }
       return completion(Status.SUCCESS, featureValue(state, fid));
     }
     case FeatureId.VOLATILE_WRITE_CACHE:

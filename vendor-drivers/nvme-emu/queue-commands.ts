@@ -34,6 +34,7 @@ export function createIoCompletionQueue(core: ControllerCore, sqe: Sqe): Complet
   const memory = queueMemoryStatus(sqe.prp1, (qsize + 1) * CQE_BYTES);
   if (memory !== undefined) return completion(memory);
   core.ioCqs.set(qid, new CompletionQueue(qid, sqe.prp1, qsize + 1, interruptsEnabled, vector));
+  core.features.ioQueuesCreated = true;
   return OK;
 }
 
@@ -51,6 +52,7 @@ export function createIoSubmissionQueue(core: ControllerCore, sqe: Sqe): Complet
   const memory = queueMemoryStatus(sqe.prp1, (qsize + 1) * SQE_BYTES);
   if (memory !== undefined) return completion(memory);
   core.ioSqs.set(qid, new SubmissionQueue(qid, sqe.prp1, qsize + 1, cqid, priority));
+  core.features.ioQueuesCreated = true;
   return OK;
 }
 

@@ -137,3 +137,62 @@ test('vendor records of a newer nvme-emu: an unknown optional one (tag 0x8000 an
   await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
   t.deepEqual((await captureState(destination.driver, 'nvme0')).payload, image.payload);
 });
+
+/** `payload` without its vendor record `tag`, as an nvme-emu that did not write it would have saved it: count, VSS and seal follow. */
+function withoutVendorRecord(payload: Uint8Array, tag: number): Uint8Array {
+  const dv = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  const vendorStart = 48 + 4 * dv.getUint32(16, true);
+  const count = dv.getUint16(vendorStart + 6, true);
+  let at = vendorStart + 8;
+  for (let i = 0; i < count; i++) {
+    const length = 8 + Math.ceil(dv.getUint32(at + 4, true) / 4) * 4;
+    if (dv.getUint16(at, true) === tag) {
+      const out = new Uint8Array(payload.length - length);
+      out.set(payload.subarray(0, at), 0);
+      out.set(payload.subarray(at + length), at);
+      const ov = new DataView(out.buffer);
+      ov.setUint16(vendorStart + 6, count - 1, true);
+      ov.setUint32(32, ov.getUint32(32, true) - length / 4, true);
+      return reseal(out);
+    }
+    at += length;
+  }
+  throw new Error(`no vendor record 0x${tag.toString(16)}`);
+}
+
+test('how Number of Queues stands travels with the state: an allocation stays fixed, and created queues keep it from changing, on the destination too', async (t) => {
+  const dataDir = await tempDir(t);
+  const setQueues = (f: Fixture, pairs: number) => f.guest.admin({ opcode: 0x09, cdw10: 0x07, cdw11: ((pairs - 1) << 16) | (pairs - 1) });
+  const migrate = async (source: Fixture): Promise<Fixture> => {
+    await source.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+    const image = await captureState(source.driver, 'nvme0');
+    const destination = await startDriver({ serviceTimeUs: 0 }, dataDir);
+    t.teardown(destination.close);
+    await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+    await restoreState(destination.driver, 'nvme0', image);
+    await destination.driver.setRunLevel('nvme0', 'running', farDeadline());
+    source.guest.moveTo(destination.port);
+    return { ...destination, guest: source.guest };
+  };
+  const allocated = await startDriver({ serviceTimeUs: 0 }, dataDir);
+  t.teardown(allocated.close);
+  await allocated.guest.enable();
+  t.is((await setQueues(allocated, 2)).dw0, 1 | (1 << 16));
+  const there = await migrate(allocated);
+  t.is((await setQueues(there, 8)).dw0, 1 | (1 << 16), 'allocated on the source: unchanged on the destination');
+
+  const created = await startWithIoQueue({ serviceTimeUs: 0 }, dataDir);
+  t.teardown(created.close);
+  t.is((await created.guest.admin({ opcode: 0x00, cdw10: 1 })).status, 0);
+  t.is((await created.guest.admin({ opcode: 0x04, cdw10: 1 })).status, 0);
+  const after = await migrate(created);
+  t.is((await setQueues(after, 8)).status, 0x00c, 'queues created (and deleted) on the source: Command Sequence Error on the destination');
+});
+
+test('a state without the queue allocation record (written before it existed) loads; its I/O queues count as created', async (t) => {
+  const { image, destination } = await setup(t);
+  await restoreState(destination.driver, 'nvme0', { ...image, payload: withoutVendorRecord(image.payload, 0x8001) });
+  t.is((await destination.driver.describe('nvme0')).details.queues.active, 1);
+  await destination.driver.setRunLevel('nvme0', 'stopped', farDeadline());
+  t.deepEqual((await captureState(destination.driver, 'nvme0')).payload, image.payload, 'saved again, the record says what the source\'s said: queues created, nothing allocated');
+});

@@ -50,7 +50,8 @@ export function snapshotFromStandard(state: StandardState, destination: Controll
     adminCq: undefined,
     ioSqs: state.sqs.map((sq) => ({ ...sq, latchedTail: undefined })),
     ioCqs: state.cqs.map((cq) => ({ ...cq, latchedHead: undefined })),
-    features: { ...defaultFeatures(destination.profile.maxIoQueues), volatileWriteCache: false },
+    // The standard state says nothing of Number of Queues: queues that exist were created since the guest's last reset.
+    features: { ...defaultFeatures(destination.profile.maxIoQueues), volatileWriteCache: false, ioQueuesCreated: enabled },
     vectorCount: destination.vectorCount,
     pendingVectors: [...new Set(unacknowledged)].sort((a, b) => a - b),
     events: { outstanding: [], queued: [], masked: [] },

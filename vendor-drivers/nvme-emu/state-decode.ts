@@ -82,7 +82,7 @@ function readVendorRecords(payload: Uint8Array, section: Section): VendorRecords
   }
   r.expectEnd();
   for (const [tag, name] of Object.entries(RECORD_NAMES)) {
-    if (!seen.has(Number(tag))) throw corrupt(`vendor section lacks the ${name} record`);
+    if (!seen.has(Number(tag)) && !isOptionalTag(Number(tag))) throw corrupt(`vendor section lacks the ${name} record`);
   }
   return into as VendorRecords;
 }
@@ -103,7 +103,8 @@ function assemble(queues: StandardQueues, v: VendorRecords): ControllerSnapshot 
     adminCq: v.adminQueues.cq,
     ioSqs,
     ioCqs,
-    features: v.features,
+    // A state written before the queue allocation record: nothing set, and created if any I/O queue is there now.
+    features: { ...v.features, ...(v.queueAllocation ?? { queuesAllocated: false, ioQueuesCreated: queues.sqs.length + queues.cqs.length > 0 }) },
     vectorCount: v.interrupts.vectorCount,
     pendingVectors: v.interrupts.pending,
     events: v.events,

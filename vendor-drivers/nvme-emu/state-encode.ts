@@ -41,6 +41,7 @@ function encodeVendorSection(s: ControllerSnapshot): Uint8Array {
     [RecordTag.ADMIN_QUEUES, (b) => adminQueues(b, s)],
     [RecordTag.IO_QUEUE_LATCHES, (b) => ioQueueLatches(b, s)],
     [RecordTag.FEATURES, (b) => features(b, s)],
+    [RecordTag.QUEUE_ALLOCATION, (b) => queueAllocation(b, s)],
     [RecordTag.INTERRUPTS, (b) => interrupts(b, s)],
     [RecordTag.ASYNC_EVENTS, (b) => asyncEvents(b, s)],
     [RecordTag.SMART, (b) => smart(b, s)],
@@ -86,6 +87,11 @@ function features(w: ByteWriter, s: ControllerSnapshot): void {
   const f = s.features;
   w.u16(f.nsqa).u16(f.ncqa).u8(f.volatileWriteCache ? 1 : 0).u8(f.coalescingThreshold).u8(f.coalescingTime).u8(0);
   w.u32(f.asyncEventConfig);
+}
+
+/** Bit 0: Number of Queues was set since the last reset; bit 1: an I/O queue was created since then. */
+function queueAllocation(w: ByteWriter, s: ControllerSnapshot): void {
+  w.u8((s.features.queuesAllocated ? 1 : 0) | (s.features.ioQueuesCreated ? 2 : 0)).u8(0).u16(0);
 }
 
 function interrupts(w: ByteWriter, s: ControllerSnapshot): void {

@@ -59,6 +59,8 @@ export const RecordTag = {
   SMART: 0x0007,
   ERROR_LOG: 0x0008,
   IDENTITY: 0x0009,
+  /** Optional (an older reader skips it): how Number of Queues stands since the last controller reset. */
+  QUEUE_ALLOCATION: 0x8001,
   /** Last record: CRC-32C of every payload byte before its value. */
   SEAL: 0xffff,
 } as const;
@@ -85,6 +87,7 @@ export const RECORD_NAMES: Readonly<Record<number, string>> = {
   [RecordTag.SMART]: 'SMART counters',
   [RecordTag.ERROR_LOG]: 'error log',
   [RecordTag.IDENTITY]: 'identity',
+  [RecordTag.QUEUE_ALLOCATION]: 'queue allocation',
   [RecordTag.SEAL]: 'seal',
 };
 

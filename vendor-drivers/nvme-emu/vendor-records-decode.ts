@@ -26,7 +26,10 @@ export interface VendorRecords {
   registers: { file: RegisterFile; interruptMask: number; latchedCc: number | undefined };
   adminQueues: AdminQueues;
   latches: { sqs: Latch[]; cqs: Latch[] };
-  features: FeatureState;
+  /** The features record; `queuesAllocated` and `ioQueuesCreated` come from the optional queue allocation record. */
+  features: Omit<FeatureState, 'queuesAllocated' | 'ioQueuesCreated'>;
+  /** Absent in a state written before 2026-12. */
+  queueAllocation?: { queuesAllocated: boolean; ioQueuesCreated: boolean };
   interrupts: { vectorCount: number; pending: number[] };
   events: { outstanding: number[]; queued: AsyncEvent[]; masked: EventMask[] };
   smart: SmartCounters;
@@ -100,6 +103,12 @@ export const RECORD_READERS: Readonly<Record<number, RecordReader>> = {
     const asyncEventConfig = r.u32('AEC');
     if (vwc > 1) throw corrupt(`features: VWC ${vwc}`);
     into.features = { nsqa, ncqa, volatileWriteCache: vwc === 1, coalescingThreshold, coalescingTime, asyncEventConfig };
+  },
+  [RecordTag.QUEUE_ALLOCATION]: (r, into) => {
+    const flags = r.u8('flags');
+    if ((flags & ~0x3) !== 0) throw corrupt(`queue allocation: flags 0x${flags.toString(16)}`);
+    r.reserved(3, 'bytes 1..3');
+    into.queueAllocation = { queuesAllocated: (flags & 1) !== 0, ioQueuesCreated: (flags & 2) !== 0 };
   },
   [RecordTag.INTERRUPTS]: (r, into) => {
     const vectorCount = r.u16('vector count');
