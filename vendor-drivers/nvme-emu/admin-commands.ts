@@ -5,7 +5,7 @@
  * Asynchronous Event Requests never come here: the engine parks them.
  */
 import { commandsEffectsPage, featuresEffectsPage, firmwareSlotPage, supportedLogPagesPage } from './capability-logs.ts';
-import { getFeature, setFeature, SUPPORTED_FEATURES } from './features.ts';
+import { coalescingOf, getFeature, setFeature, SUPPORTED_FEATURES } from './features.ts';
 import { identify, IDENTIFY_BYTES } from './identify.ts';
 import { errorLogPage, smartLogPage } from './log-pages.ts';
 import { AdminOpcode, LogPageId, MAX_TRANSFER_BYTES, NSID_BROADCAST } from './nvme-defs.ts';
@@ -42,10 +42,10 @@ export function executeAdmin(host: AdminHost, sqe: Sqe): Completion {
     case AdminOpcode.DELETE_IO_CQ:
       return deleteIoCompletionQueue(host, sqe);
     case AdminOpcode.GET_FEATURES:
-      return getFeature(core.features, core.profile.maxIoQueues, sqe.cdw10);
+      return getFeature(core.features, core.profile, sqe.cdw10, sqe.cdw11);
     case AdminOpcode.SET_FEATURES: {
-      const result = setFeature(core.features, core.profile.maxIoQueues, sqe.cdw10, sqe.cdw11);
-      core.interrupts.setCoalescing({ threshold: core.features.coalescingThreshold, time: core.features.coalescingTime });
+      const result = setFeature(core.features, core.profile, sqe.cdw10, sqe.cdw11);
+      core.interrupts.setCoalescing(coalescingOf(core.features));
       return result;
     }
     case AdminOpcode.GET_LOG_PAGE:
@@ -79,7 +79,7 @@ function getLogPage(host: AdminHost, sqe: Sqe): Completion {
   } else if (lid === LogPageId.SMART_HEALTH) {
     // LPA bit 0 is clear: SMART data is controller-wide only.
     if (sqe.nsid !== 0 && sqe.nsid !== NSID_BROADCAST) return completion(Status.INVALID_FIELD);
-    page = smartLogPage(core.smart, core.errorLog.errorCount);
+    page = smartLogPage(core.smart, core.errorLog.errorCount, core.features);
   } else if (lid === LogPageId.SUPPORTED_LOG_PAGES) {
     page = supportedLogPagesPage();
   } else if (lid === LogPageId.FIRMWARE_SLOT) {

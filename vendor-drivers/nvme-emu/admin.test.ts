@@ -156,7 +156,7 @@ test('Get / Set Features: VWC, interrupt coalescing, AEC; others are Invalid Fie
   t.is((await get(0x0b)).dw0, 0x1f);
   t.is((await set(0x0b, 0x100)).status, 0x002, 'unsupported AEC bit');
   t.is((await get(0x03)).status, 0x002);
-  t.is((await set(0x04, 0)).status, 0x002);
+  t.is((await set(0x03, 0)).status, 0x002, 'LBA Range Type: not a feature of this controller');
   t.is((await set(0x06, 1, true)).status, 0x10d, 'Feature Identifier Not Saveable');
 });
 
@@ -270,6 +270,59 @@ test('a failed command that the Error Information log records carries M; a contr
   t.is((await errorLog()).getBigUint64(0, true), 0n, 'no entries after the reset');
 });
 
+test('the mandatory features: Arbitration, Power Management, Temperature Threshold, Error Recovery, Interrupt Vector Configuration, Write Atomicity Normal', async (t) => {
+  const f = await startWithIoQueue({ serviceTimeUs: 0 });
+  t.teardown(f.close);
+  const get = (fid: number, cdw11 = 0, sel = 0) => f.guest.admin({ opcode: 0x0a, cdw10: fid | (sel << 8), cdw11 });
+  const set = (fid: number, cdw11: number) => f.guest.admin({ opcode: 0x09, cdw10: fid, cdw11 });
+  const INVALID_FIELD = 0x002;
+
+  t.is((await set(0x01, 0x30201003)).status, 0, 'Arbitration: AB 3, LPW 10h, MPW 20h, HPW 30h');
+  t.is((await get(0x01)).dw0, 0x30201003);
+  t.is((await get(0x01, 0, 1)).dw0, 0, 'SEL=default');
+
+  t.is((await set(0x02, 0x1 )).status, INVALID_FIELD, 'Power Management: power state 1 does not exist (NPSS 0)');
+  t.is((await set(0x02, 2 << 5)).status, 0, 'workload hint 2 in power state 0');
+  t.is((await get(0x02)).dw0, 2 << 5);
+
+  const smartWarning = async (): Promise<number> => {
+    t.is((await f.guest.admin({ opcode: 0x02, prp1: BUF, cdw10: 0x02 | (127 << 16) })).status, 0);
+    return f.port.memRead(BUF, 1)[0] ?? -1;
+  };
+  t.is((await get(0x04)).dw0 & 0xffff, 343, 'over-temperature threshold 343 K by default');
+  t.is(await smartWarning(), 0, 'no critical warning at 313 K');
+  t.is((await set(0x04, 300)).status, 0, 'over-temperature threshold 300 K');
+  t.is((await get(0x04)).dw0 & 0xffff, 300);
+  t.is(await smartWarning() & 0x2, 0x2, 'above the threshold now: the temperature warning');
+  t.is((await set(0x04, 0x157)).status, 0);
+  t.is((await set(0x04, (1 << 20) | 273)).status, 0, 'under-temperature threshold 273 K');
+  t.is((await get(0x04, 1 << 20)).dw0, (1 << 20) | 273, 'Get names the threshold in CDW11');
+  t.is((await set(0x04, (1 << 16) | 300)).status, INVALID_FIELD, 'sensor 1 does not exist');
+  t.is((await set(0x04, (0xf << 16) | 350)).status, 0, 'all sensors: the composite one');
+  t.is((await get(0x04)).dw0 & 0xffff, 350);
+  t.is((await set(0x04, (2 << 20) | 300)).status, INVALID_FIELD, 'THSEL 2 is reserved');
+  t.is(await smartWarning(), 0);
+
+  t.is((await set(0x05, 40)).status, 0, 'Error Recovery: TLER 4 s');
+  t.is((await get(0x05)).dw0, 40);
+  t.is((await set(0x05, 1 << 16)).status, INVALID_FIELD, 'DULBE: no namespace reports deallocated blocks as errors');
+
+  t.is((await get(0x09, 1)).dw0, 1, 'vector 1: coalescing applies');
+  t.is((await set(0x09, (1 << 16) | 1)).status, 0, 'CD for vector 1');
+  t.is((await get(0x09, 1)).dw0, (1 << 16) | 1);
+  t.is((await set(0x09, 0)).status, INVALID_FIELD, 'coalescing cannot be turned on for the admin vector');
+  t.is((await set(0x09, (1 << 16) | 99)).status, INVALID_FIELD, 'no vector 99');
+  t.is((await get(0x09, 99)).status, INVALID_FIELD);
+  // Coalescing with a threshold of 4 entries and 100 ms: vector 1 is exempt, so one completion raises it at once.
+  t.is((await set(0x08, (200 << 8) | 3)).status, 0);
+  const before = f.port.interruptCounts()[1] ?? 0;
+  t.is((await f.guest.run(1, { opcode: 0x00, nsid: 1 })).status, 0);
+  t.is(f.port.interruptCounts()[1], before + 1, 'raised at once: CD exempts vector 1 from coalescing');
+
+  t.is((await set(0x0a, 1)).status, 0, 'Write Atomicity Normal: DN');
+  t.is((await get(0x0a)).dw0, 1);
+});
+
 test('the mandatory log pages: Supported Log Pages, Firmware Slot Information, Commands Supported and Effects, Feature Identifiers Supported and Effects', async (t) => {
   const f = await startDriver();
   t.teardown(f.close);
@@ -305,7 +358,7 @@ test('the mandatory log pages: Supported Log Pages, Firmware Slot Information, C
   t.is(entry(effects, 256 + 0x05), 0, 'Compare: not supported');
 
   const features = await logPage(0x12, 1024);
-  for (const fid of [0x06, 0x07, 0x08, 0x0b]) {
+  for (const fid of [0x01, 0x02, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b]) {
     t.is(entry(features, fid) & 1, 1, `feature ${fid.toString(16)}h supported`);
     t.is((await f.guest.admin({ opcode: 0x0a, cdw10: fid })).status, 0, `and Get Features ${fid.toString(16)}h succeeds`);
   }

@@ -6,7 +6,7 @@
 import type { AsyncEventSnapshot } from './async-events.ts';
 import type { ControllerCore, RegisterFile } from './controller-core.ts';
 import type { ControllerProfile } from './controller-profile.ts';
-import type { FeatureState } from './features.ts';
+import { coalescingOf, type FeatureState } from './features.ts';
 import type { ErrorLogEntry, SmartCounters } from './log-pages.ts';
 import { CompletionQueue, SubmissionQueue } from './queues.ts';
 
@@ -84,7 +84,7 @@ export function applySnapshot(core: ControllerCore, snapshot: ControllerSnapshot
   for (const cq of snapshot.ioCqs) core.ioCqs.set(cq.id, toCq(cq));
   core.features = { ...snapshot.features };
   core.interrupts.restore({ mask: snapshot.interruptMask, pendingVectors: snapshot.pendingVectors });
-  core.interrupts.setCoalescing({ threshold: snapshot.features.coalescingThreshold, time: snapshot.features.coalescingTime });
+  core.interrupts.setCoalescing(coalescingOf(snapshot.features));
   core.events.restore(snapshot.events);
   core.smart = { ...snapshot.smart };
   core.errorLog.restore(snapshot.errorLog, snapshot.errorCount);

@@ -1,9 +1,13 @@
 /**
- * Get Features / Set Features for the features this controller has:
- * Volatile Write Cache (06h), Number of Queues (07h), Interrupt Coalescing
- * (08h) and Asynchronous Event Configuration (0Bh). Any other feature is
- * Invalid Field. Nothing is saveable, so SEL=saved reports the default.
+ * Get Features / Set Features for the features this controller has: the
+ * ones the NVMe Base specification makes mandatory (Arbitration 01h, Power
+ * Management 02h, Temperature Threshold 04h, Error Recovery 05h, Number of
+ * Queues 07h, Interrupt Coalescing 08h, Interrupt Vector Configuration
+ * 09h, Write Atomicity Normal 0Ah, Asynchronous Event Configuration 0Bh)
+ * and Volatile Write Cache (06h). Any other feature is Invalid Field.
+ * Nothing is saveable, so SEL=saved reports the default.
  */
+import type { CoalescingSetting } from './interrupts.ts';
 import { FeatureId } from './nvme-defs.ts';
 import { completion, type Completion, OK, Status } from './nvme-status.ts';
 
@@ -16,6 +20,19 @@ export interface FeatureState {
   coalescingThreshold: number;
   coalescingTime: number;
   asyncEventConfig: number;
+  /** Arbitration as set: AB 2:0, LPW 15:8, MPW 23:16, HPW 31:24 (kept; arbitration is round robin, CAP.AMS = 0). */
+  arbitration: number;
+  /** Power Management: WH 7:5 (PS 4:0 is always 0, the one power state). */
+  workloadHint: number;
+  /** Temperature Threshold of the composite temperature, in kelvin: over (THSEL 0) and under (THSEL 1). */
+  overTemperatureThreshold: number;
+  underTemperatureThreshold: number;
+  /** Error Recovery TLER, in 100 ms units (DULBE is not supported). */
+  timeLimitedErrorRecovery: number;
+  /** Write Atomicity Normal DN. */
+  disableNormalAtomicity: boolean;
+  /** Interrupt Vector Configuration: the I/O vectors whose coalescing is disabled (CD), ascending. */
+  coalescingDisabledVectors: readonly number[];
   /**
    * Number of Queues was set since the last controller reset: the
    * allocation then stays as it is until the next one (NVMe Base 2.1,
@@ -25,6 +42,12 @@ export interface FeatureState {
   /** An I/O queue was created since the last controller reset (deleted or not): Number of Queues is then a Command Sequence Error. */
   ioQueuesCreated: boolean;
 }
+
+/** 70 C: the over-temperature threshold a controller starts with (the composite temperature reads 313 K, 40 C). */
+export const DEFAULT_OVER_TEMPERATURE_K = 343;
+/** Temperature Threshold TMPSEL: the composite temperature, and "all sensors" (this controller has no other). */
+const TMPSEL_COMPOSITE = 0x0;
+const TMPSEL_ALL = 0xf;
 
 /** AEC bits we accept: the SMART / Health critical warnings (7:0). */
 const AEC_SUPPORTED = 0xff;
@@ -39,19 +62,70 @@ export function defaultFeatures(maxIoQueues: number): FeatureState {
     coalescingThreshold: 0,
     coalescingTime: 0,
     asyncEventConfig: 0,
+    ...DEFAULT_MORE_FEATURES,
     queuesAllocated: false,
     ioQueuesCreated: false,
   };
 }
 
-export function getFeature(state: FeatureState, maxIoQueues: number, cdw10: number): Completion {
+/** The features of the state's "more features" record (STATE-FORMAT.md). */
+export type MoreFeatures = Pick<FeatureState, 'arbitration' | 'workloadHint' | 'overTemperatureThreshold' | 'underTemperatureThreshold' | 'timeLimitedErrorRecovery' | 'disableNormalAtomicity' | 'coalescingDisabledVectors'>;
+
+export const DEFAULT_MORE_FEATURES: Readonly<MoreFeatures> = Object.freeze({
+  arbitration: 0,
+  workloadHint: 0,
+  overTemperatureThreshold: DEFAULT_OVER_TEMPERATURE_K,
+  underTemperatureThreshold: 0,
+  timeLimitedErrorRecovery: 0,
+  disableNormalAtomicity: false,
+  coalescingDisabledVectors: [],
+});
+
+/** Whether `state` holds any of the more features at a value other than its default (then the state must carry them). */
+export function hasMoreFeatures(state: MoreFeatures): boolean {
+  return (Object.keys(DEFAULT_MORE_FEATURES) as (keyof MoreFeatures)[]).some((key) => JSON.stringify(state[key]) !== JSON.stringify(DEFAULT_MORE_FEATURES[key]));
+}
+
+/** What the interrupt controller needs of the features: Interrupt Coalescing, and the vectors Interrupt Vector Configuration exempts. */
+export function coalescingOf(state: Readonly<FeatureState>): CoalescingSetting {
+  return { threshold: state.coalescingThreshold, time: state.coalescingTime, disabledVectors: state.coalescingDisabledVectors };
+}
+
+/** What the controller is: the bounds of what a feature may be set to. */
+export interface FeatureLimits {
+  readonly maxIoQueues: number;
+  /** MSI-X vectors: Interrupt Vector Configuration's IV must be below it. */
+  readonly vectorCount: number;
+}
+
+export function getFeature(state: FeatureState, limits: FeatureLimits, cdw10: number, cdw11: number): Completion {
   const fid = cdw10 & 0xff;
   const select = (cdw10 >> 8) & 0x7;
   if (!isSupported(fid)) return completion(Status.INVALID_FIELD);
   if (select === 3) return completion(Status.SUCCESS, CAPABILITY_CHANGEABLE);
   if (select > 3) return completion(Status.INVALID_FIELD);
-  const source = select === 0 ? state : defaultFeatures(maxIoQueues);
+  const source = select === 0 ? state : defaultFeatures(limits.maxIoQueues);
+  // Two features name what is read in CDW11: a threshold, a vector.
+  if (fid === FeatureId.TEMPERATURE_THRESHOLD) {
+    const threshold = temperatureSelection(cdw11);
+    if (threshold === undefined) return completion(Status.INVALID_FIELD);
+    const kelvin = threshold === 'over' ? source.overTemperatureThreshold : source.underTemperatureThreshold;
+    return completion(Status.SUCCESS, (kelvin | (cdw11 & 0x3f0000)) >>> 0);
+  }
+  if (fid === FeatureId.INTERRUPT_VECTOR_CONFIGURATION) {
+    const vector = cdw11 & 0xffff;
+    if (vector >= limits.vectorCount) return completion(Status.INVALID_FIELD);
+    return completion(Status.SUCCESS, (vector | (source.coalescingDisabledVectors.includes(vector) ? 1 << 16 : 0)) >>> 0);
+  }
   return completion(Status.SUCCESS, featureValue(source, fid));
+}
+
+/** THSEL 0 is the over-temperature threshold, 1 the under; TMPSEL must name the composite temperature (or all sensors, which is it). */
+function temperatureSelection(cdw11: number): 'over' | 'under' | undefined {
+  const sensor = (cdw11 >>> 16) & 0xf;
+  const kind = (cdw11 >>> 20) & 0x3;
+  if (sensor !== TMPSEL_COMPOSITE && sensor !== TMPSEL_ALL) return undefined;
+  return kind === 0 ? 'over' : kind === 1 ? 'under' : undefined;
 }
 
 /**
@@ -59,7 +133,8 @@ export function getFeature(state: FeatureState, maxIoQueues: number, cdw10: numb
  * queue was created: after a creation it is a Command Sequence Error, and
  * a second Set before one reports the allocation already made.
  */
-export function setFeature(state: FeatureState, maxIoQueues: number, cdw10: number, cdw11: number): Completion {
+export function setFeature(state: FeatureState, limits: FeatureLimits, cdw10: number, cdw11: number): Completion {
+  const { maxIoQueues } = limits;
   const fid = cdw10 & 0xff;
   const save = (cdw10 >>> 31) === 1;
   if (!isSupported(fid)) return completion(Status.INVALID_FIELD);
@@ -88,6 +163,38 @@ export function setFeature(state: FeatureState, maxIoQueues: number, cdw10: numb
       if ((cdw11 & ~AEC_SUPPORTED) !== 0) return completion(Status.INVALID_FIELD);
       state.asyncEventConfig = cdw11 & AEC_SUPPORTED;
       return OK;
+    case FeatureId.ARBITRATION:
+      state.arbitration = (cdw11 & 0xffffff07) >>> 0;
+      return OK;
+    case FeatureId.POWER_MANAGEMENT:
+      // Identify's NPSS is 0: power state 0 is the only one.
+      if ((cdw11 & 0x1f) !== 0) return completion(Status.INVALID_FIELD);
+      state.workloadHint = (cdw11 >> 5) & 0x7;
+      return OK;
+    case FeatureId.TEMPERATURE_THRESHOLD: {
+      const threshold = temperatureSelection(cdw11);
+      if (threshold === undefined) return completion(Status.INVALID_FIELD);
+      if (threshold === 'over') state.overTemperatureThreshold = cdw11 & 0xffff;
+      else state.underTemperatureThreshold = cdw11 & 0xffff;
+      return OK;
+    }
+    case FeatureId.ERROR_RECOVERY:
+      // DULBE needs a namespace that reports deallocated blocks as errors (NSFEAT bit 2); none does.
+      if ((cdw11 & (1 << 16)) !== 0) return completion(Status.INVALID_FIELD);
+      state.timeLimitedErrorRecovery = cdw11 & 0xffff;
+      return OK;
+    case FeatureId.INTERRUPT_VECTOR_CONFIGURATION: {
+      const vector = cdw11 & 0xffff;
+      const disable = (cdw11 & (1 << 16)) !== 0;
+      // Coalescing never applies to the admin queue's vector 0, so CD cannot be cleared there.
+      if (vector >= limits.vectorCount || (vector === 0 && !disable)) return completion(Status.INVALID_FIELD);
+      const others = state.coalescingDisabledVectors.filter((v) => v !== vector);
+      state.coalescingDisabledVectors = (disable ? [...others, vector] : others).sort((a, b) => a - b);
+      return OK;
+    }
+    case FeatureId.WRITE_ATOMICITY_NORMAL:
+      state.disableNormalAtomicity = (cdw11 & 1) === 1;
+      return OK;
     default:
       return completion(Status.INVALID_FIELD);
   }
@@ -108,6 +215,14 @@ function featureValue(state: FeatureState, fid: number): number {
       return state.volatileWriteCache ? 1 : 0;
     case FeatureId.INTERRUPT_COALESCING:
       return state.coalescingThreshold | (state.coalescingTime << 8);
+    case FeatureId.ARBITRATION:
+      return state.arbitration;
+    case FeatureId.POWER_MANAGEMENT:
+      return state.workloadHint << 5;
+    case FeatureId.ERROR_RECOVERY:
+      return state.timeLimitedErrorRecovery;
+    case FeatureId.WRITE_ATOMICITY_NORMAL:
+      return state.disableNormalAtomicity ? 1 : 0;
     default:
       return state.asyncEventConfig;
   }

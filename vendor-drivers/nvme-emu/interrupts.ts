@@ -18,6 +18,8 @@ export interface CoalescingSetting {
   readonly threshold: number;
   /** Aggregation time, in 100 us units. */
   readonly time: number;
+  /** Vectors whose coalescing is disabled (Interrupt Vector Configuration CD): each entry raises them at once. */
+  readonly disabledVectors: readonly number[];
 }
 
 export interface InterruptSnapshot {
@@ -35,7 +37,7 @@ export class InterruptController {
   #mask = 0;
   #held = false;
   #flushQueued = false;
-  #coalescing: CoalescingSetting = { threshold: 0, time: 0 };
+  #coalescing: CoalescingSetting = { threshold: 0, time: 0, disabledVectors: [] };
 
   constructor(vectorCount: number, clock: ServiceClock) {
     this.#clock = clock;
@@ -62,8 +64,8 @@ export class InterruptController {
 
   /** An entry was posted to a CQ with interrupts enabled. */
   entryPosted(vector: number, adminQueue: boolean): void {
-    const { threshold, time } = this.#coalescing;
-    if (adminQueue || threshold === 0 || time === 0) {
+    const { threshold, time, disabledVectors } = this.#coalescing;
+    if (adminQueue || threshold === 0 || time === 0 || disabledVectors.includes(vector)) {
       this.#request(vector);
       return;
     }
@@ -110,7 +112,7 @@ export class InterruptController {
     this.#aggregated.fill(0);
     for (const timer of this.#timers.values()) timer.cancel();
     this.#timers.clear();
-    this.#coalescing = { threshold: 0, time: 0 };
+    this.#coalescing = { threshold: 0, time: 0, disabledVectors: [] };
   }
 
   snapshot(): InterruptSnapshot {

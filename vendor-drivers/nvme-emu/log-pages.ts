@@ -67,11 +67,17 @@ export class ErrorLog {
   }
 }
 
-export function smartLogPage(counters: SmartCounters, errorCount: number): Uint8Array {
+/** The composite temperature the controller reports, in kelvin (40 C): a software device does not warm up. */
+export const COMPOSITE_TEMPERATURE_K = 313;
+/** SMART critical warning bit 1: a temperature is above an over-temperature threshold or below an under-temperature one. */
+const TEMPERATURE_WARNING = 1 << 1;
+
+export function smartLogPage(counters: SmartCounters, errorCount: number, thresholds: { readonly overTemperatureThreshold: number; readonly underTemperatureThreshold: number }): Uint8Array {
   const page = new Uint8Array(SMART_LOG_BYTES);
   const dv = view(page);
-  page[0] = 0; // critical warning: none
-  dv.setUint16(1, 313, true); // composite temperature, kelvin (40 C)
+  const outOfRange = COMPOSITE_TEMPERATURE_K > thresholds.overTemperatureThreshold || COMPOSITE_TEMPERATURE_K < thresholds.underTemperatureThreshold;
+  page[0] = outOfRange ? TEMPERATURE_WARNING : 0; // critical warning
+  dv.setUint16(1, COMPOSITE_TEMPERATURE_K, true); // composite temperature
   page[3] = 100; // available spare, percent
   page[4] = 10; // available spare threshold
   page[5] = 0; // percentage used

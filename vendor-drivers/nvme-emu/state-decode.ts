@@ -4,6 +4,7 @@
  * presence of every record. Whether the values make sense for a given VF is
  * state-validate.ts's job. Nothing here touches a controller.
  */
+import { DEFAULT_MORE_FEATURES } from './features.ts';
 import { crc32c } from '@node-rs/crc32';
 import { ByteReader, corrupt } from './byte-cursor.ts';
 import type { ControllerSnapshot } from './controller-snapshot.ts';
@@ -11,6 +12,7 @@ import { type ImageKind, incompatible, readHeader, readIoQueues, requireKind, ty
 import {
   HEADER_BYTES,
   isOptionalTag,
+  mayBeAbsent,
   RECORD_HEADER_BYTES,
   RECORD_NAMES,
   RECORD_VERSION,
@@ -82,7 +84,7 @@ function readVendorRecords(payload: Uint8Array, section: Section): VendorRecords
   }
   r.expectEnd();
   for (const [tag, name] of Object.entries(RECORD_NAMES)) {
-    if (!seen.has(Number(tag)) && !isOptionalTag(Number(tag))) throw corrupt(`vendor section lacks the ${name} record`);
+    if (!seen.has(Number(tag)) && !mayBeAbsent(Number(tag))) throw corrupt(`vendor section lacks the ${name} record`);
   }
   return into as VendorRecords;
 }
@@ -104,7 +106,7 @@ function assemble(queues: StandardQueues, v: VendorRecords): ControllerSnapshot 
     ioSqs,
     ioCqs,
     // A state written before the queue allocation record: nothing set, and created if any I/O queue is there now.
-    features: { ...v.features, ...(v.queueAllocation ?? { queuesAllocated: false, ioQueuesCreated: queues.sqs.length + queues.cqs.length > 0 }) },
+    features: { ...v.features, ...(v.moreFeatures ?? DEFAULT_MORE_FEATURES), ...(v.queueAllocation ?? { queuesAllocated: false, ioQueuesCreated: queues.sqs.length + queues.cqs.length > 0 }) },
     vectorCount: v.interrupts.vectorCount,
     pendingVectors: v.interrupts.pending,
     events: v.events,

@@ -2,6 +2,7 @@
 import { crc32c } from '@node-rs/crc32';
 import { putHex, putNulPadded } from './bytes.ts';
 import { ByteWriter } from './byte-cursor.ts';
+import { hasMoreFeatures } from './features.ts';
 import type { ControllerSnapshot } from './controller-snapshot.ts';
 import { encodeErrorEntry, ERROR_ENTRY_BYTES } from './log-pages.ts';
 import { encodeIoQueues, writeHeader } from './nvme-controller-state.ts';
@@ -41,6 +42,7 @@ function encodeVendorSection(s: ControllerSnapshot): Uint8Array {
     [RecordTag.ADMIN_QUEUES, (b) => adminQueues(b, s)],
     [RecordTag.IO_QUEUE_LATCHES, (b) => ioQueueLatches(b, s)],
     [RecordTag.FEATURES, (b) => features(b, s)],
+    ...(hasMoreFeatures(s.features) ? [[RecordTag.MORE_FEATURES, (b: ByteWriter) => moreFeatures(b, s)] as [number, (body: ByteWriter) => void]] : []),
     [RecordTag.QUEUE_ALLOCATION, (b) => queueAllocation(b, s)],
     [RecordTag.INTERRUPTS, (b) => interrupts(b, s)],
     [RecordTag.ASYNC_EVENTS, (b) => asyncEvents(b, s)],
@@ -87,6 +89,14 @@ function features(w: ByteWriter, s: ControllerSnapshot): void {
   const f = s.features;
   w.u16(f.nsqa).u16(f.ncqa).u8(f.volatileWriteCache ? 1 : 0).u8(f.coalescingThreshold).u8(f.coalescingTime).u8(0);
   w.u32(f.asyncEventConfig);
+}
+
+function moreFeatures(w: ByteWriter, s: ControllerSnapshot): void {
+  const f = s.features;
+  w.u32(f.arbitration).u8(f.workloadHint).u8(f.disableNormalAtomicity ? 1 : 0).u16(f.coalescingDisabledVectors.length);
+  w.u16(f.overTemperatureThreshold).u16(f.underTemperatureThreshold).u16(f.timeLimitedErrorRecovery).u16(0);
+  for (const vector of f.coalescingDisabledVectors) w.u16(vector);
+  w.padTo(4);
 }
 
 /** Bit 0: Number of Queues was set since the last reset; bit 1: an I/O queue was created since then. */

@@ -59,6 +59,12 @@ export const RecordTag = {
   SMART: 0x0007,
   ERROR_LOG: 0x0008,
   IDENTITY: 0x0009,
+  /**
+   * Mandatory, but written only when one of its values is not the default:
+   * the features added in 2026-12. A reader from before refuses a state that
+   * carries one (it would lose the guest's setting), and takes one that does not.
+   */
+  MORE_FEATURES: 0x000a,
   /** Optional (an older reader skips it): how Number of Queues stands since the last controller reset. */
   QUEUE_ALLOCATION: 0x8001,
   /** Last record: CRC-32C of every payload byte before its value. */
@@ -72,6 +78,11 @@ export const RecordTag = {
  * as incompatible. (PNG marks its ancillary chunks with a bit the same way.)
  */
 export const OPTIONAL_TAG_BIT = 0x8000;
+
+/** Records a state may lack: the optional ones, and those written only when they hold something other than the defaults. */
+export function mayBeAbsent(tag: number): boolean {
+  return isOptionalTag(tag) || tag === RecordTag.MORE_FEATURES;
+}
 
 export function isOptionalTag(tag: number): boolean {
   return (tag & OPTIONAL_TAG_BIT) !== 0 && tag !== RecordTag.SEAL;
@@ -87,6 +98,7 @@ export const RECORD_NAMES: Readonly<Record<number, string>> = {
   [RecordTag.SMART]: 'SMART counters',
   [RecordTag.ERROR_LOG]: 'error log',
   [RecordTag.IDENTITY]: 'identity',
+  [RecordTag.MORE_FEATURES]: 'more features',
   [RecordTag.QUEUE_ALLOCATION]: 'queue allocation',
   [RecordTag.SEAL]: 'seal',
 };

@@ -8,7 +8,7 @@ import type { AsyncEvent, EventMask } from './async-events.ts';
 import type { ControllerProfile, NamespaceProfile } from './controller-profile.ts';
 import type { CqSnapshot, SqSnapshot } from './controller-snapshot.ts';
 import type { RegisterFile } from './controller-core.ts';
-import type { FeatureState } from './features.ts';
+import type { FeatureState, MoreFeatures } from './features.ts';
 import { decodeErrorEntry, ERROR_ENTRY_BYTES, type ErrorLogEntry, type SmartCounters } from './log-pages.ts';
 import { FIRMWARE_BYTES, MODEL_BYTES, RecordTag, SERIAL_BYTES, SUBNQN_BYTES } from './state-format.ts';
 
@@ -27,7 +27,9 @@ export interface VendorRecords {
   adminQueues: AdminQueues;
   latches: { sqs: Latch[]; cqs: Latch[] };
   /** The features record; `queuesAllocated` and `ioQueuesCreated` come from the optional queue allocation record. */
-  features: Omit<FeatureState, 'queuesAllocated' | 'ioQueuesCreated'>;
+  features: Omit<FeatureState, keyof MoreFeatures | 'queuesAllocated' | 'ioQueuesCreated'>;
+  /** Absent when they are all the defaults. */
+  moreFeatures?: MoreFeatures;
   /** Absent in a state written before 2026-12. */
   queueAllocation?: { queuesAllocated: boolean; ioQueuesCreated: boolean };
   interrupts: { vectorCount: number; pending: number[] };
@@ -103,6 +105,20 @@ export const RECORD_READERS: Readonly<Record<number, RecordReader>> = {
     const asyncEventConfig = r.u32('AEC');
     if (vwc > 1) throw corrupt(`features: VWC ${vwc}`);
     into.features = { nsqa, ncqa, volatileWriteCache: vwc === 1, coalescingThreshold, coalescingTime, asyncEventConfig };
+  },
+  [RecordTag.MORE_FEATURES]: (r, into) => {
+    const arbitration = r.u32('arbitration');
+    const workloadHint = r.u8('workload hint');
+    const dn = r.u8('write atomicity DN');
+    const vectorCount = r.u16('coalescing-disabled vector count');
+    const overTemperatureThreshold = r.u16('over-temperature threshold');
+    const underTemperatureThreshold = r.u16('under-temperature threshold');
+    const timeLimitedErrorRecovery = r.u16('TLER');
+    r.reserved(2, 'bytes 14..15');
+    const coalescingDisabledVectors = Array.from({ length: vectorCount }, (_, i) => r.u16(`coalescing-disabled vector ${i}`));
+    r.skipPadding(4, 'coalescing-disabled vectors padding');
+    if (workloadHint > 7 || dn > 1 || (arbitration & 0xf8) !== 0) throw corrupt(`more features: arbitration 0x${arbitration.toString(16)}, workload hint ${workloadHint}, DN ${dn}`);
+    into.moreFeatures = { arbitration, workloadHint, disableNormalAtomicity: dn === 1, overTemperatureThreshold, underTemperatureThreshold, timeLimitedErrorRecovery, coalescingDisabledVectors };
   },
   [RecordTag.QUEUE_ALLOCATION]: (r, into) => {
     const flags = r.u8('flags');
