@@ -47,8 +47,14 @@ export async function startDriver(options: NvmeEmuOptions = {}, dataDir?: string
 /** A fixture whose guest has enabled the controller and created I/O queue pair 1. */
 export async function startWithIoQueue(options: NvmeEmuOptions = {}, dataDir?: string): Promise<Fixture> {
   const fixture = await startDriver(options, dataDir);
-  await fixture.guest.enable();
-  await fixture.guest.createIoPair(1);
+  try {
+    await fixture.guest.enable();
+    await fixture.guest.createIoPair(1);
+  } catch (error) {
+    // The caller never gets the fixture to tear down: its driver and files go here.
+    await fixture.close();
+    throw error;
+  }
   return fixture;
 }
 
