@@ -19,7 +19,7 @@ import {
   PCI_VENDOR_ID,
 } from './nvme-defs.ts';
 import { Status } from './nvme-status.ts';
-import { maxNsid, nsidKind } from './nsid.ts';
+import { absentNsidKind, maxNsid } from './nsid.ts';
 
 export const IDENTIFY_BYTES = 4096;
 
@@ -50,8 +50,7 @@ export function identify(profile: ControllerProfile, cns: number, nsid: number):
 function withNamespace(profile: ControllerProfile, nsid: number, build: (ns: NamespaceProfile) => Uint8Array, inactive: 'zeroes' | 'refused'): IdentifyResult {
   const ns = profile.namespaces.find((candidate) => candidate.nsid === nsid);
   if (ns) return { ok: true, data: build(ns) };
-  const kind = nsidKind(nsid, () => false, maxNsid(profile));
-  if (kind !== 'inactive') return { ok: false, status: Status.INVALID_NAMESPACE };
+  if (absentNsidKind(nsid, maxNsid(profile)) !== 'inactive') return { ok: false, status: Status.INVALID_NAMESPACE };
   return inactive === 'zeroes' ? { ok: true, data: new Uint8Array(IDENTIFY_BYTES) } : { ok: false, status: Status.INVALID_FIELD };
 }
 

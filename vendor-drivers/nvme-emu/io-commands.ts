@@ -8,7 +8,7 @@
  */
 import type { ControllerCore } from './controller-core.ts';
 import type { NamespaceStore } from './namespace-store.ts';
-import { notActiveStatus, nsidKind } from './nsid.ts';
+import { noActiveNamespaceStatus } from './nsid.ts';
 import { DSM_RANGE_BYTES, IoOpcode, MAX_TRANSFER_BYTES, NSID_BROADCAST } from './nvme-defs.ts';
 import { completion, type Completion, OK, Status } from './nvme-status.ts';
 import { gatherFromGuest, planPrpTransfer, scatterToGuest } from './prp.ts';
@@ -52,10 +52,7 @@ interface BlockRange {
 
 /** The command's one active namespace, or the completion its NSID gets (no command here but Flush takes the broadcast NSID). */
 function activeNamespace(ctx: IoContext, sqe: Sqe): NamespaceStore | Completion {
-  const ns = ctx.core.namespaces.get(sqe.nsid);
-  if (ns) return ns;
-  const kind = nsidKind(sqe.nsid, (nsid) => ctx.core.namespaces.has(nsid), ctx.core.nn);
-  return completion(kind === 'active' ? Status.INVALID_NAMESPACE : notActiveStatus(kind));
+  return ctx.core.namespaces.get(sqe.nsid) ?? completion(noActiveNamespaceStatus(sqe.nsid, ctx.core.nn));
 }
 
 /** NSID, SLBA (CDW10/11) and NLB (CDW12 15:0, 0's based) checked against the namespace. */

@@ -16,16 +16,18 @@ export function maxNsid(profile: ControllerProfile): number {
   return Math.max(...profile.namespaces.map((ns) => ns.nsid));
 }
 
-export type NsidKind = 'active' | 'inactive' | 'broadcast' | 'invalid';
-
-/** `nn` is Identify Controller's NN: the largest valid NSID. */
-export function nsidKind(nsid: number, active: (nsid: number) => boolean, nn: number): NsidKind {
+/**
+ * What an NSID that names no attached namespace is: the broadcast value,
+ * an invalid NSID (0, or above `nn`, Identify Controller's NN), or else a
+ * valid but inactive one. Callers ask once their lookup found nothing.
+ */
+export function absentNsidKind(nsid: number, nn: number): 'inactive' | 'broadcast' | 'invalid' {
   if (nsid === NSID_BROADCAST) return 'broadcast';
   if (nsid === 0 || nsid > nn) return 'invalid';
-  return active(nsid) ? 'active' : 'inactive';
+  return 'inactive';
 }
 
-/** The status of a command that needs one active namespace and got `kind` instead. */
-export function notActiveStatus(kind: Exclude<NsidKind, 'active'>): number {
-  return kind === 'invalid' ? Status.INVALID_NAMESPACE : Status.INVALID_FIELD;
+/** The status of a command that needs one active namespace and names none: Invalid Namespace only for an invalid NSID. */
+export function noActiveNamespaceStatus(nsid: number, nn: number): number {
+  return absentNsidKind(nsid, nn) === 'invalid' ? Status.INVALID_NAMESPACE : Status.INVALID_FIELD;
 }

@@ -4,10 +4,10 @@
  * presence of every record. Whether the values make sense for a given VF is
  * state-validate.ts's job. Nothing here touches a controller.
  */
-import { DEFAULT_MORE_FEATURES } from './features.ts';
 import { crc32c } from '@node-rs/crc32';
 import { ByteReader, corrupt } from './byte-cursor.ts';
 import type { ControllerSnapshot } from './controller-snapshot.ts';
+import { DEFAULT_MORE_FEATURES } from './features.ts';
 import { type ImageKind, incompatible, readHeader, readIoQueues, requireKind, type Section, type StandardQueues } from './nvme-controller-state.ts';
 import {
   HEADER_BYTES,

@@ -2,8 +2,8 @@
 import { crc32c } from '@node-rs/crc32';
 import { putHex, putNulPadded } from './bytes.ts';
 import { ByteWriter } from './byte-cursor.ts';
-import { hasMoreFeatures } from './features.ts';
 import type { ControllerSnapshot } from './controller-snapshot.ts';
+import { hasMoreFeatures } from './features.ts';
 import { encodeErrorEntry, ERROR_ENTRY_BYTES } from './log-pages.ts';
 import { encodeIoQueues, writeHeader } from './nvme-controller-state.ts';
 import {
@@ -37,12 +37,14 @@ export function encodeState(s: ControllerSnapshot, suspended = true): Uint8Array
 
 function encodeVendorSection(s: ControllerSnapshot): Uint8Array {
   const w = new ByteWriter();
+  const moreFeaturesRecord: [number, (body: ByteWriter) => void] = [RecordTag.MORE_FEATURES, (b) => moreFeatures(b, s)];
   const records: [number, (body: ByteWriter) => void][] = [
     [RecordTag.REGISTERS, (b) => registers(b, s)],
     [RecordTag.ADMIN_QUEUES, (b) => adminQueues(b, s)],
     [RecordTag.IO_QUEUE_LATCHES, (b) => ioQueueLatches(b, s)],
     [RecordTag.FEATURES, (b) => features(b, s)],
-    ...(hasMoreFeatures(s.features) ? [[RecordTag.MORE_FEATURES, (b: ByteWriter) => moreFeatures(b, s)] as [number, (body: ByteWriter) => void]] : []),
+    // Only when a value is not its default: a reader from before the record still takes every state that does not need it.
+    ...(hasMoreFeatures(s.features) ? [moreFeaturesRecord] : []),
     [RecordTag.QUEUE_ALLOCATION, (b) => queueAllocation(b, s)],
     [RecordTag.INTERRUPTS, (b) => interrupts(b, s)],
     [RecordTag.ASYNC_EVENTS, (b) => asyncEvents(b, s)],
